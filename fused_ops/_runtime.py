@@ -1,0 +1,62 @@
+"""Runtime detection: is Triton importable, is the interpreter on, may a tensor go to a Triton kernel.
+
+Nothing here imports project code. Triton is optional: without it every op uses its PyTorch reference.
+``TRITON_INTERPRET=1`` must be set before ``import triton`` for the interpreter to take effect; the tests do that
+in their conftest.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+try:  # pragma: no cover - depends on the environment
+    import triton  # noqa: F401
+    import triton.language as tl  # noqa: F401
+
+    HAS_TRITON = True
+    TRITON_VERSION = triton.__version__
+except Exception:  # ImportError, or a broken install
+    triton = None
+    tl = None
+    HAS_TRITON = False
+    TRITON_VERSION = None
+
+_FORCE_REFERENCE = False
+
+
+def interpreting() -> bool:
+    """True when Triton runs kernels through its CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
+
+
+def set_force_reference(flag: bool) -> bool:
+    """Route every op to its PyTorch reference (debugging / A-B checks). Returns the previous value."""
+    global _FORCE_REFERENCE
+    prev, _FORCE_REFERENCE = _FORCE_REFERENCE, bool(flag)
+    return prev
+
+
+def triton_ok(*tensors: torch.Tensor) -> bool:
+    """May these tensors be handed to a Triton kernel?
+
+    CUDA tensors: yes when Triton is installed. CPU tensors: only under the interpreter (tests).
+    Autograd-tracked inputs go to the reference (the kernels are forward-only).
+    """
+    if not HAS_TRITON or _FORCE_REFERENCE:
+        return False
+    for t in tensors:
+        if t is None:
+            continue
+        if t.requires_grad and torch.is_grad_enabled():
+            return False
+        if t.is_cuda:
+            continue
+        if t.device.type == "cpu" and interpreting():
+            continue
+        return False
+    return True
+
+
+def next_pow2(n: int) -> int:
+    return 1 << max(0, (int(n) - 1).bit_length())

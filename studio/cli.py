@@ -1,0 +1,199 @@
+"""`studio` command line. Every failure the user can fix prints one line `error: ...` and exits non-zero."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .errors import RequestError, StudioError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="diffusion-studio: generate and edit media; every output is watermarked and C2PA-signed.")
+
+EXIT_BAD_REQUEST = 2
+EXIT_FAILED = 1
+_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+def _fail(message: str, code: int = EXIT_BAD_REQUEST) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="What to draw."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.webp) or directory."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name, hub id, folder or .safetensors."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed; image i of a batch uses seed+i."),
+    steps: Optional[int] = typer.Option(None, "--steps"),
+    width: Optional[int] = typer.Option(None, "--width", "-W"),
+    height: Optional[int] = typer.Option(None, "--height", "-H"),
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="e.g. 'Euler a', 'DPM++ 2M Karras' (see `studio samplers`)."),
+    guidance: Optional[float] = typer.Option(None, "--guidance", "--cfg"),
+    negative: str = typer.Option("", "--negative", help="Negative prompt."),
+    lora: List[str] = typer.Option([], "--lora", help="PATH[:WEIGHT], repeatable."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Init image: img2img, or the image to inpaint/outpaint."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="img2img/inpaint strength in [0, 1]."),
+    mask: Optional[Path] = typer.Option(None, "--mask", help="Inpaint mask (white = repaint), same size as --init."),
+    outpaint: Optional[str] = typer.Option(None, "--outpaint", help="LEFT,TOP,RIGHT,BOTTOM pixels to add."),
+    batch: int = typer.Option(1, "--batch", help="Number of images (seeds seed..seed+N-1)."),
+    accelerate: str = typer.Option("off", "--accelerate", help="off | safe | max (fused GPU kernels)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: automatic)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | fp16 | bf16 (default: automatic)."),
+    offload: Optional[str] = typer.Option(None, "--offload", help="model | sequential (CUDA)."),
+    vae_tiling: bool = typer.Option(False, "--vae-tiling"),
+    vae_slicing: bool = typer.Option(False, "--vae-slicing"),
+    attention_slicing: bool = typer.Option(False, "--attention-slicing"),
+    allow_unsafe_pickle: bool = typer.Option(False, "--allow-unsafe-pickle",
+                                             help="Allow .ckpt/.bin/.pt checkpoints (pickle can run code)."),
+) -> None:
+    """Generate (or, with --init/--mask/--outpaint, edit) images; outputs are sealed."""
+    from .schema import GenerationRequest, LoraRef, Outpaint
+
+    fmt = _FORMATS.get(out.suffix.lower(), "png")
+    try:
+        request = GenerationRequest.build(
+            prompt=prompt, negative_prompt=negative, model=model, seed=seed, steps=steps, width=width,
+            height=height, sampler=sampler, guidance=guidance, batch=batch,
+            loras=[LoraRef.parse(item) for item in lora],
+            init_image=str(init) if init else None, strength=strength, mask=str(mask) if mask else None,
+            outpaint=Outpaint.parse(outpaint) if outpaint else None, output_format=fmt, accelerate=accelerate,
+            device=device, dtype=dtype,
+            memory={"offload": offload, "vae_tiling": vae_tiling, "vae_slicing": vae_slicing,
+                    "attention_slicing": attention_slicing},
+        )
+    except (RequestError, ValueError) as exc:
+        _fail(str(exc))
+    from .engine import default_studio
+
+    with _progress_bar() as bar:
+        task = bar.add_task("loading model", total=None)
+
+        def on_step(step: int, total: int) -> None:
+            bar.update(task, description="denoising", completed=step, total=total)
+
+        try:
+            result = default_studio().generate(request, out=out, progress=on_step,
+                                               allow_pickle=allow_unsafe_pickle)
+        except RequestError as exc:
+            _fail(str(exc))
+        except StudioError as exc:
+            _fail(str(exc), EXIT_FAILED)
+    for o in result.outputs:
+        typer.echo(f"{o.path}  seed={o.record.seed}  sha256={o.record.sha256[:16]}  "
+                   f"watermark={o.record.watermark_id or o.record.watermark_status}")
+    typer.echo(f"{len(result.outputs)} image(s) in {result.record.elapsed_s:.1f}s "
+               f"({result.record.model_name}, {result.record.sampler}, {result.record.request.steps} steps)")
+
+
+@app.command()
+def models(
+    add: Optional[str] = typer.Option(None, "--add", help="Register NAME=SOURCE (hub id, folder or file)."),
+    family: Optional[str] = typer.Option(None, "--family", help="With --add: sd1|sd2|sdxl|sd3|flux|other."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List registered models and whether each is available locally (or add one)."""
+    from .registry import Registry
+
+    try:
+        registry = Registry()
+        if add:
+            name, sep, source = add.partition("=")
+            if not sep or not name or not source:
+                _fail("--add takes NAME=SOURCE")
+            registry.add(name, source, family)
+    except StudioError as exc:
+        _fail(str(exc))
+    rows = [{"name": e.name, "source": e.source, "family": e.family or "auto", "available": e.available_locally(),
+             "origin": e.origin, "description": e.description} for e in registry.entries.values()]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("name", "family", "local", "source", "description")
+    for r in rows:
+        table.add_row(r["name"], r["family"], "yes" if r["available"] else "no", r["source"], r["description"])
+    Console().print(table)
+
+
+@app.command()
+def samplers() -> None:
+    """List the sampler catalog."""
+    import schedulers
+
+    for name, spec in schedulers.SAMPLERS.items():
+        typer.echo(f"{name:<22} {spec.kind:<5} {spec.description}")
+
+
+@app.command()
+def info(file: Path = typer.Argument(..., exists=False), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Print the generation parameters recorded in a studio output."""
+    from .metadata import read_info
+
+    if not file.is_file():
+        _fail(f"{file} does not exist or is not a file", 3)
+    data = read_info(file)
+    if data is None:
+        _fail(f"{file}: no diffusion-studio parameters found", 2)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    if data.get("_parameters"):
+        typer.echo(data["_parameters"])
+    req = data.get("request", {})
+    typer.echo(f"model: {data.get('model_name')} ({data.get('model_family')}, hash {str(data.get('model_hash'))[:12]})")
+    typer.echo(f"mode: {data.get('mode')}  seed: {data.get('seed')}  sampler: {data.get('sampler')}  "
+               f"steps: {req.get('steps')}  size: {req.get('width')}x{req.get('height')}")
+    versions = data.get("versions", {})
+    typer.echo("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+
+
+@app.command()
+def verify(file: Path = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Check C2PA credentials and the invisible watermark. Exit 0 valid, 1 invalid/tampered, 2 none, 3 unreadable."""
+    import safety
+
+    from .writer import safety_config
+
+    report = safety.verify(file, config=safety_config())
+    typer.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.render())
+    raise typer.Exit(report.exit_code)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        # Without standalone mode click returns the code of typer.Exit instead of raising it.
+        code = app(args=argv, prog_name="studio", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except typer.Exit as exc:
+        return exc.exit_code
+    except SystemExit as exc:  # pragma: no cover
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # click usage errors and anything unexpected: one line, non-zero
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

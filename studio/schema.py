@@ -1,0 +1,221 @@
+"""One request/result schema for every modality and every front door (API, CLI, batch files, UI, manifests).
+
+Only images are generated today; `modality` is already part of the schema so that video and music requests
+extend it instead of forking it.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import RequestError
+
+Modality = Literal["image"]
+ImageFormat = Literal["png", "jpeg", "webp"]
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
+MAX_SIDE = 4096
+MAX_BATCH = 64
+
+
+def _multiple_of_8(name: str, value: Optional[int]) -> Optional[int]:
+    if value is None:
+        return value
+    if value % 8:
+        raise ValueError(f"{name} {value} is not a multiple of 8 (try {max(8, round(value / 8) * 8)})")
+    return value
+
+
+class LoraRef(BaseModel):
+    """A LoRA file and the weight it is applied with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    path: str = Field(min_length=1)
+    weight: float = Field(default=1.0, ge=-4.0, le=4.0)
+
+    @classmethod
+    def parse(cls, text: str) -> "LoraRef":
+        """Parse the CLI form `PATH[:WEIGHT]`."""
+        path, sep, weight = text.rpartition(":")
+        if not sep or not path:
+            return cls(path=text)
+        try:
+            return cls(path=path, weight=float(weight))
+        except ValueError:
+            # A colon that is part of the path (C:\...) rather than a weight.
+            return cls(path=text)
+
+
+class Outpaint(BaseModel):
+    """Pixels to add on each side of the init image; each a multiple of 8."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    left: int = Field(default=0, ge=0, le=2048)
+    top: int = Field(default=0, ge=0, le=2048)
+    right: int = Field(default=0, ge=0, le=2048)
+    bottom: int = Field(default=0, ge=0, le=2048)
+
+    @field_validator("left", "top", "right", "bottom")
+    @classmethod
+    def _eight(cls, v: int, info) -> int:
+        return _multiple_of_8(f"outpaint {info.field_name} margin", v)
+
+    @model_validator(mode="after")
+    def _some_side(self) -> "Outpaint":
+        if not any(self.as_tuple()):
+            raise ValueError("outpaint needs at least one side > 0")
+        return self
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (self.left, self.top, self.right, self.bottom)
+
+    @classmethod
+    def parse(cls, text: str) -> "Outpaint":
+        """Parse the CLI form `LEFT,TOP,RIGHT,BOTTOM`."""
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 4:
+            raise RequestError(f"outpaint must be LEFT,TOP,RIGHT,BOTTOM (4 numbers), got {text!r}")
+        try:
+            left, top, right, bottom = (int(p) for p in parts)
+        except ValueError:
+            raise RequestError(f"outpaint margins must be integers, got {text!r}") from None
+        return cls(left=left, top=top, right=right, bottom=bottom)
+
+
+class MemoryOptions(BaseModel):
+    """Trade speed for memory: offloading (CUDA only), VAE tiling/slicing, attention slicing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    offload: Optional[Literal["model", "sequential"]] = None
+    vae_tiling: bool = False
+    vae_slicing: bool = False
+    attention_slicing: bool = False
+
+
+class GenerationRequest(BaseModel):
+    """Everything that determines an output. Fields left None are resolved from the model's defaults and
+    recorded resolved, so a stored request replays to the same pixels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    modality: Modality = "image"
+    prompt: str = Field(min_length=1, max_length=4000)
+    negative_prompt: str = Field(default="", max_length=4000)
+    model: Optional[str] = None
+    width: Optional[int] = Field(default=None, ge=64, le=MAX_SIDE)
+    height: Optional[int] = Field(default=None, ge=64, le=MAX_SIDE)
+    steps: Optional[int] = Field(default=None, gt=0, le=1000)
+    guidance: Optional[float] = Field(default=None, ge=0.0, le=50.0)
+    sampler: Optional[str] = None
+    seed: Optional[int] = Field(default=None, ge=0, lt=2**63)
+    batch: int = Field(default=1, ge=1, le=MAX_BATCH)
+    loras: list[LoraRef] = Field(default_factory=list)
+    init_image: Optional[str] = None
+    strength: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    mask: Optional[str] = None
+    outpaint: Optional[Outpaint] = None
+    memory: MemoryOptions = Field(default_factory=MemoryOptions)
+    output_format: ImageFormat = "png"
+    accelerate: Literal["off", "safe", "max"] = "off"
+    device: Optional[str] = None
+    dtype: Optional[Literal["fp32", "fp16", "bf16"]] = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("prompt is empty")
+        return v
+
+    @field_validator("width", "height")
+    @classmethod
+    def _size(cls, v: Optional[int], info) -> Optional[int]:
+        return _multiple_of_8(info.field_name, v)
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        from schedulers import resolve_sampler
+
+        return resolve_sampler(v)  # UnknownSampler is a ValueError: pydantic reports its message
+
+    @model_validator(mode="after")
+    def _edit_inputs(self) -> "GenerationRequest":
+        if self.mask and not self.init_image:
+            raise ValueError("mask given without init_image: inpainting needs the image to paint into")
+        if self.outpaint and not self.init_image:
+            raise ValueError("outpaint given without init_image: outpainting extends an existing image")
+        if self.outpaint and self.mask:
+            raise ValueError("outpaint and mask are exclusive: outpainting makes its own mask of the new border")
+        if self.strength is not None and not self.init_image:
+            raise ValueError("strength given without init_image: strength applies to img2img/inpaint")
+        return self
+
+    @property
+    def mode(self) -> Mode:
+        if self.outpaint:
+            return "outpaint"
+        if self.mask:
+            return "inpaint"
+        if self.init_image:
+            return "img2img"
+        return "txt2img"
+
+    @classmethod
+    def build(cls, **fields: Any) -> "GenerationRequest":
+        """Validate and raise `RequestError` with one readable line instead of pydantic's report."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise RequestError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        msg = err.get("msg", "invalid")
+        msg = msg.removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown field"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "invalid request: " + "; ".join(parts)
+
+
+class OutputRecord(BaseModel):
+    """One delivered (sealed) file: what it is, where it is, and what made it."""
+
+    model_config = ConfigDict(extra="forbid")
+    index: int
+    seed: int
+    format: ImageFormat
+    sha256: str
+    size_bytes: int
+    path: Optional[str] = None
+    width: int
+    height: int
+    watermark_id: Optional[str] = None
+    watermark_status: str = "unknown"
+
+
+class GenerationRecord(BaseModel):
+    """The resolved request plus everything needed to reproduce and attribute it; stored in PNG text chunks,
+    in the C2PA generation assertion, and (later) in batch manifests."""
+
+    model_config = ConfigDict(extra="forbid")
+    request: GenerationRequest
+    mode: Mode
+    model_name: str
+    model_source: str
+    model_family: str
+    model_hash: str
+    lora_hashes: list[str] = Field(default_factory=list)
+    sampler: str
+    device: str
+    dtype: str
+    versions: dict[str, str]
+    elapsed_s: float
+    input_hashes: dict[str, str] = Field(default_factory=dict)
+    outputs: list[OutputRecord] = Field(default_factory=list)

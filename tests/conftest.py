@@ -1,0 +1,35 @@
+"""Suite-wide isolation: no network, no hub, and a throw-away studio home (keys, ledger, models.toml)."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _studio_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("studio-home")
+    old = os.environ.get("DIFFUSION_STUDIO_HOME")
+    os.environ["DIFFUSION_STUDIO_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("DIFFUSION_STUDIO_HOME", None)
+    else:
+        os.environ["DIFFUSION_STUDIO_HOME"] = old
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
