@@ -25,9 +25,18 @@ except Exception:  # ImportError, or a broken install
 _FORCE_REFERENCE = False
 
 
+def _env_interpret() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() not in ("", "0", "false", "off", "no")
+
+
+# Triton decides interpreted-vs-compiled when a kernel is decorated, i.e. when fused_ops.kernels is imported (right
+# after this module), so the flag is read once here and not re-read at call time.
+_INTERPRET_AT_IMPORT = _env_interpret()
+
+
 def interpreting() -> bool:
-    """True when Triton runs kernels through its CPU interpreter (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0", "false", "False")
+    """True when this package's kernels run through Triton's CPU interpreter (``TRITON_INTERPRET=1`` at import)."""
+    return HAS_TRITON and _INTERPRET_AT_IMPORT
 
 
 def set_force_reference(flag: bool) -> bool:

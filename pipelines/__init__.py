@@ -1,0 +1,28 @@
+"""Checkpoint loading and image generation over diffusers (imports diffusers/transformers/schedulers only)."""
+from .device import pick_device_dtype, resolve_device, resolve_dtype
+from .image import outpaint_canvas, run_image
+from .loading import (
+    FAMILIES,
+    MODES,
+    TOKENIZERS,
+    LoadedModel,
+    MissingTokenizer,
+    ModelLoadError,
+    ModelNotAvailable,
+    UnsafeCheckpoint,
+    content_hash,
+    detect_single_file,
+    file_sha256,
+    find_tokenizer,
+    from_pipeline,
+    load_model,
+)
+from .lora import apply_loras, clear_loras, loras_applied
+from .memory import apply_memory_options
+
+__all__ = [
+    "FAMILIES", "MODES", "TOKENIZERS", "LoadedModel", "MissingTokenizer", "ModelLoadError", "ModelNotAvailable",
+    "UnsafeCheckpoint", "apply_loras", "apply_memory_options", "clear_loras", "content_hash", "detect_single_file",
+    "file_sha256", "find_tokenizer", "from_pipeline", "load_model", "loras_applied", "outpaint_canvas",
+    "pick_device_dtype", "resolve_device", "resolve_dtype", "run_image",
+]

@@ -139,15 +139,16 @@ def tiny_sd3(seed: int = 0):
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
-    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=4, num_layers=1,
+    # 16 latent channels like the real SD3 (its inpaint pipeline insists on 16 or 33 input channels)
+    transformer = SD3Transformer2DModel(sample_size=32, patch_size=1, in_channels=16, num_layers=1,
                                         attention_head_dim=8, num_attention_heads=4, caption_projection_dim=32,
-                                        joint_attention_dim=32, pooled_projection_dim=64, out_channels=4).eval()
+                                        joint_attention_dim=32, pooled_projection_dim=64, out_channels=16).eval()
     torch.manual_seed(seed + 1)
     te = CLIPTextModelWithProjection(_clip_text_config()).eval()
     torch.manual_seed(seed + 2)
     te2 = CLIPTextModelWithProjection(_clip_text_config()).eval()
     te3 = _t5_encoder(32, seed + 3)
-    vae = _sd_vae(seed + 4, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False,
+    vae = _sd_vae(seed + 4, latent_channels=16, shift_factor=0.0609, scaling_factor=1.5035, use_quant_conv=False,
                   use_post_quant_conv=False)
     return StableDiffusion3Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), text_encoder=te,
                                     text_encoder_2=te2, text_encoder_3=te3, tokenizer=tiny_clip_tokenizer(),

@@ -102,6 +102,31 @@ def _write_public(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+class _FileLock:
+    """Inter-process lock (POSIX flock; a no-op where fcntl is missing) so two studio processes starting
+    together create one CA."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fd = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            return self
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if self.fd is not None:
+            import fcntl
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+        return False
+
+
 @dataclass(frozen=True)
 class DevCA:
     dir: Path
@@ -121,10 +146,10 @@ def ensure_dev_ca(config_dir: Path) -> DevCA:
     d = Path(config_dir) / "dev-ca"
     paths = dict(ca_cert=d / "ca.cert.pem", ca_key=d / "ca.key.pem", chain=d / "signer.chain.pem",
                  key=d / "signer.key.pem")
-    with _dev_lock:
+    d.mkdir(parents=True, exist_ok=True)
+    with _dev_lock, _FileLock(d / ".lock"):
         created = False
         if not (paths["ca_cert"].exists() and paths["ca_key"].exists()):
-            d.mkdir(parents=True, exist_ok=True)
             os.chmod(d, 0o700)
             ca_key = ec.generate_private_key(ec.SECP256R1())
             ca_cert = issue_certificate(DEV_CA_CN, ca_key.public_key(), None, ca_key, ca=True, days=3650)

@@ -163,6 +163,8 @@ def make_scheduler(name: str, base_config: Mapping[str, Any] | None, family: str
     spec = check_compatible(name, base_config, family)
     cls = getattr(diffusers, spec.cls)
     cfg = dict(base_config or {})
+    if spec.cls in ("DDIMScheduler", "DDPMScheduler") and "clip_sample" not in cfg:
+        cfg["clip_sample"] = False  # latent diffusion never clips x0 (diffusers' default True is for pixel models)
     return cls.from_config(cfg, **dict(spec.overrides))
 
 

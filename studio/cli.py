@@ -98,6 +98,24 @@ def generate(
 
 
 @app.command()
+def demo(
+    out: Path = typer.Option(Path("demo-out"), "-o", "--out", help="Output folder."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompt file (default: samples/prompts.txt)."),
+    model: str = typer.Option("mini", "--model", "-m"),
+    seed: int = typer.Option(1234, "--seed"),
+) -> None:
+    """Render the bundled prompt file with the bundled mini model (offline, CPU): sealed PNGs + contact sheet."""
+    from .demo import SAMPLES, run_demo
+
+    try:
+        run_demo(out, prompts or SAMPLES, model=model, seed=seed, log=typer.echo)
+    except RequestError as exc:
+        _fail(str(exc))
+    except StudioError as exc:
+        _fail(str(exc), EXIT_FAILED)
+
+
+@app.command()
 def models(
     add: Optional[str] = typer.Option(None, "--add", help="Register NAME=SOURCE (hub id, folder or file)."),
     family: Optional[str] = typer.Option(None, "--family", help="With --add: sd1|sd2|sdxl|sd3|flux|other."),
@@ -171,6 +189,24 @@ def verify(file: Path = typer.Argument(...), as_json: bool = typer.Option(False,
     report = safety.verify(file, config=safety_config())
     typer.echo(json.dumps(report.to_dict(), indent=2, default=str) if as_json else report.render())
     raise typer.Exit(report.exit_code)
+
+
+def _register_subcommands() -> None:
+    """Front doors above `studio` (the web app) plug their commands in through the entry-point group
+    `diffusion_studio.commands`, so this module never imports them: imports point ui -> studio only."""
+    from importlib.metadata import entry_points
+
+    from .jobs.cli import register as register_jobs
+
+    register_jobs(app)
+    for ep in entry_points(group="diffusion_studio.commands"):
+        try:
+            ep.load()(app)
+        except ModuleNotFoundError:
+            continue  # its optional dependencies are not installed
+
+
+_register_subcommands()
 
 
 def main(argv: Optional[list[str]] = None) -> int:

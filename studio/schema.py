@@ -191,7 +191,8 @@ class OutputRecord(BaseModel):
     index: int
     seed: int
     format: ImageFormat
-    sha256: str
+    sha256: str  # of the sealed file
+    pixel_sha256: str  # of the decoded pixels: equal across re-renders even though signatures differ
     size_bytes: int
     path: Optional[str] = None
     width: int

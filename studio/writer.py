@@ -57,12 +57,34 @@ _config: Optional["safety.SafetyConfig"] = None
 
 
 def safety_config() -> "safety.SafetyConfig":
-    """The process-wide safety configuration, rooted in the studio's config dir (signer, dev CA, ledger)."""
+    """The process-wide safety configuration, rooted in the studio's config dir (signer, dev CA, ledger).
+
+    A real signer comes from `DIFFUSION_STUDIO_C2PA_CERT` (PEM chain) and `DIFFUSION_STUDIO_C2PA_KEY`;
+    without them the safety layer makes a local development CA. `DIFFUSION_STUDIO_HASH_PROMPTS=1` stores
+    prompts in manifests as hashes."""
     global _config
     home = config_dir() / "safety"
     if _config is None or Path(_config.config_dir) != home:
-        _config = safety.SafetyConfig.from_env(config_dir=home)
+        env = os.environ
+        _config = safety.SafetyConfig(
+            config_dir=home,
+            cert_chain=env.get("DIFFUSION_STUDIO_C2PA_CERT") or None,
+            private_key=env.get("DIFFUSION_STUDIO_C2PA_KEY") or None,
+            tsa_url=env.get("DIFFUSION_STUDIO_C2PA_TSA") or None,
+            hash_prompts=env.get("DIFFUSION_STUDIO_HASH_PROMPTS", "").lower() in ("1", "true", "yes"),
+        )
     return _config
+
+
+def pixel_sha256(data: bytes) -> str:
+    """Hash of the decoded pixels (mode + size + bytes) of an encoded image."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        h = hashlib.sha256(f"{im.mode}:{im.width}x{im.height}:".encode())
+        h.update(im.tobytes())
+    return h.hexdigest()
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -118,7 +140,7 @@ def seal_outputs(
         )
         rec = OutputRecord(
             index=index, seed=seed, format=fmt, sha256=hashlib.sha256(sealed.data).hexdigest(),
-            size_bytes=len(sealed.data), path=str(path) if path else None,
+            pixel_sha256=pixel_sha256(sealed.data), size_bytes=len(sealed.data), path=str(path) if path else None,
             width=image.width, height=image.height,
             watermark_id=sealed.watermark_id, watermark_status=sealed.watermark_status,
         )
@@ -126,3 +148,14 @@ def seal_outputs(
             write_atomic(path, sealed.data)
         outputs.append(Output(data=sealed.data, record=rec, manifest=sealed.manifest))
     return outputs
+
+
+def seal_derived(image, path: Path, *, model_name: str, params: dict) -> Output:
+    """Seal and write an image the studio composed from its own outputs (e.g. the demo's contact sheet)."""
+    sealed = safety.seal_image(image, fmt="png", params=params, claim_generator=claim_generator(model_name),
+                               config=safety_config())
+    write_atomic(path, sealed.data)
+    rec = OutputRecord(index=0, seed=0, format="png", sha256=hashlib.sha256(sealed.data).hexdigest(),
+                       pixel_sha256=pixel_sha256(sealed.data), size_bytes=len(sealed.data), path=str(path), width=image.width, height=image.height,
+                       watermark_id=sealed.watermark_id, watermark_status=sealed.watermark_status)
+    return Output(data=sealed.data, record=rec, manifest=sealed.manifest)

@@ -108,12 +108,14 @@ def _hull_area(points: np.ndarray) -> float:
     pts = np.unique(points, axis=0)
     if len(pts) < 3:
         return 0.0
-    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
+    pts = [tuple(p) for p in pts[np.lexsort((pts[:, 1], pts[:, 0]))].tolist()]
 
     def half(ps):
         h: list = []
         for p in ps:
-            while len(h) >= 2 and np.cross(h[-1] - h[-2], p - h[-2]) <= 0:
+            while len(h) >= 2 and (
+                (h[-1][0] - h[-2][0]) * (p[1] - h[-2][1]) - (h[-1][1] - h[-2][1]) * (p[0] - h[-2][0])
+            ) <= 0:
                 h.pop()
             h.append(p)
         return h
@@ -143,8 +145,14 @@ def _position(cx: float, cy: float) -> str:
 
 
 def _describe(mask: np.ndarray, color: str) -> Detected:
-    filled = _fill_holes(mask)
-    ys, xs = np.nonzero(filled)
+    ys, xs = np.nonzero(mask)
+    oy, ox = ys.min(), xs.min()
+    sub = mask[oy : ys.max() + 1, ox : xs.max() + 1]
+    filled_sub = _fill_holes(sub)
+    edge = filled_sub & ~_shift_and(filled_sub, 1)
+    ys, xs = np.nonzero(filled_sub)
+    eys, exs = np.nonzero(edge)
+    ys, xs, eys, exs = ys + oy, xs + ox, eys + oy, exs + ox
     area_f = len(ys)
     area = int(mask.sum())
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
@@ -152,7 +160,7 @@ def _describe(mask: np.ndarray, color: str) -> Detected:
     extent = area_f / float(bw * bh)
     # hull over pixel corners of the boundary-ish pixels (all pixels is fine at this size)
     corners = np.concatenate(
-        [np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)]
+        [np.stack([exs + dx, eys + dy], 1) for dx in (0, 1) for dy in (0, 1)]
     ).astype(np.int64)
     hull = _hull_area(corners)
     solidity = area_f / hull if hull > 0 else 1.0

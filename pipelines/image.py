@@ -1,0 +1,200 @@
+"""Run one image request (txt2img / img2img / inpaint / outpaint) on a LoadedModel."""
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from schedulers import default_sampler, make_scheduler, resolve_sampler
+
+from .loading import MODES, LoadedModel, apply_clip_skip_shim, clip_skip_supported
+
+OUTPAINT_OVERLAP = 8  # px of the original the generation mask reaches into (feathered)
+
+
+def _generators(seeds: Sequence[int]) -> list[torch.Generator]:
+    if not seeds:
+        raise ValueError("seeds must be a non-empty list of ints (one image per seed)")
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise ValueError(f"seed {s!r} is not an int")
+        out.append(torch.Generator("cpu").manual_seed(int(s) % (2**64)))
+    return out
+
+
+def _rgb(img, size=None) -> Image.Image:
+    if not isinstance(img, Image.Image):
+        raise ValueError("init_image must be a PIL.Image")
+    img = img.convert("RGB")
+    if size is not None and img.size != tuple(size):
+        img = img.resize(tuple(size), Image.LANCZOS)
+    return img
+
+
+def _mask(mask, size) -> Image.Image:
+    if not isinstance(mask, Image.Image):
+        raise ValueError("mask must be a PIL.Image (white = repaint, black = keep)")
+    m = mask.convert("L")
+    if m.size != tuple(size):
+        m = m.resize(tuple(size), Image.NEAREST)
+    return m
+
+
+def outpaint_canvas(image: Image.Image, margins: Sequence[int], *, overlap: int = OUTPAINT_OVERLAP):
+    """(canvas, generation mask, keep mask) for outpainting ``image`` by (left, top, right, bottom) px.
+
+    The canvas extends the edge pixels into the margins and blurs them (a neutral start for inpainting);
+    the generation mask is white over the margins and ``overlap`` px into the original, feathered;
+    the keep mask is black exactly over the original, used to paste it back unchanged.
+    """
+    if len(margins) != 4 or any((not isinstance(m, (int, np.integer))) or m < 0 for m in margins):
+        raise ValueError("outpaint must be (left, top, right, bottom) non-negative ints")
+    l, t, r, b = (int(m) for m in margins)
+    if l + t + r + b == 0:
+        raise ValueError("outpaint margins are all 0: nothing to extend")
+    w, h = image.size
+    W, H = w + l + r, h + t + b
+    if W % 8 or H % 8:
+        raise ValueError(f"outpaint result {W}x{H} (= {w}x{h} + margins {l},{t},{r},{b}) must be a multiple of 8 "
+                         f"in both dimensions; adjust the margins")
+    arr = np.asarray(image.convert("RGB"))
+    padded = np.pad(arr, ((t, b), (l, r), (0, 0)), mode="edge")
+    canvas = Image.fromarray(padded)
+    radius = max(2, max(l, t, r, b) // 4)
+    blurred = canvas.filter(ImageFilter.GaussianBlur(radius))
+    canvas = blurred.copy()
+    canvas.paste(image.convert("RGB"), (l, t))
+    keep = Image.new("L", (W, H), 255)
+    keep.paste(0, (l, t, l + w, t + h))
+    gen = Image.new("L", (W, H), 255)
+    ov = [overlap if m > 0 else 0 for m in (l, t, r, b)]
+    inner = (l + ov[0], t + ov[1], l + w - ov[2], t + h - ov[3])
+    if inner[2] > inner[0] and inner[3] > inner[1]:
+        gen.paste(0, inner)
+    if overlap > 0:
+        gen = gen.filter(ImageFilter.GaussianBlur(overlap / 2))
+        g = np.asarray(gen).copy()
+        g[np.asarray(keep) == 255] = 255  # margins stay fully generated
+        gen = Image.fromarray(g)
+    return canvas, gen, keep
+
+
+def _accepts(pipe, name: str) -> bool:
+    return name in inspect.signature(type(pipe).__call__).parameters
+
+
+def _flux_like(model: LoadedModel) -> bool:
+    return model.family == "flux" or type(model.pipe).__name__.startswith("Flux")
+
+
+def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: str | None = None, width: int = 512,
+              height: int = 512, steps: int = 30, guidance: float = 7.0, sampler: str | None = None,
+              seeds: Sequence[int] = (0,), init_image: Image.Image | None = None, strength: float | None = None,
+              mask: Image.Image | None = None, outpaint: Sequence[int] | None = None,
+              callback: Callable[[int, int, torch.Tensor], None] | None = None,
+              clip_skip: int | None = None) -> list[Image.Image]:
+    """Generate ``len(seeds)`` images; image i uses ``torch.Generator('cpu').manual_seed(seeds[i])``."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError("steps must be a positive int")
+    gens = _generators(list(seeds))
+    n = len(gens)
+
+    # ---- inputs per mode
+    keep_mask = None
+    base_image = None
+    if mode == "outpaint":
+        if outpaint is None or init_image is None:
+            raise ValueError("outpaint needs init_image and outpaint=(left, top, right, bottom)")
+        src = _rgb(init_image)
+        canvas, gen_mask, keep_mask = outpaint_canvas(src, outpaint)
+        init, msk = canvas, gen_mask
+        width, height = canvas.size
+        strength = 1.0 if strength is None else strength
+        base_image = canvas
+    else:
+        if width % 8 or height % 8 or width <= 0 or height <= 0:
+            raise ValueError(f"width and height must be positive multiples of 8 (got {width}x{height})")
+        init = msk = None
+        if mode in ("img2img", "inpaint"):
+            if init_image is None:
+                raise ValueError(f"{mode} needs init_image")
+            init = _rgb(init_image, (width, height))
+        if mode == "inpaint":
+            if mask is None:
+                raise ValueError("inpaint needs mask (white = repaint)")
+            msk = _mask(mask, (width, height))
+            keep_mask = msk
+            base_image = init
+            strength = 1.0 if strength is None else strength
+        if mode == "img2img":
+            strength = 0.75 if strength is None else strength
+    if strength is not None and not (0.0 <= float(strength) <= 1.0):
+        raise ValueError("strength must be in [0, 1]")
+    if mode == "img2img" and float(strength) == 0.0:
+        return [init.copy() for _ in range(n)]  # strength 0 = keep the input unchanged
+
+    # ---- 9-channel inpaint models run every mode through the inpaint pipeline
+    pipe_mode = "inpaint" if mode == "outpaint" else mode
+    if model.inpaint_unet and mode in ("txt2img", "img2img"):
+        if mode == "txt2img":
+            init = Image.new("RGB", (width, height), (127, 127, 127))
+            strength = 1.0
+        msk = Image.new("L", (width, height), 255)
+        pipe_mode = "inpaint"
+    base = model.pipeline_for(pipe_mode)
+
+    # ---- sampler: fresh scheduler from the model's own config, on a per-call pipeline copy
+    name = resolve_sampler(sampler) if sampler else default_sampler(model.family, model.base_scheduler_config)
+    scheduler = make_scheduler(name, model.base_scheduler_config, model.family)
+    pipe = copy.copy(base)  # shallow: shares the modules, own config/scheduler/per-call state
+    pipe.scheduler = scheduler
+    if clip_skip:
+        apply_clip_skip_shim(pipe)
+        if not clip_skip_supported(pipe):
+            raise ValueError("clip_skip is not supported for this model")
+
+    if strength is not None and pipe_mode != "txt2img" and steps * float(strength) < 1:
+        steps = math.ceil(1 / float(strength))  # at least one denoising step
+
+    kw: dict = dict(prompt=prompt, num_inference_steps=steps, generator=gens, num_images_per_prompt=n,
+                    output_type="pil")
+    if _flux_like(model):
+        # Flux: distilled guidance (dev) goes in guidance_scale; schnell ignores it; no classic CFG/negatives.
+        kw["guidance_scale"] = float(guidance)
+    else:
+        kw["guidance_scale"] = float(guidance)
+        if negative_prompt:
+            kw["negative_prompt"] = negative_prompt
+    if clip_skip:
+        kw["clip_skip"] = int(clip_skip)
+    if pipe_mode == "txt2img":
+        kw.update(width=width, height=height)
+    elif pipe_mode == "img2img":
+        kw.update(image=init, strength=float(strength))
+        if _accepts(pipe, "height"):  # SD3 / Flux / ... img2img take an output size; SD/SDXL use the image's
+            kw.update(width=width, height=height)
+    else:
+        kw.update(image=init, mask_image=msk, strength=float(strength), width=width, height=height)
+
+    if callback is not None:
+        def _cb(p, i, t, cbkw):
+            total = getattr(p, "_num_timesteps", None) or steps
+            callback(i + 1, total, cbkw.get("latents"))
+            return {}
+        kw["callback_on_step_end"] = _cb
+        kw["callback_on_step_end_tensor_inputs"] = ["latents"]
+
+    with torch.inference_mode():
+        images = list(pipe(**kw).images)
+
+    if keep_mask is not None and base_image is not None:
+        images = [pipe.image_processor.apply_overlay(keep_mask, base_image, im) for im in images]
+    return images

@@ -1,0 +1,524 @@
+"""Load a hub id, a diffusers folder or a single checkpoint file into a diffusers pipeline, offline-first."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from .device import pick_device_dtype
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle")
+SAFE_SUFFIXES = (".safetensors", ".sft")
+WEIGHT_SUFFIXES = SAFE_SUFFIXES + PICKLE_SUFFIXES
+FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
+MODES = ("txt2img", "img2img", "inpaint", "outpaint")
+TOKENIZERS_ENV = "DIFFUSION_STUDIO_TOKENIZERS"
+
+
+class ModelLoadError(RuntimeError):
+    """Base class of every model-loading failure."""
+
+
+class ModelNotAvailable(ModelLoadError):
+    """The model is not on disk / not in the offline cache."""
+
+
+class UnsafeCheckpoint(ModelLoadError):
+    """A pickle-based checkpoint was refused (pickle can execute code when loaded)."""
+
+
+class MissingTokenizer(ModelLoadError):
+    """A single-file checkpoint needs a tokenizer that is not available offline."""
+
+
+# Tokenizers each family needs, as "repo" or "repo:subfolder" candidates (first is the canonical name).
+TOKENIZERS: dict[str, dict[str, list[str]]] = {
+    "sd1": {"tokenizer": ["openai/clip-vit-large-patch14", "stable-diffusion-v1-5/stable-diffusion-v1-5:tokenizer"]},
+    "sd2": {"tokenizer": ["stabilityai/stable-diffusion-2-1:tokenizer", "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"]},
+    "sdxl": {"tokenizer": ["openai/clip-vit-large-patch14", "stabilityai/stable-diffusion-xl-base-1.0:tokenizer"],
+             "tokenizer_2": ["laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
+                             "stabilityai/stable-diffusion-xl-base-1.0:tokenizer_2"]},
+    "sd3": {"tokenizer": ["openai/clip-vit-large-patch14",
+                          "stabilityai/stable-diffusion-3-medium-diffusers:tokenizer"],
+            "tokenizer_2": ["laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
+                            "stabilityai/stable-diffusion-3-medium-diffusers:tokenizer_2"],
+            "tokenizer_3": ["google/t5-v1_1-xxl", "stabilityai/stable-diffusion-3-medium-diffusers:tokenizer_3"]},
+    "flux": {"tokenizer": ["openai/clip-vit-large-patch14", "black-forest-labs/FLUX.1-dev:tokenizer"],
+             "tokenizer_2": ["google/t5-v1_1-xxl", "black-forest-labs/FLUX.1-dev:tokenizer_2"]},
+}
+
+# infer_diffusers_model_type() result -> (family, shipped config folder, config patches)
+_MODEL_TYPES: dict[str, tuple[str, str | None, dict]] = {
+    "v1": ("sd1", "sd1", {}),
+    "inpainting": ("sd1", "sd1", {"inpaint": True}),
+    "v2": ("sd2", "sd2", {}),
+    "inpainting_v2": ("sd2", "sd2", {"inpaint": True}),
+    "xl_base": ("sdxl", "sdxl", {}),
+    "xl_inpaint": ("sdxl", "sdxl", {"inpaint": True}),
+    "playground-v2-5": ("sdxl", None, {}),
+    "sd3": ("sd3", "sd3", {}),
+    "sd35_medium": ("sd3", None, {}),
+    "sd35_large": ("sd3", None, {}),
+    "flux-dev": ("flux", "flux-dev", {}),
+    "flux-schnell": ("flux", "flux-schnell", {}),
+    "flux-fill": ("flux", None, {}),
+    "flux-depth": ("flux", None, {}),
+}
+
+
+# ----------------------------------------------------------------------------------------------- hashing
+_HASH_LOCK = threading.Lock()
+_HASH_MEM: dict[str, str] = {}
+
+
+def _hash_cache_path() -> Path:
+    env = os.environ.get("DIFFUSION_STUDIO_HASH_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "diffusion-studio" / "sha256-cache.json"
+
+
+def _cache_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
+    """Streamed sha256 of a file, cached by (path, size, mtime) in memory and on disk."""
+    path = Path(path)
+    key = _cache_key(path)
+    with _HASH_LOCK:
+        if key in _HASH_MEM:
+            return _HASH_MEM[key]
+        disk = {}
+        cp = _hash_cache_path()
+        try:
+            disk = json.loads(cp.read_text())
+        except (OSError, ValueError):
+            disk = {}
+        if key in disk:
+            _HASH_MEM[key] = disk[key]
+            return disk[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    digest = h.hexdigest()
+    with _HASH_LOCK:
+        _HASH_MEM[key] = digest
+        try:
+            cp = _hash_cache_path()
+            cp.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                disk = json.loads(cp.read_text())
+            except (OSError, ValueError):
+                disk = {}
+            disk[key] = digest
+            tmp = cp.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(disk))
+            os.replace(tmp, cp)
+        except OSError:  # read-only home etc.: memory cache only
+            pass
+    return digest
+
+
+def weight_files(path: str | os.PathLike) -> list[Path]:
+    """Weight files of a single file (itself) or a folder (sorted by relative path)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    return sorted((f for f in p.rglob("*") if f.is_file() and f.suffix in WEIGHT_SUFFIXES),
+                  key=lambda f: f.relative_to(p).as_posix())
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """sha256 hex of the weights: for one file its plain sha256; for a folder, sha256 over
+    ``relpath\\0sha256\\n`` of every weight file in sorted order."""
+    p = Path(path)
+    files = weight_files(p)
+    if p.is_file():
+        return file_sha256(p)
+    if not files:
+        raise ModelLoadError(f"no weight files found under {p}")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(p).as_posix()}\0{file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def apply_clip_skip_shim(pipe) -> None:
+    """diffusers 0.42.1 reads ``text_encoder.text_model.final_layer_norm`` when clip_skip is set, but
+    transformers >= 5.6 flattened CLIPTextModel (no ``.text_model``; diffusers#14124). Add an unregistered alias
+    (not a submodule: state_dict / save_pretrained are unchanged)."""
+    for name in ("text_encoder", "text_encoder_2"):
+        te = getattr(pipe, name, None)
+        if te is None or hasattr(te, "text_model") or not hasattr(te, "final_layer_norm"):
+            continue
+        object.__setattr__(te, "text_model", SimpleNamespace(final_layer_norm=te.final_layer_norm))
+
+
+def clip_skip_supported(pipe) -> bool:
+    te = getattr(pipe, "text_encoder", None)
+    return te is not None and hasattr(te, "text_model")
+
+
+def family_from_pipeline(pipe_or_class: Any, components: dict | None = None) -> str:
+    name = pipe_or_class if isinstance(pipe_or_class, str) else type(pipe_or_class).__name__
+    if name.startswith("StableDiffusionXL"):
+        return "sdxl"
+    if name.startswith("StableDiffusion3"):
+        return "sd3"
+    if name.startswith("Flux") and not name.startswith("Flux2"):
+        return "flux"
+    if re.match(r"^StableDiffusion(Pipeline|Img2ImgPipeline|InpaintPipeline)$", name):
+        if not isinstance(pipe_or_class, str):
+            unet = getattr(pipe_or_class, "unet", None)
+            xdim = getattr(getattr(unet, "config", None), "cross_attention_dim", None)
+        else:
+            xdim = (components or {}).get("cross_attention_dim")
+        return "sd2" if xdim == 1024 else "sd1"
+    return "other"
+
+
+def _folder_family(folder: Path) -> str:
+    try:
+        idx = json.loads((folder / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return "other"
+    xdim = None
+    try:
+        xdim = json.loads((folder / "unet" / "config.json").read_text()).get("cross_attention_dim")
+    except (OSError, ValueError):
+        pass
+    return family_from_pipeline(idx.get("_class_name", ""), {"cross_attention_dim": xdim})
+
+
+def _refuse_pickle(path: Path, what: str = "checkpoint") -> None:
+    raise UnsafeCheckpoint(
+        f"refusing to load the pickle {what} {path}: pickle files ({', '.join(PICKLE_SUFFIXES)}) can run arbitrary "
+        f"code when loaded. Prefer a .safetensors version; if you trust the file, pass allow_pickle=True "
+        f"(CLI: --allow-unsafe-pickle).")
+
+
+def _looks_like_path(s: str) -> bool:
+    return (s.startswith(("/", "./", "../", "~", "\\")) or os.sep in s.rstrip("/").split("/", 1)[-1]
+            or s.endswith(WEIGHT_SUFFIXES) or (len(s) > 1 and s[1] == ":") or s.count("/") > 1)
+
+
+def _not_available(model_id: str, reason: str = "") -> ModelNotAvailable:
+    return ModelNotAvailable(
+        f"model {model_id!r} is not available offline{': ' + reason if reason else ''}. To provide it: on a connected "
+        f"machine run `huggingface-cli download {model_id}` (then copy the folder here and pass its path, or point "
+        f"HF_HOME at that cache), or register a local diffusers folder / .safetensors file path instead of the id.")
+
+
+# ----------------------------------------------------------------------------------------------- model
+@dataclass
+class LoadedModel:
+    pipe: Any
+    family: str
+    source: str
+    content_hash: str
+    device: torch.device
+    dtype: torch.dtype
+    kind: str = "folder"  # "folder" | "hub" | "single_file" | "pipeline"
+    base_scheduler_config: dict = field(default_factory=dict)
+    _pipes: dict = field(default_factory=dict, repr=False)
+    _lora_names: list = field(default_factory=list, repr=False)
+    _memory: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if not self.base_scheduler_config:
+            # drop diffusers' "_use_default_values" so an in-memory pipeline builds the same samplers as the same
+            # pipeline saved and re-loaded (from_config would otherwise swap in the target class's defaults)
+            self.base_scheduler_config = {k: v for k, v in self.pipe.scheduler.config.items()
+                                          if k != "_use_default_values"}
+        apply_clip_skip_shim(self.pipe)
+
+    @property
+    def inpaint_unet(self) -> bool:
+        unet = getattr(self.pipe, "unet", None)
+        return bool(unet is not None and unet.config.in_channels == 9)
+
+    def pipeline_for(self, mode: str):
+        """The pipeline for ``mode`` built with ``from_pipe`` (shared components, never reloaded); cached."""
+        from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
+
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        key = "inpaint" if mode == "outpaint" else mode
+        if key in self._pipes:
+            return self._pipes[key]
+        auto = {"txt2img": AutoPipelineForText2Image, "img2img": AutoPipelineForImage2Image,
+                "inpaint": AutoPipelineForInpainting}[key]
+        if self.inpaint_unet and key != "inpaint":
+            raise ValueError(f"{mode} needs a regular model; this is a 9-channel inpainting model "
+                             "(run_image maps txt2img/img2img onto inpainting for it)")
+        try:
+            p = auto.from_pipe(self.pipe)
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{type(self.pipe).__name__} ({self.family}) does not support {mode}: {e}") from e
+        apply_clip_skip_shim(p)
+        self._pipes[key] = p
+        return p
+
+    def supports(self, mode: str) -> bool:
+        if mode not in MODES:
+            return False
+        if self.inpaint_unet:
+            return True  # all modes through the inpaint pipeline
+        try:
+            self.pipeline_for(mode)
+            return True
+        except ValueError:
+            return False
+
+
+# ----------------------------------------------------------------------------------------------- tokenizers
+def _tokenizer_search_dirs(tokenizers_dir) -> list[Path]:
+    dirs: list[Path] = []
+    if tokenizers_dir:
+        items = tokenizers_dir if isinstance(tokenizers_dir, (list, tuple)) else str(tokenizers_dir).split(os.pathsep)
+        dirs += [Path(os.path.expanduser(str(d))) for d in items if str(d)]
+    env = os.environ.get(TOKENIZERS_ENV)
+    if env:
+        dirs += [Path(os.path.expanduser(d)) for d in env.split(os.pathsep) if d]
+    return dirs
+
+
+def _is_tokenizer_dir(p: Path) -> bool:
+    return p.is_dir() and any((p / f).is_file() for f in ("tokenizer.json", "vocab.json", "spiece.model",
+                                                          "tokenizer_config.json"))
+
+
+def find_tokenizer(family: str, component: str, cls_name: str = "CLIPTokenizer", tokenizers_dir=None):
+    """Load the ``component`` tokenizer for ``family`` from a local folder or the offline HF cache, else None."""
+    import transformers
+
+    cls = getattr(transformers, cls_name, None) or transformers.AutoTokenizer
+    cands = TOKENIZERS.get(family, {}).get(component, [])
+    for d in _tokenizer_search_dirs(tokenizers_dir):
+        paths = [d / family / component, d / component]
+        for c in cands:
+            repo, _, sub = c.partition(":")
+            for base in (d / repo, d / repo.split("/")[-1], d / repo.replace("/", "--")):
+                paths.append(base / sub if sub else base)
+        for p in paths:
+            if _is_tokenizer_dir(p):
+                return cls.from_pretrained(str(p))
+    for c in cands:
+        repo, _, sub = c.partition(":")
+        try:
+            return cls.from_pretrained(repo, subfolder=sub or "", local_files_only=True)
+        except Exception:  # noqa: BLE001 - not cached
+            continue
+    return None
+
+
+def _missing_tokenizer(family: str, component: str) -> MissingTokenizer:
+    cands = TOKENIZERS.get(family, {}).get(component, ["?"])
+    repo, _, sub = cands[0].partition(":")
+    where = f"{repo}/{sub}" if sub else repo
+    return MissingTokenizer(
+        f"the {family} checkpoint needs the tokenizer {cands[0].replace(':', ' subfolder ')!r} "
+        f"(component {component!r}) and it is not available offline. Provide it: on a connected machine run "
+        f"`huggingface-cli download {repo}` and set HF_HOME to that cache, or copy the tokenizer files to "
+        f"DIR/{where} (or DIR/{family}/{component}) and pass tokenizers_dir=DIR or set {TOKENIZERS_ENV}=DIR.")
+
+
+# ----------------------------------------------------------------------------------------------- single file
+class _Shape:
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+
+def read_checkpoint_shapes(path: Path, allow_pickle: bool = False) -> dict[str, _Shape]:
+    """Key -> object with ``.shape``, read without loading tensors (safetensors header only)."""
+    if path.suffix in SAFE_SUFFIXES:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: _Shape(f.get_slice(k).get_shape()) for k in f.keys()}
+    if not allow_pickle:
+        _refuse_pickle(path)
+    sd = torch.load(str(path), map_location="cpu", weights_only=False, mmap=False)
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    return {k: _Shape(v.shape) for k, v in sd.items() if hasattr(v, "shape")}
+
+
+def detect_single_file(path: str | os.PathLike, allow_pickle: bool = False) -> tuple[str, str, str | None, dict]:
+    """(diffusers model type, family, shipped config name or None, patches) from the checkpoint keys."""
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    shapes = read_checkpoint_shapes(Path(path), allow_pickle)
+    model_type = infer_diffusers_model_type(shapes)
+    family, cfg, patches = _MODEL_TYPES.get(model_type, ("other", None, {}))
+    return model_type, family, cfg, patches
+
+
+def _prepared_config(cfg_dir: Path, patches: dict, tmp_root: Path) -> Path:
+    if not patches:
+        return cfg_dir
+    out = tmp_root / "config"
+    shutil.copytree(cfg_dir, out)
+    if patches.get("inpaint"):
+        idx = json.loads((out / "model_index.json").read_text())
+        idx["_class_name"] = idx["_class_name"].replace("Pipeline", "InpaintPipeline")
+        (out / "model_index.json").write_text(json.dumps(idx, indent=2))
+        ucfg = json.loads((out / "unet" / "config.json").read_text())
+        ucfg["in_channels"] = 9
+        (out / "unet" / "config.json").write_text(json.dumps(ucfg, indent=2))
+    return out
+
+
+def _load_single_file(path: Path, *, family, dtype, allow_pickle, single_file_config, tokenizers_dir):
+    import diffusers
+
+    if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
+        _refuse_pickle(path)
+    if path.suffix not in WEIGHT_SUFFIXES:
+        raise ModelLoadError(f"{path}: not a checkpoint file (expected {', '.join(WEIGHT_SUFFIXES)})")
+    model_type, det_family, shipped, patches = detect_single_file(path, allow_pickle)
+    family = family or det_family
+    if single_file_config:
+        cfg_dir = Path(single_file_config)
+        patches = {}
+    elif shipped:
+        cfg_dir = CONFIG_DIR / shipped
+    else:
+        raise ModelLoadError(
+            f"{path.name}: detected checkpoint type {model_type!r} (family {family}) but no config is shipped for "
+            f"it; pass single_file_config=<diffusers folder with model_index.json and component configs>.")
+    if not (cfg_dir / "model_index.json").is_file():
+        raise ModelLoadError(f"single_file_config {cfg_dir} has no model_index.json")
+    with tempfile.TemporaryDirectory(prefix="ds-sfcfg-") as tmp:
+        cfg_dir = _prepared_config(cfg_dir, patches, Path(tmp))
+        idx = json.loads((cfg_dir / "model_index.json").read_text())
+        cls = getattr(diffusers, idx["_class_name"])
+        kwargs: dict[str, Any] = {}
+        for comp, spec in idx.items():
+            if not comp.startswith("tokenizer") or not isinstance(spec, list) or spec[0] is None:
+                continue
+            if _is_tokenizer_dir(cfg_dir / comp):
+                continue
+            tok = find_tokenizer(family, comp, spec[1], tokenizers_dir)
+            if tok is None:
+                raise _missing_tokenizer(family, comp)
+            kwargs[comp] = tok
+        if "safety_checker" in idx:
+            kwargs["safety_checker"] = None
+        try:
+            pipe = cls.from_single_file(str(path), config=str(cfg_dir), local_files_only=True, torch_dtype=dtype,
+                                        **kwargs)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"could not load {path.name} as {idx['_class_name']} ({model_type}): {e}") from e
+    return pipe, family
+
+
+# ----------------------------------------------------------------------------------------------- entry point
+def _check_folder_weights(folder: Path, allow_pickle: bool) -> bool:
+    """True when the folder has safetensors weights; refuses pickle-only folders unless allowed."""
+    files = weight_files(folder)
+    safe = [f for f in files if f.suffix in SAFE_SUFFIXES]
+    pick = [f for f in files if f.suffix in PICKLE_SUFFIXES]
+    safe_dirs = {f.parent for f in safe}
+    unsafe_only = [f for f in pick if f.parent not in safe_dirs]
+    if unsafe_only and not allow_pickle:
+        _refuse_pickle(unsafe_only[0], "weights")
+    return not unsafe_only
+
+
+def load_model(source, *, family: str | None = None, device=None, dtype=None, allow_pickle: bool = False,
+               local_files_only: bool | None = None, single_file_config=None, tokenizers_dir=None) -> LoadedModel:
+    """Load ``source`` (hub id, diffusers folder, or single checkpoint file) into a :class:`LoadedModel`.
+
+    Hub ids are looked up in the local HF cache only unless ``local_files_only=False`` is passed.
+    """
+    from diffusers import DiffusionPipeline
+
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    src = os.fspath(source)
+    path = Path(os.path.expanduser(src))
+    if path.is_file():
+        fam_guess = family
+        if fam_guess is None and path.suffix in SAFE_SUFFIXES:
+            fam_guess = detect_single_file(path)[1]
+        dev, dt = pick_device_dtype(device, dtype, fam_guess)
+        pipe, fam = _load_single_file(path, family=family, dtype=dt, allow_pickle=allow_pickle,
+                                      single_file_config=single_file_config, tokenizers_dir=tokenizers_dir)
+        chash, kind = content_hash(path), "single_file"
+    elif path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(f"{path} is a folder but not a diffusers pipeline (no model_index.json)")
+        use_safe = _check_folder_weights(path, allow_pickle)
+        fam = family or _folder_family(path)
+        dev, dt = pick_device_dtype(device, dtype, fam)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dt, local_files_only=True,
+                                                     use_safetensors=True if use_safe else None)
+        except (OSError, ValueError) as e:
+            raise ModelLoadError(f"could not load diffusers folder {path}: {e}") from e
+        chash, kind = content_hash(path), "folder"
+    elif _looks_like_path(src):
+        raise ModelNotAvailable(f"no such file or directory: {src!r} (give an existing .safetensors file, a "
+                                f"diffusers folder, or a hub id like 'owner/name')")
+    else:
+        if not re.match(r"^[\w.\-]+/[\w.\-]+$", src):
+            raise ModelNotAvailable(f"{src!r} is neither an existing path nor a hub id of the form 'owner/name'")
+        lfo = True if local_files_only is None else local_files_only
+        try:
+            folder = Path(DiffusionPipeline.download(src, local_files_only=lfo))
+        except Exception as e:  # noqa: BLE001 - huggingface_hub raises several kinds
+            raise _not_available(src, type(e).__name__) from e
+        use_safe = _check_folder_weights(folder, allow_pickle)
+        fam = family or _folder_family(folder)
+        dev, dt = pick_device_dtype(device, dtype, fam)
+        try:
+            pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dt, local_files_only=True,
+                                                     use_safetensors=True if use_safe else None)
+        except OSError as e:
+            raise _not_available(src, str(e)) from e
+        chash, kind = content_hash(folder), "hub"
+    if family is None:
+        fam = family_from_pipeline(pipe) if fam in (None, "other") else fam
+    pipe.to(dev)
+    return LoadedModel(pipe=pipe, family=fam, source=src, content_hash=chash, device=dev, dtype=dt, kind=kind)
+
+
+def from_pipeline(pipe, *, family: str | None = None, source: str = "<in-memory>", device=None,
+                  dtype=None) -> LoadedModel:
+    """Wrap an already-built pipeline (tests, tiny models). content_hash is over the in-memory state dicts."""
+    fam = family or family_from_pipeline(pipe)
+    dev, dt = pick_device_dtype(device, dtype or torch.float32, fam)
+    h = hashlib.sha256()
+    for name, comp in sorted(pipe.components.items()):
+        if isinstance(comp, torch.nn.Module):
+            for k, v in sorted(comp.state_dict().items()):
+                h.update(f"{name}.{k}".encode())
+                h.update(v.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    pipe.to(dev)
+    if pipe.dtype != dt:
+        pipe.to(dtype=dt)
+    return LoadedModel(pipe=pipe, family=fam, source=source, content_hash=h.hexdigest(), device=dev, dtype=dt,
+                       kind="pipeline")

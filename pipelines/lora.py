@@ -1,0 +1,65 @@
+"""LoRA: load several at once with weights (peft backend); unloaded between requests so nothing leaks."""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .loading import PICKLE_SUFFIXES, SAFE_SUFFIXES, LoadedModel, ModelNotAvailable, _refuse_pickle, file_sha256
+
+
+def clear_loras(model: LoadedModel) -> None:
+    """Remove every LoRA adapter this module loaded into ``model`` (no-op when none)."""
+    if not model._lora_names:
+        return
+    pipe = model.pipe
+    try:
+        pipe.delete_adapters(list(model._lora_names))
+    finally:
+        model._lora_names = []
+        try:
+            pipe.unload_lora_weights()
+        except Exception:  # noqa: BLE001 - nothing left to unload
+            pass
+
+
+def apply_loras(model: LoadedModel, loras: Iterable[tuple[str | os.PathLike, float]], *,
+                allow_pickle: bool = False) -> list[str]:
+    """Replace the active LoRAs with ``loras`` [(path, weight), ...]; ``[]`` clears them.
+    Returns the sha256 of each LoRA file, in order."""
+    loras = [(Path(p), float(w)) for p, w in loras]
+    for p, _ in loras:
+        if not p.is_file():
+            raise ModelNotAvailable(f"LoRA file not found: {p}")
+        if p.suffix in PICKLE_SUFFIXES and not allow_pickle:
+            _refuse_pickle(p, "LoRA")
+        if p.suffix not in SAFE_SUFFIXES + PICKLE_SUFFIXES:
+            raise ValueError(f"{p}: not a LoRA weights file")
+    clear_loras(model)
+    if not loras:
+        return []
+    hashes, names, weights = [], [], []
+    try:
+        for i, (p, w) in enumerate(loras):
+            h = file_sha256(p)
+            name = f"lora{i}_{h[:12]}"
+            model.pipe.load_lora_weights(str(p), adapter_name=name)
+            names.append(name)
+            model._lora_names.append(name)
+            weights.append(w)
+            hashes.append(h)
+        model.pipe.set_adapters(names, adapter_weights=weights)
+    except Exception:
+        clear_loras(model)
+        raise
+    return hashes
+
+
+@contextlib.contextmanager
+def loras_applied(model: LoadedModel, loras: Sequence[tuple[str | os.PathLike, float]], **kw):
+    """``with loras_applied(model, [...]) as hashes:`` -- LoRAs active inside, always removed after."""
+    try:
+        yield apply_loras(model, loras, **kw)
+    finally:
+        clear_loras(model)

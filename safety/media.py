@@ -1,0 +1,234 @@
+"""Container encoding/decoding and format sniffing (Pillow for images, imageio-ffmpeg's static ffmpeg for A/V)."""
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+MIME = {
+    "png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp",
+    "wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "mp4": "video/mp4",
+}
+KIND = {"png": "image", "jpeg": "image", "webp": "image", "wav": "audio", "flac": "audio", "mp3": "audio",
+        "mp4": "video"}
+_ALIASES = {"jpg": "jpeg", "image/jpg": "jpeg", "wave": "wav", "audio/x-wav": "wav", "audio/wave": "wav",
+            "audio/vnd.wave": "wav", "audio/mp3": "mp3", "m4v": "mp4"}
+for _k, _v in list(MIME.items()):
+    _ALIASES[_v] = _k
+UNSUPPORTED_NAMES = {"bmp": "BMP", "ogg": "Ogg", "webm": "WebM/Matroska", "gif": "GIF", "tiff": "TIFF",
+                     "m4a": "M4A (audio-only MP4)"}
+
+
+class MediaError(Exception):
+    pass
+
+
+def normalize_fmt(fmt: str) -> str:
+    f = (fmt or "").lower().lstrip(".")
+    f = _ALIASES.get(f, f)
+    if f not in MIME:
+        raise MediaError(f"unsupported format {fmt!r}; supported: {', '.join(MIME)}")
+    return f
+
+
+def sniff(data: bytes) -> Optional[str]:
+    """Our format name from magic bytes; 'unsupported:<name>' for known-unsupported types; None if unknown."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "wav"
+    if data[:4] == b"fLaC":
+        return "flac"
+    if data[4:8] == b"ftyp":
+        if data[8:11] in (b"M4A", b"M4B"):
+            return "unsupported:m4a"
+        return "mp4"
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0):
+        return "mp3"
+    if data[:2] == b"BM":
+        return "unsupported:bmp"
+    if data[:4] == b"OggS":
+        return "unsupported:ogg"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "unsupported:webm"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "unsupported:gif"
+    if data[:4] in (b"II*\x00", b"MM\x00*"):
+        return "unsupported:tiff"
+    return None
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _run(args, data: Optional[bytes] = None, timeout: float = 600) -> bytes:
+    try:
+        p = subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", *args],
+                           input=data, capture_output=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise MediaError(f"ffmpeg failed to run: {e}")
+    if p.returncode != 0:
+        raise MediaError(f"ffmpeg exited {p.returncode}: {p.stderr.decode(errors='replace').strip()[-500:]}")
+    return p.stdout
+
+
+# -------------------------------------------------------------------------------------------------- images
+def encode_image(img, fmt: str, png_text: Optional[Dict[str, str]] = None, quality: Optional[int] = None) -> bytes:
+    from PIL import Image, PngImagePlugin
+    buf = io.BytesIO()
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        for k, v in (png_text or {}).items():
+            v = str(v)
+            try:
+                v.encode("latin-1")
+                info.add_text(str(k), v)
+            except UnicodeEncodeError:
+                info.add_itxt(str(k), v)
+        img.save(buf, "PNG", pnginfo=info, compress_level=6)
+    elif fmt == "jpeg":
+        img.convert("RGB").save(buf, "JPEG", quality=quality or 95, subsampling=0)
+    elif fmt == "webp":
+        img.save(buf, "WEBP", quality=quality or 95, method=4)
+    else:
+        raise MediaError(f"{fmt} is not an image format")
+    return buf.getvalue()
+
+
+def decode_image(data: bytes):
+    from PIL import Image
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    return im
+
+
+# -------------------------------------------------------------------------------------------------- audio
+def as_audio(samples) -> np.ndarray:
+    x = np.asarray(samples)
+    if x.dtype.kind in "iu":
+        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max)
+    x = x.astype(np.float32)
+    if x.ndim == 2 and x.shape[0] in (1, 2) and x.shape[1] > 8:   # (channels, n) -> (n, channels)
+        x = x.T
+    if x.ndim == 2 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim not in (1, 2) or x.size == 0:
+        raise MediaError("audio must be a non-empty array shaped (n,) or (n, channels)")
+    if not np.all(np.isfinite(x)):
+        raise MediaError("audio contains NaN or inf")
+    return np.clip(x, -1.0, 1.0)
+
+
+def wav_bytes(x: np.ndarray, sr: int) -> bytes:
+    ch = 1 if x.ndim == 1 else x.shape[1]
+    pcm = (np.clip(x, -1, 1) * 32767.0).round().astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(ch)
+        w.setsampwidth(2)
+        w.setframerate(int(sr))
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+def encode_audio(x: np.ndarray, sr: int, fmt: str, bitrate: str = "192k") -> bytes:
+    wav = wav_bytes(x, sr)
+    if fmt == "wav":
+        return wav
+    if fmt == "flac":
+        return _run(["-f", "wav", "-i", "pipe:0", "-map_metadata", "-1", "-c:a", "flac", "-f", "flac", "pipe:1"],
+                    wav)
+    if fmt == "mp3":
+        return _run(["-f", "wav", "-i", "pipe:0", "-map_metadata", "-1", "-c:a", "libmp3lame", "-b:a", bitrate,
+                     "-f", "mp3", "pipe:1"], wav)
+    raise MediaError(f"{fmt} is not an audio format")
+
+
+def probe_audio_rate(path: str) -> Tuple[int, int]:
+    p = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", path], capture_output=True)
+    m = re.search(r"Audio: [^\n]*?(\d+) Hz(?:, ([a-z0-9.]+))?", p.stderr.decode(errors="replace"))
+    if not m:
+        raise MediaError("no audio stream found")
+    ch = {"mono": 1, "stereo": 2}.get(m.group(2) or "", 2)
+    return int(m.group(1)), ch
+
+
+def decode_audio(data: bytes, fmt: str) -> Tuple[np.ndarray, int]:
+    """-> (float32 samples (n,) or (n, ch), sample rate) at the file's native rate."""
+    if fmt == "wav":
+        try:
+            with wave.open(io.BytesIO(data)) as w:
+                if w.getsampwidth() == 2:
+                    sr, ch = w.getframerate(), w.getnchannels()
+                    x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+                    return (x if ch == 1 else x.reshape(-1, ch)), sr
+        except (wave.Error, EOFError):
+            pass
+    with tempfile.TemporaryDirectory() as td:
+        path = os.path.join(td, "in." + fmt)
+        Path(path).write_bytes(data)
+        sr, ch = probe_audio_rate(path)
+        raw = _run(["-i", path, "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(ch), "pipe:1"])
+    x = np.frombuffer(raw, "<f4")
+    return (x if ch == 1 else x.reshape(-1, ch)), sr
+
+
+# -------------------------------------------------------------------------------------------------- video
+def as_frames(frames) -> np.ndarray:
+    from PIL import Image
+    if isinstance(frames, (list, tuple)):
+        frames = np.stack([np.asarray(f.convert("RGB")) if isinstance(f, Image.Image) else np.asarray(f)
+                           for f in frames])
+    a = np.asarray(frames)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8) if a.dtype.kind == "f" else a.astype(np.uint8)
+    if a.ndim != 4 or a.shape[-1] != 3 or len(a) == 0:
+        raise MediaError("video frames must be shaped (T, H, W, 3) RGB")
+    if a.shape[1] % 2 or a.shape[2] % 2:
+        raise MediaError(f"H.264 (yuv420p) needs even width and height, got {a.shape[2]}x{a.shape[1]}")
+    return a
+
+
+def encode_mp4(frames: np.ndarray, fps: float, audio: Optional[Tuple[np.ndarray, int]], crf: int = 18) -> bytes:
+    t, h, w, _ = frames.shape
+    with tempfile.TemporaryDirectory() as td:
+        out = os.path.join(td, "out.mp4")
+        args = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "pipe:0"]
+        if audio is not None:
+            ap = os.path.join(td, "a.wav")
+            Path(ap).write_bytes(wav_bytes(audio[0], audio[1]))
+            args += ["-i", ap, "-c:a", "aac", "-b:a", "160k", "-shortest"]
+        args += ["-map_metadata", "-1", "-c:v", "libx264", "-preset", "medium", "-crf", str(int(crf)),
+                 "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", out]
+        _run(args, frames.tobytes())
+        return Path(out).read_bytes()
+
+
+def decode_mp4_frames(data: bytes, max_frames: int = 48) -> np.ndarray:
+    import imageio_ffmpeg
+    with tempfile.TemporaryDirectory() as td:
+        path = os.path.join(td, "in.mp4")
+        Path(path).write_bytes(data)
+        try:
+            gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", output_params=["-frames:v", str(max_frames)])
+            meta = next(gen)
+            w, h = meta["size"]
+            frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen]
+        except (RuntimeError, StopIteration, OSError, KeyError) as e:
+            raise MediaError(f"cannot decode video: {e}")
+    if not frames:
+        raise MediaError("video has no decodable frames")
+    return np.stack(frames)

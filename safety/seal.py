@@ -1,0 +1,351 @@
+"""The seal: watermark pixels/samples -> encode the container -> sign a C2PA manifest. Fails closed."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from . import media as M
+from .config import (COMPOSITE, GENERATION_LABEL, IPTC_SOURCE_TYPES, TRAINED, SafetyConfig, SealError,
+                     SignerCheckError, TimestampError)
+from .ledger import Ledger
+from .pki import SignerInfo, c2pa_settings, check_signer, make_c2pa_signer
+from .watermark import (AudioWatermarker, ImageWatermarker, VideoWatermarker, Watermarker,
+                        WatermarkNotApplicable)
+
+_LABEL_RE = re.compile(r"^[a-z0-9]+(?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9]+(?:[a-z0-9-]*[a-z0-9])?)+$")
+_checked: Dict[int, Tuple[SafetyConfig, SignerInfo]] = {}
+_check_lock = threading.Lock()
+
+WATERMARKERS: Dict[str, Watermarker] = {
+    "image": ImageWatermarker(), "audio": AudioWatermarker(), "video": VideoWatermarker(),
+}
+
+
+def set_watermarker(kind: str, wm: Watermarker) -> None:
+    """Plug another watermark in for a modality ("image" | "audio" | "video"), e.g. TrustMark or AudioSeal."""
+    if kind not in WATERMARKERS:
+        raise ValueError(f"kind must be one of {sorted(WATERMARKERS)}")
+    WATERMARKERS[kind] = wm
+
+
+@dataclass
+class Sealed:
+    data: bytes                      # the signed container bytes; deliver them unchanged
+    fmt: str                         # "png" | "jpeg" | "webp" | "wav" | "flac" | "mp3" | "mp4"
+    mime: str
+    watermark_id: Optional[str]      # 16 hex chars (64-bit ID) when the mark was embedded and read back
+    watermark_status: str            # "embedded" | "too_small" | "too_short" | "not_embeddable"
+    manifest: dict                   # the active manifest as read back from the signed bytes (c2pa JSON)
+    sha256: str = ""
+    validation_state: str = ""       # "Trusted" | "Valid" from the read-back after signing
+    signer: str = ""                 # subject of the signing certificate
+
+
+def signer_for(config: SafetyConfig) -> SignerInfo:
+    """check_signer once per config object (the start-up check), then reuse."""
+    with _check_lock:
+        hit = _checked.get(id(config))
+        if hit is not None and hit[0] is config:
+            return hit[1]
+        info = check_signer(config)
+        _checked[id(config)] = (config, info)
+        return info
+
+
+def _hash_prompts(params: dict) -> dict:
+    out = dict(params)
+    for k in ("prompt", "negative_prompt"):
+        if k in out and out[k] is not None:
+            v = out.pop(k)
+            out[f"{k}_sha256"] = hashlib.sha256(str(v).encode("utf-8")).hexdigest()
+    return out
+
+
+def _prepare_params(params: Optional[dict], config: SafetyConfig) -> dict:
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise SealError(f"params must be a dict, got {type(params).__name__}")
+    p = _hash_prompts(params) if config.hash_prompts else dict(params)
+    try:
+        text = json.dumps(p, sort_keys=True, default=str, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise SealError(f"params are not JSON-serialisable: {e}")
+    n = len(text.encode("utf-8"))
+    if n > config.max_params_bytes:
+        raise SealError(f"params JSON is {n} bytes; the cap is {config.max_params_bytes} bytes "
+                        "(SafetyConfig.max_params_bytes); hash or drop large fields")
+    return json.loads(text)
+
+
+def _claim_generator_info(claim_generator: str) -> dict:
+    if not isinstance(claim_generator, str) or not claim_generator.strip():
+        raise SealError("claim_generator must be a non-empty string naming the studio, its version and the model")
+    m = re.match(r"^\s*([^/\s]+)/(\S+)", claim_generator)
+    info = {"name": m.group(1) if m else claim_generator.strip()}
+    if m:
+        info["version"] = m.group(2)
+    info["org.diffusion-studio.claim_generator"] = claim_generator
+    return info
+
+
+def _build_manifest(*, fmt: str, kind: str, claim_generator: str, params: dict, source_type: Optional[str],
+                    has_parent: bool, wm: Watermarker, wm_id: Optional[str], wm_status: str,
+                    description: Optional[str], label: str) -> dict:
+    if not _LABEL_RE.match(label) or label.startswith("c2pa.") or label.startswith("cawg."):
+        raise SealError(f"custom assertion label {label!r} must be reverse-domain (e.g. org.example.generation) "
+                        "and not in the c2pa./cawg. namespaces")
+    st = source_type or (COMPOSITE if has_parent else TRAINED)
+    if st not in IPTC_SOURCE_TYPES:
+        raise SealError(f"digitalSourceType {st!r} is not an IPTC digital source type URI "
+                        "(http://cv.iptc.org/newscodes/digitalsourcetype/...)")
+    agent = {"name": claim_generator}
+    if has_parent:
+        actions = [{"action": "c2pa.opened", "parameters": {"ingredientIds": ["parent"]}},
+                   {"action": "c2pa.edited", "digitalSourceType": st, "softwareAgent": agent,
+                    "description": description or f"{kind} edited with a generative model"}]
+    else:
+        actions = [{"action": "c2pa.created", "digitalSourceType": st, "softwareAgent": agent,
+                    "description": description or f"{kind} generated by a generative model"}]
+    wm_info = dict(wm.describe())
+    wm_info.update({"status": wm_status, "id": wm_id})
+    assertions = [
+        {"label": "c2pa.actions.v2", "data": {"actions": actions}},
+        {"label": label, "data": {"params": params, "watermark_status": wm_status, "watermark": wm_info}},
+    ]
+    if wm_id is not None:
+        import base64
+        assertions.append({"label": "c2pa.soft-binding", "data": {
+            "alg": wm.alg,
+            "blocks": [{"scope": {}, "value": base64.b64encode(bytes.fromhex(wm_id)).decode()}],
+        }})
+    return {"claim_generator_info": [_claim_generator_info(claim_generator)],
+            "title": f"{kind}.{fmt}", "format": M.MIME[fmt], "assertions": assertions}
+
+
+def _tsa_error(e: Exception, config: SafetyConfig) -> Optional[TimestampError]:
+    msg = str(e)
+    if config.tsa_url and re.search(r"error sending request|tsa|timestamp|time stamp|connect", msg, re.I):
+        return TimestampError(f"timestamp authority {config.tsa_url} could not be reached or refused the request; "
+                              f"nothing was sealed ({msg.strip()[:300]})")
+    return None
+
+
+def _sign(data: bytes, fmt: str, manifest: dict, config: SafetyConfig, info: SignerInfo,
+          parent: Optional[bytes], parent_format: Optional[str], thumbnail: bool) -> Tuple[bytes, dict, str]:
+    import c2pa
+    mime = M.MIME[fmt]
+    settings = c2pa_settings(config, thumbnail=thumbnail)
+    try:
+        ctx = c2pa.Context.from_dict(settings)
+        signer = make_c2pa_signer(info)
+    except Exception as e:
+        raise SealError(f"cannot set up the C2PA signer: {type(e).__name__}: {e}") from e
+    try:
+        with c2pa.Builder(manifest, ctx) as b:
+            if parent is not None:
+                pf = parent_format or M.sniff(parent)
+                if pf is None or pf.startswith("unsupported:"):
+                    raise SealError(f"parent format {pf or 'unknown'} cannot be recorded as a C2PA ingredient; "
+                                    f"convert it to one of {', '.join(M.MIME)} first")
+                pf = M.normalize_fmt(pf)
+                b.add_ingredient({"title": f"parent.{pf}", "relationship": "parentOf", "label": "parent"},
+                                 M.MIME[pf], io.BytesIO(parent))
+            dst = io.BytesIO()
+            b.sign(signer, mime, io.BytesIO(data), dst)
+        out = dst.getvalue()
+    except SealError:
+        raise
+    except Exception as e:
+        tsa = _tsa_error(e, config)
+        if tsa is not None:
+            raise tsa from e
+        raise SealError(f"C2PA signing failed: {type(e).__name__}: {e}") from e
+    finally:
+        try:
+            signer.close()
+        except Exception:
+            pass
+    try:
+        reader = c2pa.Reader(mime, io.BytesIO(out), context=c2pa.Context.from_dict(settings))
+        store = json.loads(reader.json())
+        state = reader.get_validation_state() or ""
+    except Exception as e:
+        raise SealError(f"signed output could not be read back: {type(e).__name__}: {e}") from e
+    if state not in ("Valid", "Trusted"):
+        raise SealError(f"signed output does not validate (state {state!r}): "
+                        f"{json.dumps(store.get('validation_status', []))[:500]}")
+    active = store.get("manifests", {}).get(store.get("active_manifest", ""), {})
+    return out, active, state
+
+
+def _finish(*, data: bytes, fmt: str, kind: str, claim_generator: str, params: Optional[dict],
+            parent: Optional[bytes], parent_format: Optional[str], config: SafetyConfig, info: SignerInfo,
+            wm: Watermarker, wm_id: Optional[str], wm_status: str, source_type: Optional[str],
+            description: Optional[str], thumbnail: bool) -> Sealed:
+    p = _prepare_params(params, config)
+    manifest = _build_manifest(fmt=fmt, kind=kind, claim_generator=claim_generator, params=p,
+                               source_type=source_type, has_parent=parent is not None, wm=wm, wm_id=wm_id,
+                               wm_status=wm_status, description=description, label=GENERATION_LABEL)
+    out, active, state = _sign(data, fmt, manifest, config, info, parent, parent_format, thumbnail)
+    sha = hashlib.sha256(out).hexdigest()
+    if config.ledger:
+        try:
+            Ledger(config.ledger_path).record(watermark_id=wm_id, watermark_status=wm_status, watermark_alg=wm.alg,
+                                              instance_id=active.get("instance_id"), fmt=fmt, sha256=sha,
+                                              manifest=active)
+        except Exception as e:
+            raise SealError(f"cannot record the manifest in the provenance ledger {config.ledger_path}: {e}") from e
+    return Sealed(data=out, fmt=fmt, mime=M.MIME[fmt], watermark_id=wm_id, watermark_status=wm_status,
+                  manifest=active, sha256=sha, validation_state=state, signer=info.subject)
+
+
+def _guard(fn):
+    """Any non-SealError inside a seal becomes a SealError: fail closed, one exception type for callers."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except SealError:
+            raise
+        except M.MediaError as e:
+            raise SealError(str(e)) from e
+        except Exception as e:
+            raise SealError(f"{fn.__name__} failed: {type(e).__name__}: {e}") from e
+    return wrapper
+
+
+def _kind_fmt(fmt: str, kind: str) -> str:
+    try:
+        f = M.normalize_fmt(fmt)
+    except M.MediaError as e:
+        raise SealError(str(e))
+    if M.KIND[f] != kind:
+        raise SealError(f"{f} is not an {kind} format (use one of "
+                        f"{', '.join(k for k, v in M.KIND.items() if v == kind)})")
+    return f
+
+
+@_guard
+def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, parent: Optional[bytes] = None,
+               parent_format: Optional[str] = None, png_text: Optional[Dict[str, str]] = None,
+               config: Optional[SafetyConfig] = None, quality: Optional[int] = None,
+               digital_source_type: Optional[str] = None, description: Optional[str] = None) -> Sealed:
+    """Watermark ``image`` (PIL), encode it as PNG (with ``png_text`` tEXt/iTXt chunks) / JPEG / WebP, sign.
+
+    JPEG/WebP use quality 95 unless ``quality`` is given (JPEG 4:4:4). Raises :class:`SealError`.
+    """
+    from PIL import Image
+    config = config or SafetyConfig()
+    f = _kind_fmt(fmt, "image")
+    if not isinstance(image, Image.Image):
+        raise SealError(f"image must be a PIL.Image, got {type(image).__name__}")
+    if png_text and f != "png":
+        raise SealError("png_text is only written into PNG files")
+    info = signer_for(config)
+    wm = WATERMARKERS["image"]
+    img = image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
+    if f == "jpeg":
+        img = img.convert("RGB")
+    wm_id_b = secrets.token_bytes(8)
+    try:
+        marked = wm.embed(img, wm_id_b)
+        status = "embedded"
+    except WatermarkNotApplicable as e:
+        marked, status = img, e.status
+    data = M.encode_image(marked, f, png_text=png_text, quality=quality)
+    wm_id = None
+    if status == "embedded":
+        got, _ = wm.detect(M.decode_image(data))
+        if got == wm_id_b.hex():
+            wm_id = got
+        else:
+            status = "not_embeddable"     # e.g. flat / saturated images: the mark does not read back
+    return _finish(data=data, fmt=f, kind="image", claim_generator=claim_generator, params=params, parent=parent,
+                   parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
+                   source_type=digital_source_type, description=description, thumbnail=config.thumbnail)
+
+
+@_guard
+def seal_audio(samples, *, sample_rate: int, fmt: str = "wav", params: dict, claim_generator: str,
+               parent: Optional[bytes] = None, parent_format: Optional[str] = None,
+               config: Optional[SafetyConfig] = None, bitrate: str = "192k",
+               digital_source_type: Optional[str] = None, description: Optional[str] = None) -> Sealed:
+    """Watermark float audio (n,) / (n, ch) in -1..1, encode WAV (PCM16) / FLAC / MP3 (``bitrate``), sign."""
+    config = config or SafetyConfig()
+    f = _kind_fmt(fmt, "audio")
+    if not isinstance(sample_rate, (int, np.integer)) or not 8000 <= int(sample_rate) <= 192000:
+        raise SealError(f"sample_rate must be an int in 8000..192000, got {sample_rate!r}")
+    sr = int(sample_rate)
+    x = M.as_audio(samples)
+    info = signer_for(config)
+    wm = WATERMARKERS["audio"]
+    wm_id_b = secrets.token_bytes(8)
+    try:
+        x, _ = wm.embed((x, sr), wm_id_b)
+        status = "embedded"
+    except WatermarkNotApplicable as e:
+        status = e.status
+    data = M.encode_audio(x, sr, f, bitrate=bitrate)
+    wm_id = None
+    if status == "embedded":
+        got, _ = wm.detect(M.decode_audio(data, f))
+        if got == wm_id_b.hex():
+            wm_id = got
+        else:
+            status = "not_embeddable"
+    return _finish(data=data, fmt=f, kind="audio", claim_generator=claim_generator, params=params, parent=parent,
+                   parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
+                   source_type=digital_source_type, description=description, thumbnail=False)
+
+
+@_guard
+def seal_video(frames, *, fps: float, audio: Optional[Tuple[Any, int]] = None, fmt: str = "mp4", params: dict,
+               claim_generator: str, parent: Optional[bytes] = None, parent_format: Optional[str] = None,
+               config: Optional[SafetyConfig] = None, digital_source_type: Optional[str] = None,
+               description: Optional[str] = None) -> Sealed:
+    """Watermark every frame ((T, H, W, 3) uint8 RGB or list of PIL), optional ``audio=(samples, rate)``
+    (marked with the audio watermark when long enough, AAC), encode H.264 MP4 (CRF ``config.video_crf``), sign."""
+    config = config or SafetyConfig()
+    f = _kind_fmt(fmt, "video")
+    if not (isinstance(fps, (int, float)) and 0 < fps <= 240):
+        raise SealError(f"fps must be in (0, 240], got {fps!r}")
+    arr = M.as_frames(frames)
+    info = signer_for(config)
+    wm = WATERMARKERS["video"]
+    wm_id_b = secrets.token_bytes(8)
+    try:
+        arr = wm.embed(arr, wm_id_b)
+        status = "embedded"
+    except WatermarkNotApplicable as e:
+        status = e.status
+    aud = None
+    if audio is not None:
+        samples, rate = audio
+        ax = M.as_audio(samples)
+        try:
+            ax, _ = WATERMARKERS["audio"].embed((ax, int(rate)), wm_id_b)
+        except WatermarkNotApplicable:
+            pass    # the video frames carry the ID; a short soundtrack stays unmarked
+        aud = (ax, int(rate))
+    data = M.encode_mp4(arr, float(fps), aud, crf=config.video_crf)
+    wm_id = None
+    if status == "embedded":
+        got, _ = wm.detect(M.decode_mp4_frames(data))
+        if got == wm_id_b.hex():
+            wm_id = got
+        else:
+            status = "not_embeddable"
+    return _finish(data=data, fmt=f, kind="video", claim_generator=claim_generator, params=params, parent=parent,
+                   parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
+                   source_type=digital_source_type, description=description, thumbnail=False)

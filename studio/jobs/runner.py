@@ -1,0 +1,458 @@
+"""The job engine behind `studio render`, the UI's batch tab and `studio.jobs.render(...)`.
+
+The driver (this process) validates the whole job, owns the output folder and its manifest, and is the only
+writer: executors return sealed bytes + records, the driver writes every file with the studio writer's
+`write_atomic` (temp + fsync + rename) and then appends the item's manifest line (flush + fsync). So a
+`kill -9` at any moment leaves finished items intact and listed once; an item whose file was written but whose
+manifest line was not is simply rendered again on resume (its file is atomically replaced).
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import queue
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Union
+
+from ..errors import RequestError, StudioError
+from ..schema import GenerationRequest
+from .manifest import MANIFEST, JobLock, ManifestWriter, read_manifest
+from .spec import Invalid, JobItem, JobSpec, assign_seeds, load_job
+
+log = logging.getLogger(__name__)
+EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+_TMP_RE = re.compile(r"^\..+\.(png|jpg|webp)\.[A-Za-z0-9_]+\.tmp$")
+ItemCallback = Callable[["ItemOutcome", int, int], None]
+StepCallback = Callable[[str, int, int], None]
+
+
+class InvalidJob(RequestError):
+    """The job file has invalid items and `skip_invalid` was not given."""
+
+    def __init__(self, source, invalid: list[Invalid]):
+        self.invalid = invalid
+        where = str(source) if source is not None else "job"
+        lines = "\n".join(f"  {where}:{i.line}: {i.message}" for i in invalid)
+        super().__init__(f"{len(invalid)} invalid item(s) in {where}; nothing was rendered "
+                         f"(fix them, or pass --skip-invalid):\n{lines}")
+
+
+class JobCancelled(Exception):
+    """Raised inside a worker's progress callback to stop the current item when the job is cancelled."""
+
+
+@dataclass
+class ItemOutcome:
+    key: str
+    line: int
+    status: str  # ok | failed | skipped | cancelled
+    prompt: str = ""
+    outputs: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+    elapsed_s: float = 0.0
+    worker: Optional[str] = None
+
+
+@dataclass
+class JobSummary:
+    out_dir: Path
+    manifest: Path
+    job_seed: int
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    invalid: list[Invalid] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    items: list[ItemOutcome] = field(default_factory=list)
+    executor: str = "local"
+
+    @property
+    def exit_code(self) -> int:
+        if self.failed:
+            return 1
+        if self.cancelled:
+            return 130
+        return 0
+
+    def to_dict(self) -> dict:
+        return {"out_dir": str(self.out_dir), "manifest": str(self.manifest), "job_seed": self.job_seed,
+                "total": self.total, "succeeded": self.succeeded, "failed": self.failed, "skipped": self.skipped,
+                "cancelled": self.cancelled, "invalid": [str(i) for i in self.invalid],
+                "warnings": list(self.warnings), "elapsed_s": round(self.elapsed_s, 3), "executor": self.executor}
+
+
+# -- the worker side (shared by the local threads and the Ray actors) -----------------------------------------
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def execute(studio, task: dict, *, cancel: Optional[threading.Event] = None,
+            on_step: Optional[StepCallback] = None, worker: str = "local") -> dict:
+    """Render one task with a `Studio`-like engine and return a plain, picklable result. Never raises for a
+    failed item: the failure is the result (so one bad item never stops the job)."""
+    key = task["key"]
+    t0 = time.perf_counter()
+
+    def progress(step: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled()
+        if on_step is not None:
+            on_step(key, step, total)
+
+    try:
+        request = GenerationRequest.model_validate(task["request"])
+        result = studio.generate(request, progress=progress)
+        outputs = [{"data": bytes(o.data), "record": o.record.model_dump(mode="json")} for o in result.outputs]
+        return {"key": key, "status": "ok", "record": result.record.model_dump(mode="json"), "outputs": outputs,
+                "render_s": round(time.perf_counter() - t0, 3), "worker": worker}
+    except JobCancelled:
+        return {"key": key, "status": "cancelled", "worker": worker}
+    except (Exception, MemoryError) as exc:  # RequestError, StudioError, torch OOM (a RuntimeError), ...
+        if cancel is not None and cancel.is_set():
+            return {"key": key, "status": "cancelled", "worker": worker}
+        _free_memory()
+        return {"key": key, "status": "failed", "error": _one_line(exc), "error_type": type(exc).__name__,
+                "render_s": round(time.perf_counter() - t0, 3), "worker": worker}
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # pragma: no cover
+        pass
+
+
+# -- executors ------------------------------------------------------------------------------------------------
+class LocalExecutor:
+    """In-process worker threads. With an injected `studio` all threads share it (the studio serialises
+    requests); otherwise each thread gets its own `studio_factory()` (default `studio.Studio`), i.e. its own
+    loaded model, loaded once and reused for every item of that model."""
+
+    name = "local"
+
+    def __init__(self, workers: int = 1, studio=None, studio_factory: Optional[Callable[[], Any]] = None):
+        self.workers = max(1, int(workers))
+        self.studio = studio
+        self.studio_factory = studio_factory
+
+    def _studios(self, n: int) -> list:
+        if self.studio is not None:
+            return [self.studio] * n
+        if self.studio_factory is not None:
+            return [self.studio_factory() for _ in range(n)]
+        from ..engine import Studio, default_studio
+
+        return [default_studio()] + [Studio() for _ in range(n - 1)]
+
+    def run(self, tasks: list[dict], emit: Callable[[dict], None], cancel: threading.Event,
+            on_step: Optional[StepCallback] = None) -> None:
+        if not tasks:
+            return
+        n = min(self.workers, len(tasks))
+        studios = self._studios(n)
+        work: "queue.Queue[dict]" = queue.Queue()
+        for t in tasks:
+            work.put(t)
+        results: "queue.Queue[Optional[dict]]" = queue.Queue()
+        stop = threading.Event()  # set when the driver fails; cancels in-flight items too
+
+        class _Either:  # cancel or stop, as one event-like object for `execute`
+            @staticmethod
+            def is_set() -> bool:
+                return cancel.is_set() or stop.is_set()
+
+        def worker(i: int) -> None:
+            try:
+                while not _Either.is_set():
+                    try:
+                        task = work.get_nowait()
+                    except queue.Empty:
+                        break
+                    results.put(execute(studios[i], task, cancel=_Either, on_step=on_step, worker=f"local-{i}"))
+            finally:
+                results.put(None)
+
+        threads = [threading.Thread(target=worker, args=(i,), name=f"studio-job-{i}", daemon=True)
+                   for i in range(n)]
+        for t in threads:
+            t.start()
+        finished = 0
+        try:
+            while finished < n:
+                r = results.get()
+                if r is None:
+                    finished += 1
+                    continue
+                emit(r)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            for t in threads:
+                t.join(timeout=None if not stop.is_set() else 60)
+
+
+def make_executor(kind: str, *, workers: int = 1, address: Optional[str] = None, studio=None,
+                  studio_factory=None):
+    if kind == "local":
+        return LocalExecutor(workers, studio=studio, studio_factory=studio_factory)
+    if kind == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(workers=workers, address=address, studio_factory=studio_factory)
+    raise RequestError(f"unknown executor {kind!r} (use local or ray)")
+
+
+# -- the driver -----------------------------------------------------------------------------------------------
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _clean_temp_files(out_dir: Path) -> int:
+    """Remove the writer's temp files left by a killed run (`.NAME.EXT.XXXX.tmp`): never a finished output."""
+    n = 0
+    for p in out_dir.iterdir():
+        if p.is_file() and _TMP_RE.match(p.name):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def _inside(out_dir: Path, path: Path) -> bool:
+    try:
+        path.resolve().relative_to(out_dir.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _model_checker(studio):
+    registry = getattr(studio, "registry", None) if studio is not None else None
+    if registry is None and studio is None:
+        from ..registry import Registry
+
+        registry = Registry()
+    return registry.resolve if registry is not None else None
+
+
+def _sort_key(item: JobItem):
+    r = item.request
+    return (r.model or "", r.width or 0, r.height or 0, r.mode, r.steps or 0, r.batch)
+
+
+def render(
+    source: Union[str, Path, Iterable],
+    out_dir: Union[str, Path],
+    *,
+    model: Optional[str] = None,
+    defaults: Optional[dict] = None,
+    seed: Optional[int] = None,
+    executor: str = "local",
+    workers: int = 1,
+    address: Optional[str] = None,
+    skip_invalid: bool = False,
+    studio=None,
+    studio_factory: Optional[Callable[[], Any]] = None,
+    cancel: Optional[threading.Event] = None,
+    on_item: Optional[ItemCallback] = None,
+    on_step: Optional[StepCallback] = None,
+    on_start: Optional[Callable[[JobSpec, int, int], None]] = None,
+    warn: Optional[Callable[[str], None]] = None,
+) -> JobSummary:
+    """Render a job file (or a list of items: dicts, prompts or `GenerationRequest`s) into `out_dir`.
+
+    Resumes when `out_dir/manifest.jsonl` exists: finished items are skipped. `cancel` (a `threading.Event`)
+    stops the job: the current item is abandoned between denoising steps and not recorded. `on_item(outcome,
+    done, total)` is called after each finished or skipped item, `on_step(item_key, step, total)` per denoising
+    step (local executor), `on_start(spec, pending, skipped)` once the job is validated. Raises `InvalidJob`
+    (listing every invalid line) unless `skip_invalid`, and `StudioError` when the folder's manifest belongs
+    to an incompatible job (another job seed or other models)."""
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    cancel = cancel or threading.Event()
+    warnings: list[str] = []
+
+    def _warn(msg: str) -> None:
+        warnings.append(msg)
+        if warn is not None:
+            warn(msg)
+
+    job_defaults = dict(defaults or {})
+    if model is not None:
+        job_defaults["model"] = model
+    if isinstance(source, (str, Path)):
+        spec = load_job(Path(source), defaults=job_defaults, check_model=_model_checker(studio))
+    else:
+        spec = load_job(list(source), defaults=job_defaults, check_model=_model_checker(studio))
+    if spec.invalid and not skip_invalid:
+        raise InvalidJob(spec.source, spec.invalid)
+    if not spec.items:
+        raise RequestError(f"{spec.source or 'job'}: no valid items to render")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = out_dir / MANIFEST
+    with JobLock(out_dir):
+        state = read_manifest(manifest_path)
+        previous = state.last_job
+        job_seed = seed if seed is not None else spec.job_seed
+        if previous is not None and previous.get("job_seed") is not None:
+            if job_seed is None:
+                job_seed = int(previous["job_seed"])
+            elif int(previous["job_seed"]) != job_seed:
+                raise StudioError(
+                    f"{manifest_path} was started with job seed {previous['job_seed']}, not {job_seed}: "
+                    f"resume with --seed {previous['job_seed']} or render into a new folder")
+        if job_seed is None:
+            job_seed = secrets.randbelow(2**32)
+        assign_seeds(spec, job_seed)
+
+        done = state.done()
+        keys = {item.key for item in spec.items}
+        mismatched = [(item, done[item.key]) for item in spec.items
+                      if item.key in done and done[item.key].get("model") != item.model]
+        if mismatched:
+            item, entry = mismatched[0]
+            raise StudioError(
+                f"{len(mismatched)} item(s) in {out_dir} were rendered with model {entry.get('model') or 'default'!s} "
+                f"but the job now asks for {item.model or 'default'} (e.g. {item.key!r}): render into a new folder")
+        if previous is not None and previous.get("file_sha256") != spec.file_sha256:
+            kept = sum(1 for k in keys if k in done)
+            orphans = sum(1 for k in done if k not in keys)
+            _warn(f"job file changed since this folder's last run: {kept} finished item(s) still match and are "
+                  f"skipped, {len(keys) - kept} will render, {orphans} finished item(s) are no longer in the file")
+        if state.torn:
+            _warn(f"ignored {state.torn} unreadable manifest line(s) (an interrupted write)")
+        _clean_temp_files(out_dir)
+
+        summary = JobSummary(out_dir=out_dir, manifest=manifest_path, job_seed=job_seed, total=len(spec.items),
+                             invalid=list(spec.invalid), warnings=warnings, executor=executor)
+        pending: list[JobItem] = []
+        for item in spec.items:
+            if item.key in done:
+                summary.skipped += 1
+                entry = done[item.key]
+                summary.items.append(ItemOutcome(item.key, item.line, "skipped", item.request.prompt,
+                                                 [o.get("path") for o in entry.get("outputs", [])]))
+            else:
+                pending.append(item)
+        pending.sort(key=_sort_key)  # one model (and shape) after another: each worker loads a model once
+        by_key = {item.key: item for item in pending}
+        prior_hash = {e.get("model"): e.get("model_hash") for e in done.values() if e.get("model_hash")}
+        warned_models: set = set()
+        total = len(spec.items)
+        counter = {"done": summary.skipped}
+
+        if on_start is not None:
+            on_start(spec, len(pending), summary.skipped)
+        for o in summary.items:
+            if on_item is not None:
+                on_item(o, counter["done"], total)
+
+        with ManifestWriter(manifest_path) as manifest:
+            manifest.append({"type": "job", "started_at": _now(), "file": str(spec.source) if spec.source else None,
+                             "file_sha256": spec.file_sha256, "job_seed": job_seed, "defaults": spec.defaults,
+                             "executor": executor, "workers": workers, "items": len(spec.items),
+                             "pending": len(pending), "skipped": summary.skipped,
+                             "invalid": [{"line": i.line, "error": i.message} for i in spec.invalid]})
+            written: set[str] = set()
+
+            def emit(result: dict) -> None:
+                key = result["key"]
+                item = by_key.get(key)
+                if item is None or key in written:
+                    return  # a duplicate result (a retried task whose first attempt also came back): drop it
+                status = result["status"]
+                if status == "cancelled":
+                    summary.cancelled += 1
+                    outcome = ItemOutcome(key, item.line, "cancelled", item.request.prompt, worker=result.get("worker"))
+                    summary.items.append(outcome)
+                    if on_item is not None:
+                        on_item(outcome, counter["done"], total)
+                    return
+                written.add(key)
+                if status == "ok":
+                    entry, outcome = _write_ok(out_dir, item, result)
+                    mh = entry.get("model_hash")
+                    old = prior_hash.get(item.model)
+                    if old and mh and old != mh and item.model not in warned_models:
+                        warned_models.add(item.model)
+                        _warn(f"model {item.model or 'default'} changed since earlier items in this folder were "
+                              f"rendered (hash {old[:12]} -> {mh[:12]}); those outputs were kept")
+                    summary.succeeded += 1
+                else:
+                    entry = {"type": "item", "id": key, "line": item.line, "status": "failed",
+                             "model": item.model, "request": item.request.model_dump(mode="json"),
+                             "error": result.get("error"), "error_type": result.get("error_type"),
+                             "worker": result.get("worker"), "attempts": result.get("attempts", 1),
+                             "timings": {"render_s": result.get("render_s"), "finished_at": _now()}}
+                    outcome = ItemOutcome(key, item.line, "failed", item.request.prompt, error=result.get("error"),
+                                          elapsed_s=result.get("render_s") or 0.0, worker=result.get("worker"))
+                    summary.failed += 1
+                manifest.append(entry)
+                summary.items.append(outcome)
+                counter["done"] += 1
+                if on_item is not None:
+                    on_item(outcome, counter["done"], total)
+
+            tasks = [{"key": item.key, "request": item.request.model_dump(mode="json")} for item in pending]
+            runner = make_executor(executor, workers=workers, address=address, studio=studio,
+                                   studio_factory=studio_factory)
+            try:
+                runner.run(tasks, emit, cancel, on_step)
+            finally:
+                unfinished = [k for k in by_key if k not in written
+                              and not any(o.key == k and o.status == "cancelled" for o in summary.items)]
+                if unfinished and cancel.is_set():
+                    summary.cancelled += len(unfinished)
+                summary.elapsed_s = time.perf_counter() - started
+                manifest.append({"type": "summary", "finished_at": _now(), **summary.to_dict()})
+    return summary
+
+
+def _write_ok(out_dir: Path, item: JobItem, result: dict) -> tuple[dict, ItemOutcome]:
+    from ..writer import write_atomic
+
+    t0 = time.perf_counter()
+    record = result["record"]
+    outputs = result["outputs"]
+    out_records = []
+    paths = []
+    for i, out in enumerate(outputs):
+        rec = dict(out["record"])
+        ext = EXTENSIONS.get(rec.get("format") or "png", ".png")
+        name = item.name + ("" if len(outputs) == 1 else f"-{i}") + ext
+        path = out_dir / name
+        if not _inside(out_dir, path):  # names are [a-z0-9-] + hash, so this cannot happen; belt and braces
+            raise StudioError(f"refusing to write outside {out_dir}: {name!r}")
+        write_atomic(path, out["data"])
+        rec["path"] = name
+        out_records.append(rec)
+        paths.append(str(path))
+    entry = {
+        "type": "item", "id": item.key, "line": item.line, "status": "ok", "model": item.model,
+        "model_name": record.get("model_name"), "model_source": record.get("model_source"),
+        "model_family": record.get("model_family"), "model_hash": record.get("model_hash"),
+        "lora_hashes": record.get("lora_hashes", []), "input_hashes": record.get("input_hashes", {}),
+        "mode": record.get("mode"), "sampler": record.get("sampler"), "device": record.get("device"),
+        "dtype": record.get("dtype"), "versions": record.get("versions", {}),
+        "request": record.get("request"), "outputs": out_records, "worker": result.get("worker"),
+        "attempts": result.get("attempts", 1),
+        "timings": {"render_s": result.get("render_s"), "engine_s": record.get("elapsed_s"),
+                    "write_s": round(time.perf_counter() - t0, 3), "finished_at": _now()},
+    }
+    return entry, ItemOutcome(item.key, item.line, "ok", item.request.prompt, paths,
+                              elapsed_s=result.get("render_s") or 0.0, worker=result.get("worker"))

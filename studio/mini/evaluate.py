@@ -1,0 +1,200 @@
+"""Evaluate the shipped mini model with the analytic judge.
+
+    python -m studio.mini.evaluate [--n-single 60 --n-two 30] [--path studio/mini/weights]
+
+Samples a fixed set of held-out prompts (every prompt contains a colour-shape pair never seen in
+training) with the shipped sampler settings (30 steps, guidance as shipped) and prints accuracies.
+Also measures img2img layout retention (strength 0.3), inpainting locality (PSNR of the unmasked
+region) and single-image sampling latency.  ``--write`` stores the results next to the weights
+(``eval_results.json``) and refreshes the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import DEFAULT_GUIDANCE_SCALE, DEFAULT_STEPS, weights_path
+from . import world as W
+from .judge import judge, score
+
+
+def heldout_prompts(n_single: int, n_two: int, split: str = "holdout") -> list[W.Scene]:
+    """Fixed evaluation scenes; captions are the canonical fully specified form."""
+    out = []
+    for n, count in ((1, n_single), (2, n_two)):
+        for i in range(count):
+            s = W.sample_scene(10_000 + i, split, n_objects=n)
+            out.append(W.Scene(s.background, s.objects, W.caption(s, full=True)))
+    return out
+
+
+def _accuracy(pipe, scenes, guidance, steps, batch, save_dir=None, tag="") -> dict:
+    import torch
+
+    singles = {k: [] for k in ("color", "shape", "size", "position", "all")}
+    twos = {k: [] for k in ("color", "shape", "size", "position", "all")}
+    for i in range(0, len(scenes), batch):
+        chunk = scenes[i : i + batch]
+        gens = [torch.Generator().manual_seed(1000 + i + j) for j in range(len(chunk))]
+        imgs = pipe([s.caption for s in chunk], num_inference_steps=steps, guidance_scale=guidance,
+                    generator=gens, height=256, width=256).images
+        for j, (s, im) in enumerate(zip(chunk, imgs)):
+            r = score(s.objects, judge(im))
+            tgt = singles if len(s.objects) == 1 else twos
+            for k, v in r.items():
+                tgt[k].append(v)
+            if save_dir:
+                im.save(Path(save_dir) / f"{tag}{i + j:03d}_{'ok' if r['all'] else 'x'}.png")
+    mean = lambda v: round(100.0 * sum(v) / len(v), 1) if v else None  # noqa: E731
+    return {
+        "single": {k: mean(v) for k, v in singles.items()}, "n_single": len(singles["all"]),
+        "two_both_right": mean(twos["all"]), "two": {k: mean(v) for k, v in twos.items()}, "n_two": len(twos["all"]),
+    }
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _img2img(pipe, n: int, guidance: float, steps: int) -> dict:
+    import torch
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    p = StableDiffusionImg2ImgPipeline(**pipe.components)
+    kept_pos, kept_all = [], []
+    for i in range(n):
+        s = W.sample_scene(20_000 + i, "holdout", n_objects=1 + i % 2)
+        init = W.render(s)
+        out = p(W.caption(s, full=True), image=init, strength=0.3, num_inference_steps=steps,
+                guidance_scale=guidance, generator=torch.Generator().manual_seed(i)).images[0]
+        r = score(s.objects, judge(out))
+        kept_pos.append(r["position"])
+        kept_all.append(r["all"])
+    return {"n": n, "position_kept": round(100 * np.mean(kept_pos), 1), "all_attributes_kept": round(100 * np.mean(kept_all), 1)}
+
+
+def _inpaint(pipe, n: int, guidance: float, steps: int) -> dict:
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline
+    from PIL import Image
+
+    p = StableDiffusionInpaintPipeline(**pipe.components)
+    raw, over, changed = [], [], []
+    for i in range(n):
+        s = W.sample_scene(30_000 + i, "holdout", n_objects=2)
+        init = W.render(s)
+        tgt = s.objects[1]
+        # new object: different colour and shape, same place/size
+        new_color = next(c for c in W.COLORS if c not in (tgt.color, s.background, s.objects[0].color)
+                         and W.COLORS[c] != W.COLORS[tgt.color] and (c, tgt.shape) not in W.HOLDOUT)
+        new = W.Obj(new_color, tgt.shape, tgt.size, tgt.position, tgt.dx, tgt.dy, tgt.scale)
+        cx, cy = tgt.center
+        r = tgt.radius + 12
+        x0, y0 = max(0, int((cx - r) // 16) * 16), max(0, int((cy - r) // 16) * 16)
+        x1, y1 = min(256, int(math.ceil((cx + r) / 16)) * 16), min(256, int(math.ceil((cy + r) / 16)) * 16)
+        m = np.zeros((256, 256), np.uint8)
+        m[y0:y1, x0:x1] = 255
+        mask = Image.fromarray(m)
+        prompt = W.caption(W.Scene(s.background, (s.objects[0], new)), full=True)
+        out = p(prompt, image=init, mask_image=mask, num_inference_steps=steps, guidance_scale=guidance,
+                height=256, width=256, generator=torch.Generator().manual_seed(i)).images[0]
+        keep = m == 0
+        a, b = np.asarray(init), np.asarray(out)
+        raw.append(_psnr(a[keep], b[keep]))
+        ov = np.asarray(p.image_processor.apply_overlay(mask, init, out))
+        over.append(_psnr(a[keep], ov[keep]))
+        v = judge(out)
+        changed.append(any(o.color == new_color for o in v.objects))
+    return {
+        "n": n, "psnr_unmasked_raw_db": round(float(np.median(raw)), 2), "psnr_unmasked_raw_min_db": round(float(min(raw)), 2),
+        "psnr_unmasked_with_overlay_db": "inf" if min(over) == float("inf") else round(float(min(over)), 2),
+        "new_colour_present": round(100 * np.mean(changed), 1),
+    }
+
+
+def _speed(pipe, guidance: float, steps: int, reps: int = 3) -> dict:
+    import torch
+
+    prompt = "a large red circle in the center on a white background"
+    pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, height=256, width=256)  # warm-up
+    ts = []
+    for i in range(reps):
+        t = time.perf_counter()
+        pipe(prompt, num_inference_steps=steps, guidance_scale=guidance, height=256, width=256,
+             generator=torch.Generator().manual_seed(i))
+        ts.append(time.perf_counter() - t)
+    return {"seconds_per_image_median": round(float(np.median(ts)), 3), "seconds_all": [round(t, 3) for t in ts],
+            "threads": torch.get_num_threads(), "steps": steps}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--path", default=str(weights_path()))
+    ap.add_argument("--n-single", type=int, default=60)
+    ap.add_argument("--n-two", type=int, default=30)
+    ap.add_argument("--n-img2img", type=int, default=10)
+    ap.add_argument("--n-inpaint", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    ap.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE_SCALE)
+    ap.add_argument("--batch", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--in-distribution", action="store_true", help="also score unseen scenes of training combos")
+    ap.add_argument("--skip-extras", action="store_true", help="only the held-out accuracies")
+    ap.add_argument("--save-dir", default=None, help="save sampled images here")
+    ap.add_argument("--write", action="store_true", help="write eval_results.json and refresh the model card")
+    args = ap.parse_args(argv)
+    import torch
+    from diffusers.utils import logging as dlog
+
+    dlog.set_verbosity_error()
+    torch.set_num_threads(args.threads)
+    from . import load_pipeline
+
+    pipe = load_pipeline(args.path)
+    pipe.set_progress_bar_config(disable=True)
+    if args.save_dir:
+        Path(args.save_dir).mkdir(parents=True, exist_ok=True)
+    res: dict = {"steps": args.steps, "guidance_scale": args.guidance}
+    t0 = time.time()
+    res["heldout"] = _accuracy(pipe, heldout_prompts(args.n_single, args.n_two), args.guidance, args.steps,
+                               args.batch, args.save_dir, "heldout_")
+    print("held-out prompts:", json.dumps(res["heldout"]), flush=True)
+    if args.in_distribution:
+        res["in_distribution"] = _accuracy(pipe, heldout_prompts(args.n_single, args.n_two, "train"), args.guidance,
+                                           args.steps, args.batch, args.save_dir, "train_")
+        print("in-distribution prompts:", json.dumps(res["in_distribution"]), flush=True)
+    if not args.skip_extras:
+        res["img2img_strength_0.3"] = _img2img(pipe, args.n_img2img, args.guidance, args.steps)
+        print("img2img:", json.dumps(res["img2img_strength_0.3"]), flush=True)
+        res["inpaint"] = _inpaint(pipe, args.n_inpaint, args.guidance, args.steps)
+        print("inpaint:", json.dumps(res["inpaint"]), flush=True)
+        res["speed"] = _speed(pipe, args.guidance, args.steps)
+        print("speed:", json.dumps(res["speed"]), flush=True)
+    res["eval_seconds"] = round(time.time() - t0)
+    h = res["heldout"]
+    targets = {"color": 95, "position": 90, "shape": 85, "size": 90}
+    print("\nheld-out single-object accuracy (target):")
+    for k, t in targets.items():
+        v = h["single"][k]
+        print(f"  {k:9s} {v:5.1f}%  (>= {t}%)  {'PASS' if v is not None and v >= t else 'FAIL'}")
+    v = h["two_both_right"]
+    print(f"  two-object both right {v}%  (>= 70%)  {'PASS' if v is not None and v >= 70 else 'FAIL'}")
+    if args.write:
+        out = Path(args.path)
+        (out / "eval_results.json").write_text(json.dumps(res, indent=2))
+        from .card import write_card
+
+        meta = json.loads((out / "training.json").read_text()) if (out / "training.json").exists() else {}
+        write_card(out, meta)
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Shipped weights: size, format, offline loading, and (slow) an end-to-end sample."""
+
+import json
+
+import pytest
+
+from studio.mini import weights_path
+
+W = weights_path()
+pytestmark = pytest.mark.skipif(not (W / "model_index.json").exists(), reason="mini weights not exported")
+
+
+def test_weights_folder_small_and_fp16():
+    total = sum(p.stat().st_size for p in W.rglob("*") if p.is_file())
+    assert total <= 40 * 1024 * 1024, total
+    from safetensors import safe_open
+
+    files = list(W.rglob("*.safetensors"))
+    assert {f.parent.name for f in files} == {"unet", "vae", "text_encoder"}
+    for f in files:
+        with safe_open(str(f), "pt") as sf:
+            for k in list(sf.keys())[:20]:
+                assert str(sf.get_slice(k).get_dtype()) in ("F16", "float16"), (f, k)
+    idx = json.loads((W / "model_index.json").read_text())
+    assert idx["_class_name"] == "StableDiffusionPipeline"
+    assert idx.get("requires_safety_checker") is False
+    assert (W / "README.md").exists()
+
+
+def test_light_import():
+    import subprocess
+    import sys
+
+    code = "import sys, studio.mini as m; m.weights_path(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.mark.slow
+def test_loads_offline():
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(W), local_files_only=True)
+    assert pipe.safety_checker is None and pipe.feature_extractor is None
+    assert pipe.vae.config.latent_channels == 4
+    assert 2 ** (len(pipe.vae.config.block_out_channels) - 1) == 16
+    assert pipe.tokenizer.model_max_length == pipe.text_encoder.config.max_position_embeddings
+
+
+@pytest.mark.slow
+def test_end_to_end_easy_prompt():
+    import torch
+
+    from studio.mini import DEFAULT_GUIDANCE_SCALE, load_pipeline
+    from studio.mini.judge import judge
+
+    pipe = load_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    img = pipe(
+        "a large red circle in the center on a white background", num_inference_steps=30,
+        guidance_scale=DEFAULT_GUIDANCE_SCALE, generator=torch.Generator().manual_seed(0),
+    ).images[0]
+    assert img.size == (256, 256)
+    v = judge(img)
+    assert v.background == "white"
+    assert v.objects and v.objects[0].color == "red"
+    # unknown words must not crash
+    pipe("a zebra ünïcode 🙂 prompt", num_inference_steps=2, guidance_scale=DEFAULT_GUIDANCE_SCALE)

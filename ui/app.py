@@ -1,0 +1,525 @@
+"""The Gradio web app: Generate, Edit, Batch, Gallery, Verify, Models.
+
+Every handler returns *file paths of sealed outputs* (never PIL/numpy: Gradio would re-encode pixels and strip
+the C2PA manifest), the server serves only its output folder, and a failure reaches the browser as one
+sanitized line (`gr.Error`), never a stack trace, a key or a server path outside the output folder.
+"""
+import functools
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import ui  # noqa: F401  (sets GRADIO_ANALYTICS_ENABLED=False before gradio is imported)
+
+import gradio as gr
+
+from . import batch as batch_mod
+from .errors import user_message
+from .handlers import (DEFAULT_SAMPLER, SIZE_PRESETS, Handlers, caption, params_view, verdict_html)
+
+log = logging.getLogger("ui")
+DEFAULT_MAX_FILE_SIZE = "50mb"
+_FAMILIES = ["auto", "sd1", "sd2", "sdxl", "sd3", "flux", "other"]
+
+CSS = """
+.gradio-container {max-width: 1400px !important; margin: auto;}
+#ds-header {display:flex; align-items:baseline; gap:14px; padding: 6px 2px 2px 2px;}
+#ds-header h1 {font-size: 1.55rem; margin: 0; font-weight: 700; letter-spacing: -0.01em;}
+#ds-header .tag {color: var(--body-text-color-subdued); font-size: 0.95rem;}
+#ds-header .seal {margin-left:auto; font-size: 0.85rem; padding: 3px 10px; border-radius: 999px;
+  background: var(--color-accent-soft); color: var(--color-accent);}
+.verdict {font-size: 1.15rem; font-weight: 600; padding: 12px 16px; border-radius: 10px; margin: 4px 0;}
+.verdict-good {background: #e7f7ec; color: #11622f; border: 1px solid #9ad8ad;}
+.verdict-bad {background: #fde8e8; color: #8a1c1c; border: 1px solid #f1a7a7;}
+.verdict-warn {background: #fff6e0; color: #7a5300; border: 1px solid #f0cf7a;}
+.ds-status {min-height: 1.6em; color: var(--body-text-color-subdued);}
+.ds-seed-btn {max-width: 52px; min-width: 52px !important;}
+footer {display: none !important;}
+"""
+
+
+def default_out_dir() -> Path:
+    """`DIFFUSION_STUDIO_UI_OUT`, else `studio-outputs` in the current directory."""
+    return Path(os.environ.get("DIFFUSION_STUDIO_UI_OUT") or "studio-outputs").expanduser().resolve()
+
+
+def _gradio_dirs(out: Path) -> None:
+    """Gradio serves its upload/cache folder; keep it inside the output folder, so the server serves that
+    folder and nothing else."""
+    cache = out / ".gradio"
+    cache.mkdir(parents=True, exist_ok=True)
+    os.environ["GRADIO_TEMP_DIR"] = str(cache)
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(cache / "examples")
+
+
+def _theme():
+    font = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+    mono = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
+    # Local font stacks only: the default theme would fetch Google Fonts (no internet here).
+    return gr.themes.Soft(primary_hue="indigo", secondary_hue="slate", neutral_hue="slate", font=font,
+                          font_mono=mono)
+
+
+def _progress(progress):
+    def fn(done: int, total: int, desc: str) -> None:
+        try:
+            progress((int(done), int(total) if total else None), desc=desc, unit="steps")
+        except Exception:  # progress is cosmetic
+            pass
+
+    return fn
+
+
+def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.Blocks:
+    """The web app over `studio` (a `studio.Studio`; a default one when None), writing into `out_dir`."""
+    out = Path(out_dir).expanduser().resolve() if out_dir else default_out_dir()
+    _gradio_dirs(out)
+    h = Handlers(studio, out, verify_on_write=verify_on_write)
+
+    def guarded(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- every failure becomes one sanitized line
+                msg = user_message(exc, out)
+                raise gr.Error(msg, print_exception=False) from None
+
+        return wrapper
+
+    def entry_defaults(name):
+        e = h.registry.entries.get(name)
+        if e is None:
+            return 30, 7.5, DEFAULT_SAMPLER, 512, 512
+        return e.steps, e.guidance, e.sampler or DEFAULT_SAMPLER, e.width, e.height
+
+    model0 = h.default_model()
+    steps0, guid0, sampler0, w0, h0 = entry_defaults(model0)
+    samplers = h.samplers()
+    if sampler0 not in samplers:
+        sampler0 = DEFAULT_SAMPLER
+
+    with gr.Blocks(title="diffusion-studio", analytics_enabled=False) as demo:
+        demo.ui_handlers = h
+        demo.ui_out_dir = out
+        gr.HTML('<div id="ds-header"><h1>diffusion-studio</h1>'
+                '<span class="tag">text-to-image, editing and batch rendering</span>'
+                '<span class="seal">every output is watermarked and C2PA-signed</span></div>')
+        last_seed = gr.State(None)
+        with gr.Tabs(elem_id="tabs") as tabs:
+            # ---------------------------------------------------------------------------------- Generate
+            with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5, min_width=360):
+                        g_prompt = gr.Textbox(label="Prompt", lines=3, elem_id="g-prompt",
+                                              placeholder="a large red circle in the center on a white background")
+                        g_negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="g-negative")
+                        with gr.Row():
+                            g_model = gr.Dropdown(h.model_choices(), value=model0, label="Model", elem_id="g-model")
+                            g_sampler = gr.Dropdown(samplers, value=sampler0, label="Sampler", elem_id="g-sampler")
+                        with gr.Row():
+                            g_steps = gr.Slider(1, 150, value=steps0, step=1, label="Steps", elem_id="g-steps")
+                            g_guidance = gr.Slider(0, 20, value=guid0, step=0.5, label="Guidance (CFG)",
+                                                   elem_id="g-guidance")
+                        with gr.Row():
+                            g_size = gr.Dropdown(list(SIZE_PRESETS), value="Model default", label="Size",
+                                                 elem_id="g-size", scale=2)
+                            g_width = gr.Number(value=w0, label="Width", precision=0, step=8, minimum=64,
+                                                maximum=4096, elem_id="g-width", scale=1)
+                            g_height = gr.Number(value=h0, label="Height", precision=0, step=8, minimum=64,
+                                                 maximum=4096, elem_id="g-height", scale=1)
+                        with gr.Row(equal_height=True):
+                            g_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="g-seed",
+                                               scale=4)
+                            g_seed_rand = gr.Button("🎲", elem_classes="ds-seed-btn", scale=0,
+                                                    elem_id="g-seed-random")
+                            g_seed_reuse = gr.Button("♻️", elem_classes="ds-seed-btn", scale=0,
+                                                     elem_id="g-seed-reuse")
+                            g_batch = gr.Slider(1, 8, value=1, step=1, label="Images", elem_id="g-batch", scale=4)
+                        with gr.Row():
+                            g_go = gr.Button("Generate", variant="primary", elem_id="g-go", scale=3)
+                            g_cancel = gr.Button("Cancel", variant="stop", elem_id="g-cancel", scale=1)
+                    with gr.Column(scale=7, min_width=420):
+                        g_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain",
+                                               elem_id="g-gallery", buttons=["download", "fullscreen"],
+                                               interactive=False)
+                        g_status = gr.Markdown("", elem_classes="ds-status", elem_id="g-status")
+                        with gr.Row():
+                            g_to_edit = gr.Button("Send to Edit", elem_id="g-to-edit")
+                        g_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
+                                          elem_id="g-files")
+                        with gr.Accordion("Parameters of the selected image", open=False):
+                            g_params = gr.JSON(label="Parameters", elem_id="g-params")
+                g_entries = gr.State([])
+                g_selected = gr.State(0)
+
+            # ---------------------------------------------------------------------------------- Edit
+            with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5, min_width=360):
+                        e_source = gr.File(label="Source image (kept byte-for-byte as the C2PA ingredient)",
+                                           file_types=["image"], type="filepath", elem_id="e-source")
+                        e_mode = gr.Radio(["img2img", "inpaint", "outpaint"], value="img2img", label="Mode",
+                                          elem_id="e-mode")
+                        e_editor = gr.ImageEditor(
+                            label="Mask: paint over the area to repaint", type="filepath", format="png",
+                            sources=["upload"], layers=False, transforms=(), image_mode="RGBA",
+                            brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed",
+                                           default_size=28),
+                            eraser=gr.Eraser(default_size=28), visible=False, elem_id="e-editor", height=420)
+                        e_mask = gr.File(label="…or upload a mask (white = repaint, same size as the source)",
+                                         file_types=["image"], type="filepath", visible=False, elem_id="e-mask")
+                        e_strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Strength", elem_id="e-strength")
+                        with gr.Row(visible=False) as e_out_row:
+                            e_left = gr.Number(0, label="Left px", precision=0, step=8, minimum=0, elem_id="e-left")
+                            e_top = gr.Number(0, label="Top px", precision=0, step=8, minimum=0, elem_id="e-top")
+                            e_right = gr.Number(64, label="Right px", precision=0, step=8, minimum=0,
+                                                elem_id="e-right")
+                            e_bottom = gr.Number(0, label="Bottom px", precision=0, step=8, minimum=0,
+                                                 elem_id="e-bottom")
+                        e_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="e-prompt")
+                        e_negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="e-negative")
+                        with gr.Row():
+                            e_model = gr.Dropdown(h.model_choices(), value=model0, label="Model", elem_id="e-model")
+                            e_sampler = gr.Dropdown(samplers, value=sampler0, label="Sampler", elem_id="e-sampler")
+                        with gr.Row():
+                            e_steps = gr.Slider(1, 150, value=steps0, step=1, label="Steps", elem_id="e-steps")
+                            e_guidance = gr.Slider(0, 20, value=guid0, step=0.5, label="Guidance (CFG)",
+                                                   elem_id="e-guidance")
+                            e_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="e-seed")
+                        with gr.Row():
+                            e_go = gr.Button("Run edit", variant="primary", elem_id="e-go", scale=3)
+                            e_cancel = gr.Button("Cancel", variant="stop", elem_id="e-cancel", scale=1)
+                    with gr.Column(scale=7, min_width=420):
+                        e_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain",
+                                               elem_id="e-gallery", buttons=["download", "fullscreen"],
+                                               interactive=False)
+                        e_status = gr.Markdown("", elem_classes="ds-status", elem_id="e-status")
+                        e_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
+                                          elem_id="e-files")
+                        with gr.Accordion("Parameters", open=False):
+                            e_params = gr.JSON(label="Parameters", elem_id="e-params")
+
+            # ---------------------------------------------------------------------------------- Batch
+            with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5, min_width=360):
+                        b_file = gr.File(label="Prompt file (.txt, .jsonl, .csv, .yaml, .json)",
+                                         file_types=[".txt", ".jsonl", ".csv", ".yaml", ".yml", ".json"],
+                                         type="filepath", elem_id="b-file")
+                        gr.Markdown("One prompt per line (`.txt`), or one request per line/row with any of the "
+                                    "Generate fields (`prompt`, `model`, `steps`, `seed`, `width`, …). "
+                                    "The file is checked before anything renders.", elem_classes="ds-status")
+                        b_check = gr.Markdown("", elem_id="b-check")
+                        with gr.Row():
+                            b_go = gr.Button("Start batch", variant="primary", interactive=False, elem_id="b-go",
+                                             scale=3)
+                            b_cancel = gr.Button("Cancel", variant="stop", elem_id="b-cancel", scale=1)
+                        b_table = gr.Dataframe(headers=["line", "id", "prompt", "model", "mode", "size", "steps",
+                                                        "images"], value=[], interactive=False, wrap=True,
+                                               label="Items", elem_id="b-table", max_height=360)
+                    with gr.Column(scale=7, min_width=420):
+                        b_status = gr.Markdown("", elem_id="b-status")
+                        b_zip = gr.File(label="Download outputs + manifest.jsonl (zip)", interactive=False,
+                                        elem_id="b-zip")
+                        b_gallery = gr.Gallery(label="Outputs", columns=4, height=420, object_fit="contain",
+                                               elem_id="b-gallery", interactive=False)
+
+            # ---------------------------------------------------------------------------------- Gallery
+            with gr.Tab("Gallery", id="history", elem_id="tab-history") as hist_tab:
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=8, min_width=420):
+                        with gr.Row():
+                            h_count = gr.Markdown("", elem_id="h-count")
+                            h_refresh = gr.Button("Refresh", size="sm", scale=0, elem_id="h-refresh")
+                        h_gallery = gr.Gallery(label="Every output of this server", columns=5, height=560,
+                                               object_fit="cover", elem_id="h-gallery", interactive=False,
+                                               buttons=["download", "fullscreen"])
+                    with gr.Column(scale=4, min_width=320):
+                        h_verdict = gr.HTML("", elem_id="h-verdict")
+                        with gr.Row():
+                            h_reuse = gr.Button("Reuse settings", variant="primary", elem_id="h-reuse")
+                            h_to_edit = gr.Button("Send to Edit", elem_id="h-to-edit")
+                        h_file = gr.File(label="Sealed file", interactive=False, elem_id="h-file")
+                        h_params = gr.JSON(label="Parameters", elem_id="h-params")
+                h_entries = gr.State([])
+                h_selected = gr.State(None)
+
+            # ---------------------------------------------------------------------------------- Verify
+            with gr.Tab("Verify", id="verify", elem_id="tab-verify"):
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=4, min_width=320):
+                        v_file = gr.File(label="File to verify (any image, audio or video)", type="filepath",
+                                         elem_id="v-file")
+                        gr.Markdown("Checks the C2PA content credentials (signature, hashes, actions, "
+                                    "ingredients), the invisible watermark, and this studio's ledger of issued "
+                                    "watermark IDs.", elem_classes="ds-status")
+                    with gr.Column(scale=8, min_width=420):
+                        v_verdict = gr.HTML("", elem_id="v-verdict")
+                        v_details = gr.Markdown("", elem_id="v-details")
+                        with gr.Accordion("Full report (JSON)", open=False):
+                            v_json = gr.JSON(label="Report", elem_id="v-json")
+
+            # ---------------------------------------------------------------------------------- Models
+            with gr.Tab("Models", id="models", elem_id="tab-models"):
+                m_table = gr.Dataframe(headers=["name", "family", "local", "source", "origin", "description"],
+                                       value=h.model_rows(), interactive=False, wrap=True, label="Registry",
+                                       elem_id="m-table")
+                with gr.Accordion("Add a local model", open=True):
+                    with gr.Row():
+                        m_name = gr.Textbox(label="Name", elem_id="m-name", scale=2)
+                        m_path = gr.Textbox(label="Path on this machine (diffusers folder or .safetensors)",
+                                            elem_id="m-path", scale=5)
+                        m_family = gr.Dropdown(_FAMILIES, value="auto", label="Family", elem_id="m-family",
+                                               scale=1)
+                    with gr.Row():
+                        m_add = gr.Button("Add model", variant="primary", elem_id="m-add", scale=0)
+                        m_refresh = gr.Button("Refresh", elem_id="m-refresh", scale=0)
+                    m_status = gr.Markdown("", elem_id="m-status")
+
+        # ====================================================================================== wiring
+        def session(request: Optional[gr.Request]) -> str:
+            return getattr(request, "session_hash", None) or "-"
+
+        def gallery_value(entries):
+            return [(e["file"], caption(e)) for e in entries]
+
+        # -- generate
+        def on_model(name):
+            steps, guidance, sampler, w, hh = entry_defaults(name)
+            if sampler not in samplers:
+                sampler = DEFAULT_SAMPLER
+            return steps, guidance, sampler
+
+        def on_size(size, model):
+            w, hh = SIZE_PRESETS.get(size, (None, None))
+            if size in ("Model default",):
+                _, _, _, w, hh = entry_defaults(model)
+            if w is None:
+                return gr.update(), gr.update()
+            return w, hh
+
+        g_model.change(on_model, [g_model], [g_steps, g_guidance, g_sampler], queue=False)
+        g_model.change(on_size, [g_size, g_model], [g_width, g_height], queue=False)
+        g_size.change(on_size, [g_size, g_model], [g_width, g_height], queue=False)
+        e_model.change(on_model, [e_model], [e_steps, e_guidance, e_sampler], queue=False)
+        g_seed_rand.click(lambda: -1, None, [g_seed], queue=False)
+        g_seed_reuse.click(lambda s: s if s is not None else -1, [last_seed], [g_seed], queue=False)
+
+        @guarded
+        def do_generate(prompt, negative, model, sampler, steps, guidance, width, height, seed, count,
+                        request: gr.Request, progress=gr.Progress()):
+            cancel = h.cancel_event(session(request), reset=True)
+            fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
+                                      guidance=guidance, size="Custom", width=width, height=height, seed=seed,
+                                      batch=count)
+            entries = h.generate(fields, progress=_progress(progress), cancel=cancel)
+            first = entries[0]
+            seeds = ", ".join(str(e["seed"]) for e in entries)
+            status = (f"{len(entries)} sealed image(s) in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
+                      f"{first['sampler']} · {first['request'].get('steps')} steps · "
+                      f"{first['width']}×{first['height']} · seed {seeds}")
+            return (gallery_value(entries), [e["file"] for e in entries], status, first["seed"], entries,
+                    params_view(first), 0)
+
+        g_event = g_go.click(
+            do_generate,
+            [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height, g_seed, g_batch],
+            [g_gallery, g_files, g_status, last_seed, g_entries, g_params, g_selected],
+            concurrency_id="device", concurrency_limit=1)
+        g_prompt.submit(lambda: None, None, None, queue=False)
+
+        def do_cancel(request: gr.Request):
+            h.cancel(session(request))
+            return "Cancelled."
+
+        g_cancel.click(do_cancel, None, [g_status], cancels=[g_event], queue=False)
+
+        def on_gen_select(entries, evt: gr.SelectData):
+            i = evt.index if isinstance(evt.index, int) else 0
+            if not entries or i >= len(entries):
+                return gr.update(), 0
+            return params_view(entries[i]), i
+
+        g_gallery.select(on_gen_select, [g_entries], [g_params, g_selected], queue=False)
+
+        @guarded
+        def send_to_edit(entries, idx):
+            if not entries:
+                raise gr.Error("generate an image first", print_exception=False)
+            e = entries[idx if idx is not None and idx < len(entries) else 0]
+            req = e.get("request", {})
+            return (e["file"], e["file"], gr.update(value="img2img"), req.get("prompt", ""),
+                    req.get("negative_prompt", ""), e.get("model"), gr.Tabs(selected="edit"))
+
+        edit_targets = [e_source, e_editor, e_mode, e_prompt, e_negative, e_model, tabs]
+        g_to_edit.click(send_to_edit, [g_entries, g_selected], edit_targets, queue=False)
+
+        # -- edit
+        def on_mode(mode):
+            return (gr.update(visible=mode == "inpaint"), gr.update(visible=mode == "inpaint"),
+                    gr.update(visible=mode != "outpaint"), gr.update(visible=mode == "outpaint"))
+
+        e_mode.change(on_mode, [e_mode], [e_editor, e_mask, e_strength, e_out_row], queue=False)
+        e_source.upload(lambda p: p, [e_source], [e_editor], queue=False)
+
+        @guarded
+        def do_edit(source, mode, editor, mask, strength, left, top, right, bottom, prompt, negative, model,
+                    sampler, steps, guidance, seed, request: gr.Request, progress=gr.Progress()):
+            cancel = h.cancel_event(session(request), reset=True)
+            fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
+                                      guidance=guidance, size="Model default", seed=seed, batch=1)
+            entries = h.edit(fields, source=source, mode=mode, editor_value=editor, mask_file=mask,
+                             strength=strength, outpaint=(left, top, right, bottom),
+                             progress=_progress(progress), cancel=cancel)
+            first = entries[0]
+            status = (f"{mode}: sealed image in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
+                      f"{first['width']}×{first['height']} · seed {first['seed']} · source recorded as the "
+                      f"C2PA ingredient")
+            return gallery_value(entries), [e["file"] for e in entries], status, params_view(first)
+
+        e_event = e_go.click(
+            do_edit,
+            [e_source, e_mode, e_editor, e_mask, e_strength, e_left, e_top, e_right, e_bottom, e_prompt,
+             e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed],
+            [e_gallery, e_files, e_status, e_params], concurrency_id="device", concurrency_limit=1)
+        e_cancel.click(do_cancel, None, [e_status], cancels=[e_event], queue=False)
+
+        # -- batch
+        @guarded
+        def on_batch_file(path):
+            rows, errors = batch_mod.validate(path, h.registry, out)
+            if not path:
+                return [], "", gr.update(interactive=False)
+            if errors:
+                msg = f"**{len(errors)} problem(s) — fix the file and upload it again:**\n" + "\n".join(
+                    f"- {e}" for e in errors[:50])
+                return rows, msg, gr.update(interactive=False)
+            return rows, f"✓ {len(rows)} valid item(s), ready to start", gr.update(interactive=True)
+
+        b_file.change(on_batch_file, [b_file], [b_table, b_check, b_go], queue=False)
+
+        @guarded
+        def do_batch(path, request: gr.Request, progress=gr.Progress()):
+            cancel = h.cancel_event(session(request), reset=True)
+            zip_path, summary, entries = batch_mod.run(h, path, progress=_progress(progress), cancel=cancel)
+            return zip_path, summary, gallery_value(entries)
+
+        b_event = b_go.click(do_batch, [b_file], [b_zip, b_status, b_gallery], concurrency_id="device",
+                             concurrency_limit=1)
+        def do_batch_cancel(request: gr.Request):
+            h.cancel(session(request))
+            return "Cancelling after the current step…"
+
+        b_cancel.click(do_batch_cancel, None, [b_status], cancels=[b_event], queue=False)
+
+        # -- history
+        def load_history():
+            entries = h.history_entries()
+            return gallery_value(entries), entries, f"**{len(entries)}** output(s) in this server's folder"
+
+        hist_outputs = [h_gallery, h_entries, h_count]
+        hist_tab.select(load_history, None, hist_outputs, queue=False)
+        h_refresh.click(load_history, None, hist_outputs, queue=False)
+        demo.load(load_history, None, hist_outputs, queue=False)
+
+        @guarded
+        def on_hist_select(entries, evt: gr.SelectData):
+            i = evt.index if isinstance(evt.index, int) else 0
+            if not entries or i >= len(entries):
+                return gr.update(), gr.update(), gr.update(), None
+            e = entries[i]
+            head, _details, _data = h.verify(e["file"])
+            return verdict_html(head), e["file"], params_view(e), e
+
+        h_gallery.select(on_hist_select, [h_entries], [h_verdict, h_file, h_params, h_selected])
+
+        def reuse(e):
+            if not e:
+                raise gr.Error("pick an image in the gallery first", print_exception=False)
+            r = e.get("request", {})
+            return (r.get("prompt", ""), r.get("negative_prompt", ""), e.get("model"),
+                    r.get("sampler") or DEFAULT_SAMPLER, r.get("steps"), r.get("guidance"), "Custom",
+                    r.get("width"), r.get("height"), r.get("seed", -1), 1, gr.Tabs(selected="generate"))
+
+        h_reuse.click(reuse, [h_selected],
+                      [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_size, g_width, g_height,
+                       g_seed, g_batch, tabs], queue=False)
+        h_to_edit.click(lambda e: send_to_edit([e] if e else [], 0), [h_selected], edit_targets, queue=False)
+
+        # -- verify
+        @guarded
+        def do_verify(path):
+            if not path:
+                return "", "", None
+            head, details, data = h.verify(path)
+            return verdict_html(head), details, data
+
+        v_file.change(do_verify, [v_file], [v_verdict, v_details, v_json])
+
+        # -- models
+        def refresh_models():
+            choices = h.model_choices()
+            return h.model_rows(), gr.update(choices=choices), gr.update(choices=choices)
+
+        m_refresh.click(refresh_models, None, [m_table, g_model, e_model], queue=False)
+
+        @guarded
+        def add_model(name, path, family):
+            added = h.add_model(name, path, family)
+            rows, g_upd, e_upd = refresh_models()
+            return rows, g_upd, e_upd, f"✓ added **{added}**; pick it in the Model menu."
+
+        m_add.click(add_model, [m_name, m_path, m_family], [m_table, g_model, e_model, m_status], queue=False)
+
+    return demo
+
+
+def launch(studio=None, out_dir=None, *, host: str = "127.0.0.1", port: Optional[int] = 7860,
+           auth: Optional[tuple[str, str]] = None, max_file_size=DEFAULT_MAX_FILE_SIZE, block: bool = True,
+           demo: Optional[gr.Blocks] = None, quiet: bool = False, **launch_kwargs):
+    """Build (unless `demo` is given) and serve the app. Binds 127.0.0.1 unless `host` says otherwise; serves
+    only the output folder; uploads are capped at `max_file_size`. With `block=False` returns at once (the
+    server runs in a thread; `demo.close()` stops it)."""
+    demo = demo or build_app(studio, out_dir)
+    out: Path = demo.ui_out_dir
+    _gradio_dirs(out)
+    from studio.config import config_dir
+
+    if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
+        log.warning("serving on %s without --auth: anyone who can reach this port can generate", host)
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    blocked = [str(config_dir())]
+    if _inside(config_dir(), out):  # the output folder may live in the config dir; keep the keys blocked
+        blocked = [str(config_dir() / "safety"), str(config_dir() / "models.toml")]
+    demo.launch(
+        server_name=host, server_port=port, auth=auth, allowed_paths=[str(out)], blocked_paths=blocked,
+        max_file_size=max_file_size, show_error=False, ssr_mode=False, share=False, inbrowser=False,
+        prevent_thread_lock=not block, quiet=quiet, footer_links=[], theme=_theme(), css=CSS,
+        pwa=False, mcp_server=False, enable_monitoring=False, **launch_kwargs)
+    return demo
+
+
+def _inside(root: Path, path: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(Path(root).resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def parse_auth(text: Optional[str]) -> Optional[tuple[str, str]]:
+    """`USER:PASS` (or `USER:` + the `STUDIO_UI_PASSWORD` env var)."""
+    if not text:
+        return None
+    user, sep, password = text.partition(":")
+    password = password or os.environ.get("STUDIO_UI_PASSWORD", "")
+    if not sep or not user or not password:
+        raise ValueError("--auth takes USER:PASS")
+    return user, password
+
+
+__all__ = ["build_app", "launch", "default_out_dir", "parse_auth"]

@@ -1,0 +1,404 @@
+"""The web app's actions, free of Gradio: each takes plain values and returns paths of sealed files inside the
+output folder (never pixels), so what leaves the server is the signed, watermarked file itself."""
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Optional
+
+import studio
+from studio import GenerationRequest, RequestError, StudioError
+
+from .errors import Cancelled, sanitize
+from .history import History
+
+ProgressFn = Callable[[int, int, str], None]  # (done, total, description)
+
+SIZE_PRESETS = {
+    "Model default": (None, None),
+    "256 × 256": (256, 256),
+    "512 × 512": (512, 512),
+    "768 × 768": (768, 768),
+    "1024 × 1024": (1024, 1024),
+    "832 × 1216 portrait": (832, 1216),
+    "1216 × 832 landscape": (1216, 832),
+    "Custom": (None, None),
+}
+DEFAULT_SAMPLER = "Model default"
+# Used only when `studio` does not expose its sampler catalog (ui may import nothing but studio).
+_FALLBACK_SAMPLERS = ["Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras", "DPM2",
+                      "DPM2 Karras", "UniPC", "DDIM", "DDPM", "LMS", "LMS Karras", "PNDM", "LCM",
+                      "Flow-match Euler", "Flow-match Heun"]
+VERIFY_GOOD = ("trusted", "valid")
+
+
+class Handlers:
+    """One per app: the studio (registry + loaded model), the output folder and its history."""
+
+    def __init__(self, studio_obj=None, out_dir: Path | str = "studio-ui-out", verify_on_write: bool = True):
+        self.studio = studio_obj if studio_obj is not None else studio.Studio()
+        self.out_dir = Path(out_dir).expanduser().resolve()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.history = History(self.out_dir)
+        self.verify_on_write = verify_on_write
+        self._cancel: dict[str, threading.Event] = {}
+        self._cancel_lock = threading.Lock()
+
+    # -- cancel ---------------------------------------------------------------------------------------------
+    def cancel_event(self, session: str, *, reset: bool = False) -> threading.Event:
+        with self._cancel_lock:
+            ev = self._cancel.setdefault(session or "-", threading.Event())
+            if reset:
+                ev.clear()
+            return ev
+
+    def cancel(self, session: str) -> None:
+        self.cancel_event(session).set()
+
+    # -- models ---------------------------------------------------------------------------------------------
+    @property
+    def registry(self):
+        return self.studio.registry
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        out = []
+        for e in self.registry.entries.values():
+            out.append((f"{e.name}" + ("" if _available(e) else "  (not downloaded)"), e.name))
+        return out
+
+    def default_model(self) -> str:
+        name = self.registry.default_name()
+        entries = self.registry.entries
+        if name in entries and _available(entries[name]):
+            return name
+        user = [e.name for e in entries.values() if not e.builtin and _available(e)]
+        local = [e.name for e in entries.values() if _available(e)]
+        return (user or local or [name])[0]
+
+    def model_rows(self) -> list[list]:
+        rows = []
+        for e in self.registry.entries.values():
+            source = e.source
+            if e.is_path:  # never show a server path to the browser: the folder/file name is enough
+                source = "local: " + Path(source).name
+            rows.append([e.name, e.family or "auto", "yes" if _available(e) else "no", source,
+                         "built-in" if e.builtin else "user", e.description])
+        return rows
+
+    def add_model(self, name: str, path: str, family: Optional[str]) -> str:
+        name = (name or "").strip()
+        path = (path or "").strip()
+        if not name or not all(c.isalnum() or c in "-_." for c in name):
+            raise RequestError("model name must be non-empty and use only letters, digits, '-', '_' and '.'")
+        if not path:
+            raise RequestError("give the local path of a diffusers folder or a .safetensors file")
+        p = Path(path).expanduser()
+        if not p.exists():
+            raise RequestError(f"{path} does not exist on the server")
+        if p.is_file() and p.suffix.lower() != ".safetensors":
+            raise RequestError("only .safetensors files or diffusers folders can be added here "
+                               "(pickle checkpoints can run code)")
+        if p.is_dir() and not (p / "model_index.json").exists():
+            raise RequestError(f"{p.name} is not a diffusers folder (no model_index.json)")
+        family = None if family in (None, "", "auto") else family
+        self.registry.add(name, str(p.resolve()), family)
+        return name
+
+    def samplers(self) -> list[str]:
+        fn = getattr(studio, "samplers", None)
+        try:
+            names = list(fn()) if callable(fn) else list(_FALLBACK_SAMPLERS)
+        except Exception:
+            names = list(_FALLBACK_SAMPLERS)
+        return [DEFAULT_SAMPLER] + names
+
+    # -- generation -----------------------------------------------------------------------------------------
+    def request_fields(self, *, prompt, negative="", model=None, sampler=None, steps=None, guidance=None,
+                       size="Model default", width=None, height=None, seed=None, batch=1) -> dict:
+        """Form values -> GenerationRequest fields (None: the model's default)."""
+        w, h = SIZE_PRESETS.get(size, (None, None))
+        if size == "Custom":
+            w, h = _int_or_none(width), _int_or_none(height)
+        seed = _int_or_none(seed)
+        if seed is not None and seed < 0:
+            seed = None  # -1: random
+        return {
+            "prompt": prompt or "",
+            "negative_prompt": negative or "",
+            "model": model or None,
+            "sampler": None if sampler in (None, "", DEFAULT_SAMPLER) else sampler,
+            "steps": _int_or_none(steps),
+            "guidance": None if guidance is None else float(guidance),
+            "width": w,
+            "height": h,
+            "seed": seed,
+            "batch": _int_or_none(batch) or 1,
+        }
+
+    def generate(self, fields: dict, *, init_image: Optional[str] = None, mask: Optional[str] = None,
+                 progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None,
+                 source: str = "generate", out_stem: Optional[Path] = None) -> list[dict]:
+        """Run one request and return the history entries of its sealed outputs (with `file`, an absolute
+        path inside the output folder)."""
+        fields = dict(fields)
+        if init_image is not None:
+            fields["init_image"] = str(init_image)
+        if mask is not None:
+            fields["mask"] = str(mask)
+        request = GenerationRequest.build(**fields)
+        if request.model is None:
+            request = GenerationRequest.build(**{**fields, "model": self.default_model()})
+        self.registry.resolve(request.model)  # UnknownModel before anything slow
+
+        def on_step(step: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"cancelled at step {step}/{total}")
+            if progress is not None:
+                progress(step, total, "denoising")
+
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled")
+        if progress is not None:
+            progress(0, 1, f"loading {request.model}")
+        stem = out_stem or (self.out_dir / "images" / time.strftime("%Y%m%d") /
+                            f"{time.strftime('%H%M%S')}-{request.mode}-{uuid.uuid4().hex[:6]}.png")
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        result = self.studio.generate(request, out=stem, progress=on_step,
+                                      init_image=init_image, mask=mask)
+        return [self._record(result, o, source) for o in result.outputs]
+
+    def _record(self, result, output, source: str) -> dict:
+        path = Path(output.path).resolve()
+        if not _inside(path, self.out_dir):  # never hand out a file from elsewhere
+            raise StudioError("the studio wrote an output outside the UI's output folder")
+        rec = result.record
+        req = rec.request.model_dump(mode="json")
+        for key in ("init_image", "mask"):
+            if req.get(key):
+                req[key] = Path(req[key]).name
+        entry = {
+            "id": output.record.sha256[:16],
+            "path": str(path.relative_to(self.out_dir)),
+            "source": source,
+            "mode": rec.mode,
+            "model": rec.model_name,
+            "family": rec.model_family,
+            "sampler": rec.sampler,
+            "seed": output.record.seed,
+            "width": output.record.width,
+            "height": output.record.height,
+            "elapsed_s": rec.elapsed_s,
+            "sha256": output.record.sha256,
+            "watermark_id": output.record.watermark_id,
+            "watermark_status": output.record.watermark_status,
+            "request": {**req, "seed": output.record.seed, "batch": 1},
+        }
+        if self.verify_on_write:
+            entry.update(self._quick_verify(path))
+        entry = self.history.add(entry)
+        return {**entry, "file": str(path)}
+
+    def _quick_verify(self, path: Path) -> dict:
+        try:
+            rep = studio.verify(path)
+            return {"verify": rep.state, "watermark_found": bool(rep.watermark_found)}
+        except Exception as exc:  # a verify problem must not lose the output
+            return {"verify": "unknown", "verify_error": sanitize(str(exc), self.out_dir)}
+
+    # -- edit -----------------------------------------------------------------------------------------------
+    def edit(self, fields: dict, *, source: Optional[str], mode: str, editor_value: Optional[dict] = None,
+             mask_file: Optional[str] = None, strength: Optional[float] = None,
+             outpaint: tuple[int, int, int, int] = (0, 0, 0, 0),
+             progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None) -> list[dict]:
+        """img2img / inpaint / outpaint of `source` (the uploaded file itself, so it becomes the C2PA
+        ingredient with its own manifest if it has one)."""
+        if not source and editor_value and editor_value.get("background"):
+            source = editor_value["background"]  # uploaded into the editor: re-encoded by the browser
+        if not source:
+            raise RequestError("upload a source image first (or send one from the Generate tab)")
+        fields = dict(fields)
+        mask = None
+        if mode == "img2img":
+            fields["strength"] = strength
+        elif mode == "inpaint":
+            fields["strength"] = strength
+            mask = mask_file or self.mask_from_editor(editor_value, source)
+        elif mode == "outpaint":
+            left, top, right, bottom = (int(v or 0) for v in outpaint)
+            fields["outpaint"] = {"left": left, "top": top, "right": right, "bottom": bottom}
+            if fields.get("width") is None or fields.get("height") is None:
+                fields["width"] = fields["height"] = None
+        else:
+            raise RequestError(f"unknown edit mode {mode!r}")
+        return self.generate(fields, init_image=source, mask=mask, progress=progress, cancel=cancel,
+                             source="edit")
+
+    def mask_from_editor(self, editor_value: Optional[dict], source: str) -> str:
+        """The strokes drawn in the editor (any layer pixel with alpha > 0) as a white-on-black mask the size of
+        the source image, saved in the output folder."""
+        from PIL import Image
+
+        layers = [l for l in (editor_value or {}).get("layers") or [] if l]
+        if not layers:
+            raise RequestError("inpainting needs a mask: paint over the area to repaint, or upload a mask")
+        with Image.open(source) as src:
+            size = src.size
+        mask = Image.new("L", size, 0)
+        for layer in layers:
+            with Image.open(layer) as im:
+                alpha = im.convert("RGBA").getchannel("A")
+            if alpha.size != size:
+                alpha = alpha.resize(size, Image.NEAREST)
+            mask.paste(255, mask=alpha.point(lambda a: 255 if a > 0 else 0))
+        if mask.getbbox() is None:
+            raise RequestError("the mask is empty: paint over the area to repaint, or upload a mask")
+        path = self.out_dir / "masks" / f"mask-{uuid.uuid4().hex[:10]}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        mask.save(path)
+        return str(path)
+
+    # -- verify ---------------------------------------------------------------------------------------------
+    def verify(self, path: Optional[str]) -> tuple[str, str, dict]:
+        """(verdict headline, markdown details, sanitized report dict)."""
+        if not path:
+            raise RequestError("upload a file to verify")
+        rep = studio.verify(path)
+        data = _sanitize_obj(rep.to_dict(), self.out_dir)
+        name = Path(path).name
+        return verdict(rep), _render_report(rep, name, self.out_dir), data
+
+    # -- history --------------------------------------------------------------------------------------------
+    def history_entries(self, limit: int = 200) -> list[dict]:
+        return [{**e, "file": str(self.history.abspath(e))} for e in self.history.entries(limit)]
+
+    def entry(self, entry_id: str) -> Optional[dict]:
+        e = self.history.get(entry_id)
+        return {**e, "file": str(self.history.abspath(e))} if e else None
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def _available(entry) -> bool:
+    try:
+        return bool(entry.available_locally())
+    except Exception:
+        return False
+
+
+def _int_or_none(v) -> Optional[int]:
+    if v is None or v == "":
+        return None
+    return int(round(float(v)))
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _sanitize_obj(obj, out_dir):
+    if isinstance(obj, dict):
+        return {k: _sanitize_obj(v, out_dir) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_sanitize_obj(v, out_dir) for v in obj]
+    if isinstance(obj, str) and ("/" in obj or "\\" in obj or "BEGIN" in obj) and not obj.startswith("http"):
+        return sanitize(obj, out_dir) if len(obj) < 2000 else sanitize(obj[:2000], out_dir)
+    return obj
+
+
+def caption(entry: dict) -> str:
+    ok = entry.get("verify") in VERIFY_GOOD and entry.get("watermark_found", True)
+    mark = "✓ sealed" if ok else ("? " + str(entry.get("verify", "unverified")))
+    return (f"{entry.get('model')} · seed {entry.get('seed')} · {entry.get('sampler')} · "
+            f"{entry.get('request', {}).get('steps')} steps · {mark}")
+
+
+def params_view(entry: dict) -> dict:
+    """What the browser is shown about one output (no server paths)."""
+    keys = ("id", "time", "source", "mode", "model", "family", "sampler", "seed", "width", "height", "elapsed_s",
+            "sha256", "watermark_id", "watermark_status", "verify", "watermark_found", "request")
+    view = {k: entry[k] for k in keys if k in entry}
+    view["file"] = entry.get("path")
+    return view
+
+
+def verdict(rep) -> str:
+    """A one-line verdict (kept plain so tests and screen readers can read it)."""
+    wm = f"watermark found (ID {rep.watermark_id})" if rep.watermark_found else "no watermark found"
+    if rep.state in VERIFY_GOOD:
+        head = "Authentic: C2PA " + rep.state + ", " + wm if rep.watermark_found else \
+            "C2PA " + rep.state + ", but " + wm
+    elif rep.state == "invalid":
+        head = "TAMPERED: C2PA credentials are invalid; " + wm
+    elif rep.state == "none":
+        head = "No C2PA credentials; " + wm
+    else:
+        head = "Unreadable file"
+    if rep.ledger_match:
+        head += "; issued by this studio (ledger match)"
+    return head
+
+
+def verdict_html(rep_or_head, state: Optional[str] = None) -> str:
+    head = rep_or_head if isinstance(rep_or_head, str) else verdict(rep_or_head)
+    kind = "good" if head.startswith("Authentic") else ("bad" if head.startswith(("TAMPERED", "Unreadable"))
+                                                         else "warn")
+    return f'<div class="verdict verdict-{kind}" id="verdict-text">{html.escape(head)}</div>'
+
+
+def _render_report(rep, name: str, out_dir: Path) -> str:
+    lines = [f"**File:** `{html.escape(name)}`  ", f"**C2PA state:** `{rep.state}` (exit code {rep.exit_code})  "]
+    if rep.fmt:
+        lines.append(f"**Format:** {rep.fmt} ({rep.mime})  ")
+    if rep.error:
+        lines.append(f"**Error:** {html.escape(sanitize(rep.error, out_dir))}  ")
+    for f in rep.failures or []:
+        lines.append(f"- failure `{f.get('code')}`: {html.escape(sanitize(f.get('explanation', ''), out_dir))}")
+    m = rep.manifest or {}
+    if m:
+        lines += ["", "#### Active manifest", *_manifest_lines(m, out_dir)]
+    lines += ["", "#### Watermark"]
+    if rep.watermark_found:
+        lines.append(f"Found: ID `{rep.watermark_id}` (bit agreement {rep.watermark_confidence:.2f})")
+    else:
+        lines.append("Not found")
+    lines += ["", "#### Ledger"]
+    if rep.ledger_match:
+        lines.append("This watermark ID was issued by this studio. Recorded manifest:")
+        lines += _manifest_lines(rep.recovered_manifest or {}, out_dir)
+    else:
+        lines.append("No ledger record for this file")
+    for n in rep.notes or []:
+        lines.append(f"- note: {html.escape(sanitize(n, out_dir))}")
+    return "\n".join(lines)
+
+
+def _manifest_lines(m: dict, out_dir: Path) -> list[str]:
+    out = [f"- claim generator: `{m.get('claim_generator')}`",
+           f"- signed by: {html.escape(str(m.get('signer')))} (issuer {html.escape(str(m.get('issuer')))})"]
+    if m.get("signed_at"):
+        out.append(f"- signed at: {m.get('signed_at')}")
+    for a in m.get("actions", []) or []:
+        dst = a.get("digitalSourceType")
+        out.append(f"- action: `{a.get('action')}`" + (f" — digital source type `{dst.rsplit('/', 1)[-1]}`"
+                                                      if dst else ""))
+    if m.get("digital_source_type"):
+        out.append(f"- digital source type: `{str(m['digital_source_type']).rsplit('/', 1)[-1]}`")
+    for i in m.get("ingredients", []) or []:
+        out.append(f"- ingredient: {html.escape(str(i.get('title')))} ({i.get('relationship')})"
+                   + (" — with its own manifest" if i.get("has_manifest") else ""))
+    if m.get("params") is not None:
+        params = _sanitize_obj(m["params"], out_dir)
+        out.append("- params: `" + html.escape(json.dumps(params, sort_keys=True)[:600]) + "`")
+    return out
+
+
+def file_sha256(path: str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
