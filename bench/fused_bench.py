@@ -154,11 +154,17 @@ def main(argv=None):
         return 2
     import fused_ops
 
+    try:
+        from diffusers.utils import logging as dlogging
+
+        dlogging.set_verbosity_error()
+    except Exception:
+        pass
     device = torch.device("cuda" if cuda else "cpu")
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
     if not cuda:
         dtype = torch.float32
-        args.iters, args.warmup = min(args.iters, 2), min(args.warmup, 1)
+        args.iters, args.warmup = 1, 0
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
         if m not in fused_ops.ACCELERATE_MODES:
@@ -195,9 +201,13 @@ def main(argv=None):
             rows.append(dict(workload=name, mode=mode, ms=ms_m, peak_gib=peak_m, tflops=flops / ms_m / 1e9,
                              ratio=ms / ms_m, max_diff=diff, swaps=len(h.applied)))
         for r in rows[-(len(modes) + 1):]:
-            print(f"{r['workload']:9} {r['mode']:6} {r['ms']:9.2f} {r['peak_gib']:9.2f} {r['tflops']:8.1f} "
-                  f"{r['ratio']:8.2f}x {r['max_diff']:10.3g}  {r['swaps']}")
-        del model
+            if cuda:
+                print(f"{r['workload']:9} {r['mode']:6} {r['ms']:9.2f} {r['peak_gib']:9.2f} {r['tflops']:8.1f} "
+                      f"{r['ratio']:8.2f}x {r['max_diff']:10.3g}  {r['swaps']}")
+            else:  # CPU toy run: timings are meaningless, print only what proves the path ran
+                print(f"{r['workload']:9} {r['mode']:6} {'-':>9} {'-':>9} {'-':>8} {'-':>9} {r['max_diff']:10.3g}  "
+                      f"{r['swaps']}")
+        del model, fn, ref
         if cuda:
             torch.cuda.empty_cache()
     if args.json:

@@ -5,7 +5,7 @@ Imports nothing from the rest of the project. Works without Triton (every op fal
 without CUDA (``accelerate`` is then a logged no-op unless ``allow_cpu=True``).
 """
 from . import attention, kernels
-from ._runtime import HAS_TRITON, TRITON_VERSION, interpreting, set_force_reference, triton_ok
+from ._runtime import HAS_TRITON, TRITON_VERSION, disabled_kernels, interpreting, set_force_reference, triton_ok
 from .accelerate import ACCELERATE_MODES, AccelerationHandle, accelerate
 from .attention import FusedAttnProcessor, select_backend
 
@@ -16,6 +16,7 @@ __all__ = [
     "HAS_TRITON",
     "TRITON_VERSION",
     "accelerate",
+    "disabled_kernels",
     "attention",
     "interpreting",
     "kernels",

@@ -69,3 +69,30 @@ def triton_ok(*tensors: torch.Tensor) -> bool:
 
 def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
+
+
+_DISABLED: dict[tuple, str] = {}
+
+
+def launch_or_fallback(key: tuple, triton_fn, reference_fn):
+    """Run ``triton_fn()``; if it raises on a real GPU (e.g. a compile error or out-of-resources for one tile
+    config), log once, remember ``key`` and use ``reference_fn()`` from then on. Under the interpreter errors propagate
+    (the tests must see them)."""
+    if key in _DISABLED:
+        return reference_fn()
+    try:
+        return triton_fn()
+    except Exception as exc:
+        if interpreting():
+            raise
+        import logging
+
+        _DISABLED[key] = repr(exc)
+        logging.getLogger("fused_ops").warning("fused_ops: Triton kernel %s failed (%r); using the PyTorch "
+                                               "reference for it from now on", key, exc)
+        return reference_fn()
+
+
+def disabled_kernels() -> dict[tuple, str]:
+    """Kernels that failed on this machine and were replaced by their reference (key -> error)."""
+    return dict(_DISABLED)

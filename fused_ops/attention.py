@@ -100,7 +100,9 @@ def _key(q_shape, kv_len, dtype, device):
 def run_backend(backend: str, q, k, v, *, attn_mask=None, scale=None):
     """q/k/v in SDPA layout (B, H, N, D), any strides; returns (B, H, Nq, D)."""
     if backend == "triton" and attn_mask is None and _runtime.triton_ok(q, k, v):
-        return flash_attention_triton(q, k, v, scale)
+        return _runtime.launch_or_fallback(
+            ("flash_attention", q.dtype, q.shape[-1]), lambda: flash_attention_triton(q, k, v, scale),
+            lambda: F.scaled_dot_product_attention(q, k, v, scale=scale))
     if backend == "xformers" and attn_mask is None and HAS_XFORMERS:
         o = _xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=scale)
         return o.transpose(1, 2)
@@ -297,5 +299,6 @@ class FusedAttnProcessor:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
         if attn.residual_connection:
             hidden_states = hidden_states + residual
-        hidden_states = hidden_states / attn.rescale_output_factor
+        if attn.rescale_output_factor != 1:  # x / 1.0 == x exactly: skip the extra pass
+            hidden_states = hidden_states / attn.rescale_output_factor
         return hidden_states

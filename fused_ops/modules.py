@@ -10,7 +10,6 @@ import types
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from . import _runtime
 from .kernels.geglu import geglu, geglu_linear
@@ -68,7 +67,10 @@ def fused_resnet_forward(self, input_tensor, temb, *args, **kwargs):
     hidden_states = self.conv2(hidden_states)
     if self.conv_shortcut is not None:
         input_tensor = self.conv_shortcut(input_tensor)
-    return (input_tensor + hidden_states) / self.output_scale_factor
+    out = input_tensor + hidden_states
+    if self.output_scale_factor != 1:  # stock divides by 1.0 too: one full extra pass, exact to skip
+        out = out.div_(self.output_scale_factor)
+    return out
 
 
 # ---- GEGLU --------------------------------------------------------------------------------------------------------

@@ -324,13 +324,24 @@ def find_tokenizer(family: str, component: str, cls_name: str = "CLIPTokenizer",
                 paths.append(base / sub if sub else base)
         for p in paths:
             if _is_tokenizer_dir(p):
-                return cls.from_pretrained(str(p))
+                tok = cls.from_pretrained(str(p))
+                if len(tok) > 2:
+                    return tok
+    # the offline HF cache: resolve the snapshot folder first -- transformers 5 tokenizer classes
+    # "load" a missing repo offline as an empty 2-token tokenizer instead of raising.
+    from huggingface_hub import snapshot_download
+
     for c in cands:
         repo, _, sub = c.partition(":")
         try:
-            return cls.from_pretrained(repo, subfolder=sub or "", local_files_only=True)
+            snap = Path(snapshot_download(repo, local_files_only=True))
         except Exception:  # noqa: BLE001 - not cached
             continue
+        p = snap / sub if sub else snap
+        if _is_tokenizer_dir(p):
+            tok = cls.from_pretrained(str(p))
+            if len(tok) > 2:
+                return tok
     return None
 
 
@@ -428,9 +439,11 @@ def _load_single_file(path: Path, *, family, dtype, allow_pickle, single_file_co
         if "safety_checker" in idx:
             kwargs["safety_checker"] = None
         try:
-            pipe = cls.from_single_file(str(path), config=str(cfg_dir), local_files_only=True, torch_dtype=dtype,
+            pipe = cls.from_single_file(str(path), config=str(cfg_dir), local_files_only=True, dtype=dtype,
                                         **kwargs)
-        except (OSError, ValueError) as e:
+        except ModelLoadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - diffusers raises OSError/ValueError/SingleFileComponentError/...
             raise ModelLoadError(f"could not load {path.name} as {idx['_class_name']} ({model_type}): {e}") from e
     return pipe, family
 

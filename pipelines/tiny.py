@@ -83,9 +83,10 @@ def _sd_vae(seed, **kw):
     return AutoencoderKL(**args).eval()
 
 
-def tiny_sd(inpaint_channels: int = 4, seed: int = 0, prediction_type: str = "epsilon"):
+def tiny_sd(inpaint_channels: int = 4, seed: int = 0, prediction_type: str = "epsilon", vae_scale: int = 2):
     """Tiny StableDiffusionPipeline (SD1-style). ``inpaint_channels=9`` builds a 9-channel inpaint UNet
-    (returned as StableDiffusionInpaintPipeline, as with real inpaint checkpoints)."""
+    (returned as StableDiffusionInpaintPipeline, as with real inpaint checkpoints). ``vae_scale=8`` gives a
+    4-block VAE that downsamples 8x like the real one (fast at 256+ px); the default 2 keeps 32 px tests cheap."""
     from diffusers import (PNDMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline,
                            UNet2DConditionModel)
     from transformers import CLIPTextModel
@@ -98,7 +99,13 @@ def tiny_sd(inpaint_channels: int = 4, seed: int = 0, prediction_type: str = "ep
                                 down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
                                 up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
                                 attention_head_dim=8, norm_num_groups=4).eval()
-    vae = _sd_vae(seed + 1)
+    if vae_scale not in (2, 8):
+        raise ValueError("vae_scale must be 2 or 8")
+    if vae_scale == 8:
+        vae = _sd_vae(seed + 1, block_out_channels=[8, 8, 8, 8], down_block_types=["DownEncoderBlock2D"] * 4,
+                      up_block_types=["UpDecoderBlock2D"] * 4)
+    else:
+        vae = _sd_vae(seed + 1)
     torch.manual_seed(seed + 2)
     text_encoder = CLIPTextModel(_clip_text_config()).eval()
     scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",

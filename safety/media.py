@@ -87,7 +87,7 @@ def _run(args, data: Optional[bytes] = None, timeout: float = 600) -> bytes:
 
 # -------------------------------------------------------------------------------------------------- images
 def encode_image(img, fmt: str, png_text: Optional[Dict[str, str]] = None, quality: Optional[int] = None) -> bytes:
-    from PIL import Image, PngImagePlugin
+    from PIL import PngImagePlugin
     buf = io.BytesIO()
     if fmt == "png":
         info = PngImagePlugin.PngInfo()

@@ -7,14 +7,14 @@ import json
 import re
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 
 from . import media as M
 from .config import (COMPOSITE, GENERATION_LABEL, IPTC_SOURCE_TYPES, TRAINED, SafetyConfig, SealError,
-                     SignerCheckError, TimestampError)
+                     TimestampError)
 from .ledger import Ledger
 from .pki import SignerInfo, c2pa_settings, check_signer, make_c2pa_signer
 from .watermark import (AudioWatermarker, ImageWatermarker, VideoWatermarker, Watermarker,
@@ -236,11 +236,25 @@ def _kind_fmt(fmt: str, kind: str) -> str:
     return f
 
 
+def _watermark_id_bytes(watermark_id: Optional[str]) -> bytes:
+    """The 64-bit ID to embed: the caller's (16 hex chars; a studio derives it from the request so a
+    re-render reproduces the same pixels), else a fresh random one."""
+    if watermark_id is None:
+        return secrets.token_bytes(8)
+    try:
+        raw = bytes.fromhex(watermark_id)
+    except ValueError:
+        raw = b""
+    if len(raw) != 8:
+        raise SealError(f"watermark_id must be 16 hex characters (64 bits), got {watermark_id!r}")
+    return raw
+
+
 @_guard
 def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, parent: Optional[bytes] = None,
                parent_format: Optional[str] = None, png_text: Optional[Dict[str, str]] = None,
                config: Optional[SafetyConfig] = None, quality: Optional[int] = None,
-               digital_source_type: Optional[str] = None, description: Optional[str] = None) -> Sealed:
+               digital_source_type: Optional[str] = None, description: Optional[str] = None, watermark_id: Optional[str] = None) -> Sealed:
     """Watermark ``image`` (PIL), encode it as PNG (with ``png_text`` tEXt/iTXt chunks) / JPEG / WebP, sign.
 
     JPEG/WebP use quality 95 unless ``quality`` is given (JPEG 4:4:4). Raises :class:`SealError`.
@@ -257,7 +271,7 @@ def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, p
     img = image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
     if f == "jpeg":
         img = img.convert("RGB")
-    wm_id_b = secrets.token_bytes(8)
+    wm_id_b = _watermark_id_bytes(watermark_id)
     try:
         marked = wm.embed(img, wm_id_b)
         status = "embedded"
@@ -280,7 +294,7 @@ def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, p
 def seal_audio(samples, *, sample_rate: int, fmt: str = "wav", params: dict, claim_generator: str,
                parent: Optional[bytes] = None, parent_format: Optional[str] = None,
                config: Optional[SafetyConfig] = None, bitrate: str = "192k",
-               digital_source_type: Optional[str] = None, description: Optional[str] = None) -> Sealed:
+               digital_source_type: Optional[str] = None, description: Optional[str] = None, watermark_id: Optional[str] = None) -> Sealed:
     """Watermark float audio (n,) / (n, ch) in -1..1, encode WAV (PCM16) / FLAC / MP3 (``bitrate``), sign."""
     config = config or SafetyConfig()
     f = _kind_fmt(fmt, "audio")
@@ -290,7 +304,7 @@ def seal_audio(samples, *, sample_rate: int, fmt: str = "wav", params: dict, cla
     x = M.as_audio(samples)
     info = signer_for(config)
     wm = WATERMARKERS["audio"]
-    wm_id_b = secrets.token_bytes(8)
+    wm_id_b = _watermark_id_bytes(watermark_id)
     try:
         x, _ = wm.embed((x, sr), wm_id_b)
         status = "embedded"
@@ -313,7 +327,7 @@ def seal_audio(samples, *, sample_rate: int, fmt: str = "wav", params: dict, cla
 def seal_video(frames, *, fps: float, audio: Optional[Tuple[Any, int]] = None, fmt: str = "mp4", params: dict,
                claim_generator: str, parent: Optional[bytes] = None, parent_format: Optional[str] = None,
                config: Optional[SafetyConfig] = None, digital_source_type: Optional[str] = None,
-               description: Optional[str] = None) -> Sealed:
+               description: Optional[str] = None, watermark_id: Optional[str] = None) -> Sealed:
     """Watermark every frame ((T, H, W, 3) uint8 RGB or list of PIL), optional ``audio=(samples, rate)``
     (marked with the audio watermark when long enough, AAC), encode H.264 MP4 (CRF ``config.video_crf``), sign."""
     config = config or SafetyConfig()
@@ -323,7 +337,7 @@ def seal_video(frames, *, fps: float, audio: Optional[Tuple[Any, int]] = None, f
     arr = M.as_frames(frames)
     info = signer_for(config)
     wm = WATERMARKERS["video"]
-    wm_id_b = secrets.token_bytes(8)
+    wm_id_b = _watermark_id_bytes(watermark_id)
     try:
         arr = wm.embed(arr, wm_id_b)
         status = "embedded"

@@ -1,7 +1,6 @@
 """verify(): C2PA state + watermark + ledger for one file, as a report with an exit code."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import asdict, dataclass, field

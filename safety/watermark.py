@@ -234,8 +234,9 @@ class AudioWatermarker(Watermarker):
     f gets a keyed pseudo-random chip c_f in {-1, +1}; the magnitude is scaled by (1 + strength * c_f * s),
     s = +-1 the bit, phase untouched. The mark is the same in every channel.
     Detection: log-magnitude, spectral envelope removed (moving average over 9 bins), correlated with the
-    chips per slot, averaged over the slots of each bit; a frame-offset search (+-2 tiles) re-synchronises
-    after encoder delay (MP3) or trimming. Unlike a pure time-domain PN sequence it needs no sample-exact sync.
+    chips per slot, averaged over the slots of each bit; an alignment search (4 sub-hop shifts x every frame
+    offset of one codeword cycle) re-synchronises after encoder delay (MP3/AAC) or any trim. Unlike a pure
+    time-domain PN sequence it needs no sample-exact sync.
     """
 
     alg = "org.diffusion-studio.audio-ss-stft.v1"
@@ -319,7 +320,7 @@ class AudioWatermarker(Watermarker):
         e = edges - lo
         return np.stack([prod[:, e[g]:e[g + 1]].mean(axis=1) for g in range(self.groups)], axis=1)
 
-    def _candidates(self, media, search_tiles: int = 2):
+    def _candidates(self, media, search_tiles: int = 8):
         x, sr = media
         x = np.asarray(x, dtype=np.float64)
         mono = x if x.ndim == 1 else x.mean(axis=1)
@@ -352,15 +353,15 @@ class AudioWatermarker(Watermarker):
     def soft(self, media) -> Optional[np.ndarray]:
         """Votes at the alignment that decodes (else the best-ranked alignment)."""
         c = self._candidates(media)
-        for _, _, _, s in c[:24]:
+        for _, _, _, s in c[:32]:
             if decode_codeword(s, self.key, max_flips=6)[0] is not None:
                 return s
         return c[0][3] if c else None
 
-    def detect(self, media, max_candidates: int = 24) -> Tuple[Optional[str], float]:
-        """Try the best-aligned candidates (4 sub-hop shifts x +-2 tiles of frame offsets, ranked by mean
-        |vote|); Chase decoding limited to 6 flips here, so the false-positive bound is
-        2 * 64 * max_candidates / 2^32 ~ 7e-7 per file."""
+    def detect(self, media, max_candidates: int = 32) -> Tuple[Optional[str], float]:
+        """Try the best-aligned candidates (4 sub-hop shifts x every frame offset of one codeword cycle,
+        ranked by mean |vote|); Chase decoding limited to 6 flips here, so the false-positive bound is
+        2 * 64 * max_candidates / 2^32 ~ 1e-6 per file."""
         for _, _, _, s in self._candidates(media)[:max_candidates]:
             wm_id, conf = decode_codeword(s, self.key, max_flips=6)
             if wm_id is not None:

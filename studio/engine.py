@@ -104,7 +104,8 @@ class Studio:
         import schedulers
 
         fields = request.model_dump()
-        fields["model"] = entry.name
+        # Registry names replay through the registry; direct paths are recorded resolved.
+        fields["model"] = entry.source if entry.origin == "path" else entry.name
         if init is not None and (request.width is None or request.height is None):
             w, h = init.image.size
             if request.outpaint:

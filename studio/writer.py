@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ def safety_config() -> "safety.SafetyConfig":
     without them the safety layer makes a local development CA. `DIFFUSION_STUDIO_HASH_PROMPTS=1` stores
     prompts in manifests as hashes."""
     global _config
-    home = config_dir() / "safety"
+    home = config_dir()
     if _config is None or Path(_config.config_dir) != home:
         env = os.environ
         _config = safety.SafetyConfig(
@@ -85,6 +86,25 @@ def pixel_sha256(data: bytes) -> str:
         h = hashlib.sha256(f"{im.mode}:{im.width}x{im.height}:".encode())
         h.update(im.tobytes())
     return h.hexdigest()
+
+
+def image_sha256(image) -> str:
+    """Hash of a PIL image's pixels in the form `pixel_sha256` uses (RGB/RGBA as the seal encodes them)."""
+    im = image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
+    h = hashlib.sha256(f"{im.mode}:{im.width}x{im.height}:".encode())
+    h.update(im.tobytes())
+    return h.hexdigest()
+
+
+def watermark_id_for(record: GenerationRecord, index: int, seed: int) -> str:
+    """64-bit watermark ID derived from what determines the pixels (never timings), so re-rendering a
+    request reproduces identical pixels, watermark included; different outputs get different IDs."""
+    # Keyed on the single-image request with this seed: image i of a batch seeded s equals the single
+    # image seeded s+i, watermark included.
+    single = record.request.model_copy(update={"seed": seed, "batch": 1})
+    key = {"request": single.model_dump(mode="json"), "model": record.model_hash,
+           "loras": record.lora_hashes, "inputs": record.input_hashes}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -137,10 +157,12 @@ def seal_outputs(
             parent_format=parent_format,
             png_text=png_text_for(record, index, seed) if fmt == "png" else None,
             config=safety_config(),
+            watermark_id=watermark_id_for(record, index, seed),
         )
         rec = OutputRecord(
             index=index, seed=seed, format=fmt, sha256=hashlib.sha256(sealed.data).hexdigest(),
-            pixel_sha256=pixel_sha256(sealed.data), size_bytes=len(sealed.data), path=str(path) if path else None,
+            pixel_sha256=pixel_sha256(sealed.data), generated_sha256=image_sha256(image),
+            size_bytes=len(sealed.data), path=str(path) if path else None,
             width=image.width, height=image.height,
             watermark_id=sealed.watermark_id, watermark_status=sealed.watermark_status,
         )

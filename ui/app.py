@@ -23,7 +23,7 @@ DEFAULT_MAX_FILE_SIZE = "50mb"
 _FAMILIES = ["auto", "sd1", "sd2", "sdxl", "sd3", "flux", "other"]
 
 CSS = """
-.gradio-container {max-width: 1400px !important; margin: auto;}
+.gradio-container {max-width: 1440px !important; width: 100% !important; margin: auto;}
 #ds-header {display:flex; align-items:baseline; gap:14px; padding: 6px 2px 2px 2px;}
 #ds-header h1 {font-size: 1.55rem; margin: 0; font-weight: 700; letter-spacing: -0.01em;}
 #ds-header .tag {color: var(--body-text-color-subdued); font-size: 0.95rem;}
@@ -34,7 +34,6 @@ CSS = """
 .verdict-bad {background: #fde8e8; color: #8a1c1c; border: 1px solid #f1a7a7;}
 .verdict-warn {background: #fff6e0; color: #7a5300; border: 1px solid #f0cf7a;}
 .ds-status {min-height: 1.6em; color: var(--body-text-color-subdued);}
-.ds-seed-btn {max-width: 52px; min-width: 52px !important;}
 footer {display: none !important;}
 """
 
@@ -86,6 +85,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                 raise
             except Exception as exc:  # noqa: BLE001 -- every failure becomes one sanitized line
                 msg = user_message(exc, out)
+                log.warning("%s failed: %s", fn.__name__, msg)
                 raise gr.Error(msg, print_exception=False) from None
 
         return wrapper
@@ -102,7 +102,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
     if sampler0 not in samplers:
         sampler0 = DEFAULT_SAMPLER
 
-    with gr.Blocks(title="diffusion-studio", analytics_enabled=False) as demo:
+    with gr.Blocks(title="diffusion-studio", analytics_enabled=False, fill_width=True) as demo:
         demo.ui_handlers = h
         demo.ui_out_dir = out
         gr.HTML('<div id="ds-header"><h1>diffusion-studio</h1>'
@@ -126,24 +126,23 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                                                    elem_id="g-guidance")
                         with gr.Row():
                             g_size = gr.Dropdown(list(SIZE_PRESETS), value="Model default", label="Size",
-                                                 elem_id="g-size", scale=2)
+                                                 elem_id="g-size", scale=2, min_width=150)
                             g_width = gr.Number(value=w0, label="Width", precision=0, step=8, minimum=64,
-                                                maximum=4096, elem_id="g-width", scale=1)
+                                                maximum=4096, elem_id="g-width", scale=1, min_width=90)
                             g_height = gr.Number(value=h0, label="Height", precision=0, step=8, minimum=64,
-                                                 maximum=4096, elem_id="g-height", scale=1)
+                                                 maximum=4096, elem_id="g-height", scale=1, min_width=90)
                         with gr.Row(equal_height=True):
                             g_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="g-seed",
                                                scale=4)
-                            g_seed_rand = gr.Button("🎲", elem_classes="ds-seed-btn", scale=0,
-                                                    elem_id="g-seed-random")
-                            g_seed_reuse = gr.Button("♻️", elem_classes="ds-seed-btn", scale=0,
-                                                     elem_id="g-seed-reuse")
+                            with gr.Column(scale=2, min_width=110):
+                                g_seed_rand = gr.Button("Random", size="sm", elem_id="g-seed-random")
+                                g_seed_reuse = gr.Button("Reuse last", size="sm", elem_id="g-seed-reuse")
                             g_batch = gr.Slider(1, 8, value=1, step=1, label="Images", elem_id="g-batch", scale=4)
                         with gr.Row():
                             g_go = gr.Button("Generate", variant="primary", elem_id="g-go", scale=3)
                             g_cancel = gr.Button("Cancel", variant="stop", elem_id="g-cancel", scale=1)
                     with gr.Column(scale=7, min_width=420):
-                        g_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain",
+                        g_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain", fit_columns=False,
                                                elem_id="g-gallery", buttons=["download", "fullscreen"],
                                                interactive=False)
                         g_status = gr.Markdown("", elem_classes="ds-status", elem_id="g-status")
@@ -159,9 +158,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             # ---------------------------------------------------------------------------------- Edit
             with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
                 with gr.Row(equal_height=False):
-                    with gr.Column(scale=5, min_width=360):
+                    with gr.Column(scale=6, min_width=360):
                         e_source = gr.File(label="Source image (kept byte-for-byte as the C2PA ingredient)",
-                                           file_types=["image"], type="filepath", elem_id="e-source")
+                                           file_types=["image"], type="filepath", elem_id="e-source", height=110)
                         e_mode = gr.Radio(["img2img", "inpaint", "outpaint"], value="img2img", label="Mode",
                                           elem_id="e-mode")
                         e_editor = gr.ImageEditor(
@@ -169,17 +168,22 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                             sources=["upload"], layers=False, transforms=(), image_mode="RGBA",
                             brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed",
                                            default_size=28),
-                            eraser=gr.Eraser(default_size=28), visible=False, elem_id="e-editor", height=420)
+                            eraser=gr.Eraser(default_size=28), visible=False, elem_id="e-editor", height=440)
                         e_mask = gr.File(label="…or upload a mask (white = repaint, same size as the source)",
-                                         file_types=["image"], type="filepath", visible=False, elem_id="e-mask")
-                        e_strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Strength", elem_id="e-strength")
+                                         file_types=["image"], type="filepath", visible=False, elem_id="e-mask",
+                                         height=100)
                         with gr.Row(visible=False) as e_out_row:
-                            e_left = gr.Number(0, label="Left px", precision=0, step=8, minimum=0, elem_id="e-left")
-                            e_top = gr.Number(0, label="Top px", precision=0, step=8, minimum=0, elem_id="e-top")
+                            e_left = gr.Number(0, label="Left px", precision=0, step=8, minimum=0, elem_id="e-left",
+                                               min_width=80)
+                            e_top = gr.Number(0, label="Top px", precision=0, step=8, minimum=0, elem_id="e-top",
+                                              min_width=80)
                             e_right = gr.Number(64, label="Right px", precision=0, step=8, minimum=0,
-                                                elem_id="e-right")
+                                                elem_id="e-right", min_width=80)
                             e_bottom = gr.Number(0, label="Bottom px", precision=0, step=8, minimum=0,
-                                                 elem_id="e-bottom")
+                                                 elem_id="e-bottom", min_width=80)
+                        e_preview = gr.Image(label="Source", type="filepath", interactive=False, height=300,
+                                             elem_id="e-preview", buttons=[])
+                    with gr.Column(scale=6, min_width=360):
                         e_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="e-prompt")
                         e_negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="e-negative")
                         with gr.Row():
@@ -189,17 +193,19 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                             e_steps = gr.Slider(1, 150, value=steps0, step=1, label="Steps", elem_id="e-steps")
                             e_guidance = gr.Slider(0, 20, value=guid0, step=0.5, label="Guidance (CFG)",
                                                    elem_id="e-guidance")
+                        with gr.Row():
+                            e_strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Strength",
+                                                   elem_id="e-strength")
                             e_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="e-seed")
                         with gr.Row():
                             e_go = gr.Button("Run edit", variant="primary", elem_id="e-go", scale=3)
                             e_cancel = gr.Button("Cancel", variant="stop", elem_id="e-cancel", scale=1)
-                    with gr.Column(scale=7, min_width=420):
-                        e_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain",
+                        e_gallery = gr.Gallery(label="Results", columns=2, height=360, object_fit="contain", fit_columns=False,
                                                elem_id="e-gallery", buttons=["download", "fullscreen"],
                                                interactive=False)
                         e_status = gr.Markdown("", elem_classes="ds-status", elem_id="e-status")
                         e_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
-                                          elem_id="e-files")
+                                          elem_id="e-files", height=110)
                         with gr.Accordion("Parameters", open=False):
                             e_params = gr.JSON(label="Parameters", elem_id="e-params")
 
@@ -225,7 +231,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                         b_status = gr.Markdown("", elem_id="b-status")
                         b_zip = gr.File(label="Download outputs + manifest.jsonl (zip)", interactive=False,
                                         elem_id="b-zip")
-                        b_gallery = gr.Gallery(label="Outputs", columns=4, height=420, object_fit="contain",
+                        b_gallery = gr.Gallery(label="Outputs", columns=4, height=420, object_fit="contain", fit_columns=False,
                                                elem_id="b-gallery", interactive=False)
 
             # ---------------------------------------------------------------------------------- Gallery
@@ -236,14 +242,15 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                             h_count = gr.Markdown("", elem_id="h-count")
                             h_refresh = gr.Button("Refresh", size="sm", scale=0, elem_id="h-refresh")
                         h_gallery = gr.Gallery(label="Every output of this server", columns=5, height=560,
-                                               object_fit="cover", elem_id="h-gallery", interactive=False,
+                                               object_fit="cover", fit_columns=False, elem_id="h-gallery", interactive=False,
                                                buttons=["download", "fullscreen"])
                     with gr.Column(scale=4, min_width=320):
-                        h_verdict = gr.HTML("", elem_id="h-verdict")
+                        h_verdict = gr.HTML('<div class="ds-status">Select an image to see its parameters '
+                                            'and check its seal.</div>', elem_id="h-verdict")
                         with gr.Row():
                             h_reuse = gr.Button("Reuse settings", variant="primary", elem_id="h-reuse")
                             h_to_edit = gr.Button("Send to Edit", elem_id="h-to-edit")
-                        h_file = gr.File(label="Sealed file", interactive=False, elem_id="h-file")
+                        h_file = gr.File(label="Sealed file", interactive=False, elem_id="h-file", height=90)
                         h_params = gr.JSON(label="Parameters", elem_id="h-params")
                 h_entries = gr.State([])
                 h_selected = gr.State(None)
@@ -267,7 +274,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             with gr.Tab("Models", id="models", elem_id="tab-models"):
                 m_table = gr.Dataframe(headers=["name", "family", "local", "source", "origin", "description"],
                                        value=h.model_rows(), interactive=False, wrap=True, label="Registry",
-                                       elem_id="m-table")
+                                       elem_id="m-table", column_widths=["14%", "7%", "6%", "33%", "8%", "32%"])
                 with gr.Accordion("Add a local model", open=True):
                     with gr.Row():
                         m_name = gr.Textbox(label="Name", elem_id="m-name", scale=2)
@@ -361,10 +368,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         # -- edit
         def on_mode(mode):
             return (gr.update(visible=mode == "inpaint"), gr.update(visible=mode == "inpaint"),
-                    gr.update(visible=mode != "outpaint"), gr.update(visible=mode == "outpaint"))
+                    gr.update(visible=mode != "outpaint"), gr.update(visible=mode == "outpaint"),
+                    gr.update(visible=mode != "inpaint"))
 
-        e_mode.change(on_mode, [e_mode], [e_editor, e_mask, e_strength, e_out_row], queue=False)
-        e_source.upload(lambda p: p, [e_source], [e_editor], queue=False)
+        e_mode.change(on_mode, [e_mode], [e_editor, e_mask, e_strength, e_out_row, e_preview], queue=False)
+        e_source.change(lambda p: (p, p), [e_source], [e_editor, e_preview], queue=False)
 
         @guarded
         def do_edit(source, mode, editor, mask, strength, left, top, right, bottom, prompt, negative, model,

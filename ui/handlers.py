@@ -353,50 +353,67 @@ def verdict_html(rep_or_head, state: Optional[str] = None) -> str:
     return f'<div class="verdict verdict-{kind}" id="verdict-text">{html.escape(head)}</div>'
 
 
+def _code(value) -> str:
+    """A markdown code span (the browser's Markdown sanitizes HTML; backticks are the only thing to drop)."""
+    return "`" + str(value).replace("`", "'").replace("\n", " ")[:300] + "`"
+
+
 def _render_report(rep, name: str, out_dir: Path) -> str:
-    lines = [f"**File:** `{html.escape(name)}`  ", f"**C2PA state:** `{rep.state}` (exit code {rep.exit_code})  "]
+    lines = [f"**File:** {_code(name)}  ", f"**C2PA state:** {_code(rep.state)} (exit code {rep.exit_code})  "]
     if rep.fmt:
         lines.append(f"**Format:** {rep.fmt} ({rep.mime})  ")
     if rep.error:
-        lines.append(f"**Error:** {html.escape(sanitize(rep.error, out_dir))}  ")
+        lines.append(f"**Error:** {sanitize(rep.error, out_dir)}  ")
     for f in rep.failures or []:
-        lines.append(f"- failure `{f.get('code')}`: {html.escape(sanitize(f.get('explanation', ''), out_dir))}")
+        lines.append(f"- failure {_code(f.get('code'))}: {sanitize(f.get('explanation', ''), out_dir)}")
     m = rep.manifest or {}
     if m:
         lines += ["", "#### Active manifest", *_manifest_lines(m, out_dir)]
     lines += ["", "#### Watermark"]
     if rep.watermark_found:
-        lines.append(f"Found: ID `{rep.watermark_id}` (bit agreement {rep.watermark_confidence:.2f})")
+        lines.append(f"Found: ID {_code(rep.watermark_id)} (bit agreement {rep.watermark_confidence:.2f})")
     else:
         lines.append("Not found")
     lines += ["", "#### Ledger"]
     if rep.ledger_match:
-        lines.append("This watermark ID was issued by this studio. Recorded manifest:")
-        lines += _manifest_lines(rep.recovered_manifest or {}, out_dir)
+        rec = rep.recovered_manifest or {}
+        lines.append("This watermark ID was issued by this studio. Recorded at signing: "
+                     + _params_line(rec.get("params"), out_dir))
     else:
         lines.append("No ledger record for this file")
     for n in rep.notes or []:
-        lines.append(f"- note: {html.escape(sanitize(n, out_dir))}")
+        lines.append(f"- note: {sanitize(n, out_dir)}")
     return "\n".join(lines)
 
 
+def _params_line(params, out_dir: Path) -> str:
+    if not isinstance(params, dict):
+        return "(no parameters)"
+    req = params.get("request") or {}
+    parts = [("model", params.get("model_name")), ("mode", params.get("mode")), ("seed", params.get("seed")),
+             ("sampler", params.get("sampler")), ("steps", req.get("steps")), ("guidance", req.get("guidance")),
+             ("size", f"{req.get('width')}×{req.get('height')}" if req.get("width") else None),
+             ("strength", req.get("strength"))]
+    text = " · ".join(f"{k} {_code(v)}" for k, v in parts if v is not None)
+    if req.get("prompt"):
+        text += f" · prompt {_code(sanitize(req['prompt'], out_dir))}"
+    return text
+
+
 def _manifest_lines(m: dict, out_dir: Path) -> list[str]:
-    out = [f"- claim generator: `{m.get('claim_generator')}`",
-           f"- signed by: {html.escape(str(m.get('signer')))} (issuer {html.escape(str(m.get('issuer')))})"]
+    out = [f"- claim generator: {_code(m.get('claim_generator'))}",
+           f"- signed by: {sanitize(str(m.get('signer')), out_dir)} (issuer {sanitize(str(m.get('issuer')), out_dir)})"]
     if m.get("signed_at"):
         out.append(f"- signed at: {m.get('signed_at')}")
     for a in m.get("actions", []) or []:
         dst = a.get("digitalSourceType")
-        out.append(f"- action: `{a.get('action')}`" + (f" — digital source type `{dst.rsplit('/', 1)[-1]}`"
-                                                      if dst else ""))
-    if m.get("digital_source_type"):
-        out.append(f"- digital source type: `{str(m['digital_source_type']).rsplit('/', 1)[-1]}`")
+        out.append(f"- action: {_code(a.get('action'))}" + (f" — digital source type {_code(dst.rsplit('/', 1)[-1])}"
+                                                           if dst else ""))
     for i in m.get("ingredients", []) or []:
-        out.append(f"- ingredient: {html.escape(str(i.get('title')))} ({i.get('relationship')})"
+        out.append(f"- ingredient: {_code(sanitize(str(i.get('title')), out_dir))} ({i.get('relationship')})"
                    + (" — with its own manifest" if i.get("has_manifest") else ""))
     if m.get("params") is not None:
-        params = _sanitize_obj(m["params"], out_dir)
-        out.append("- params: `" + html.escape(json.dumps(params, sort_keys=True)[:600]) + "`")
+        out.append("- params: " + _params_line(_sanitize_obj(m["params"], out_dir), out_dir))
     return out
 
 

@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .._runtime import HAS_TRITON, interpreting, next_pow2, triton_ok
+from .._runtime import HAS_TRITON, interpreting, launch_or_fallback, next_pow2, triton_ok
 
 MAX_HEAD_DIM = 512
 
@@ -40,17 +40,17 @@ def head_dim_split(d: int) -> tuple[int, int]:
     return d1, max(16, next_pow2(rest))
 
 
-def _tiles(d: int, cuda: bool) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, num_warps) by head dim. Untuned first guesses; measure on the GPU."""
+def _tiles(d: int, cuda: bool) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, num_warps, num_stages) by head dim. Untuned first guesses; measure on the GPU."""
     if not cuda:
-        return 16, 16, 4
+        return 16, 16, 4, 1
     if d <= 64:
-        return 128, 64, 4
+        return 128, 64, 4, 3
     if d <= 128:
-        return 64, 64, 4
+        return 64, 64, 4, 3
     if d <= 256:
-        return 64, 32, 8
-    return 32, 32, 8
+        return 64, 32, 8, 2
+    return 32, 32, 8, 1
 
 
 if HAS_TRITON:
@@ -61,7 +61,7 @@ if HAS_TRITON:
     def _attn_fwd(
         q_ptr, k_ptr, v_ptr, o_ptr, qk_scale, H, NQ, NK, D,
         sqb, sqh, sqn, sqd, skb, skh, skn, skd, svb, svh, svn, svd, sob, soh, son, sod,
-        D1: tl.constexpr, D2: tl.constexpr, UPCAST: tl.constexpr,
+        D1: tl.constexpr, D2: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     ):
         pid_m = tl.program_id(0)
@@ -97,13 +97,13 @@ if HAS_TRITON:
                          other=0.0)
             if UPCAST:
                 k1 = k1.to(tl.float32)
-            s = tl.dot(q1, k1)
+            s = tl.dot(q1, k1, input_precision=PREC)
             if D2 > 0:
                 k2 = tl.load(k_base + offs_n[None, :] * skn + d2[:, None] * skd,
                              mask=mask_n[None, :] & md2[:, None], other=0.0)
                 if UPCAST:
                     k2 = k2.to(tl.float32)
-                s += tl.dot(q2, k2)
+                s += tl.dot(q2, k2, input_precision=PREC)
             s = tl.where(mask_n[None, :], s * qk_scale, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(s, axis=1))
             alpha = tl.math.exp2(m_i - m_new)
@@ -116,13 +116,13 @@ if HAS_TRITON:
                 pv = p
             else:
                 pv = p.to(v1.dtype)
-            acc1 = acc1 * alpha[:, None] + tl.dot(pv, v1)
+            acc1 = acc1 * alpha[:, None] + tl.dot(pv, v1, input_precision=PREC)
             if D2 > 0:
                 v2 = tl.load(v_base + offs_n[:, None] * svn + d2[None, :] * svd,
                              mask=mask_n[:, None] & md2[None, :], other=0.0)
                 if UPCAST:
                     v2 = v2.to(tl.float32)
-                acc2 = acc2 * alpha[:, None] + tl.dot(pv, v2)
+                acc2 = acc2 * alpha[:, None] + tl.dot(pv, v2, input_precision=PREC)
             m_i = m_new
         inv_l = 1.0 / l_i
         tl.store(o_base + offs_m[:, None] * son + d1[None, :] * sod,
@@ -140,7 +140,7 @@ def flash_attention_triton(q, k, v, scale=None, *, block_m=None, block_n=None):
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     out = torch.empty((B, NQ, H, D), dtype=q.dtype, device=q.device).transpose(1, 2)
     D1, D2 = head_dim_split(D)
-    bm, bn, warps = _tiles(D, q.is_cuda)
+    bm, bn, warps, stages = _tiles(D, q.is_cuda)
     bm = block_m or bm
     bn = block_n or bn
     grid = (triton.cdiv(NQ, bm), B * H)
@@ -148,7 +148,8 @@ def flash_attention_triton(q, k, v, scale=None, *, block_m=None, block_n=None):
         q, k, v, out, scale * 1.4426950408889634, H, NQ, NK, D,
         *q.stride(), *k.stride(), *v.stride(), *out.stride(),
         D1=D1, D2=D2, UPCAST=bool(interpreting() and not q.is_cuda),
-        BLOCK_M=bm, BLOCK_N=bn, num_warps=warps,
+        PREC="ieee" if q.dtype == torch.float32 else "tf32",  # fp32 inputs: no TF32 rounding
+        BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, num_stages=stages,
     )
     return out
 
@@ -157,5 +158,7 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: fl
     """Attention without mask. Triton kernel when allowed, else PyTorch SDPA (the stock path, same as diffusers)."""
     if (q.dtype in (torch.float16, torch.bfloat16, torch.float32) and q.dtype == k.dtype == v.dtype
             and q.dim() == 4 and q.shape[-1] <= MAX_HEAD_DIM and triton_ok(q, k, v)):
-        return flash_attention_triton(q, k, v, scale)
+        return launch_or_fallback(("flash_attention", q.dtype, q.shape[-1]),
+                                  lambda: flash_attention_triton(q, k, v, scale),
+                                  lambda: F.scaled_dot_product_attention(q, k, v, scale=scale))
     return F.scaled_dot_product_attention(q, k, v, scale=scale)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._runtime import HAS_TRITON, interpreting, next_pow2, triton_ok
+from .._runtime import HAS_TRITON, interpreting, launch_or_fallback, next_pow2, triton_ok
 
 
 def geglu_reference(h: torch.Tensor) -> torch.Tensor:
@@ -46,7 +46,7 @@ if HAS_TRITON:
     def _geglu_linear_kernel(
         x_ptr, w_ptr, b_ptr, out_ptr, M, D, K,
         sxm, sxk, swn, swk, som, son,
-        HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr,
+        HAS_BIAS: tl.constexpr, UPCAST: tl.constexpr, PREC: tl.constexpr,
         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
         pid_m = tl.program_id(0)
@@ -71,8 +71,8 @@ if HAS_TRITON:
                 a = a.to(tl.float32)
                 wh = wh.to(tl.float32)
                 wg = wg.to(tl.float32)
-            acc_h += tl.dot(a, wh)
-            acc_g += tl.dot(a, wg)
+            acc_h += tl.dot(a, wh, input_precision=PREC)
+            acc_g += tl.dot(a, wg, input_precision=PREC)
         if HAS_BIAS:
             bh = tl.load(b_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
             bg = tl.load(b_ptr + D + offs_n, mask=mask_n, other=0.0).to(tl.float32)
@@ -102,7 +102,7 @@ def geglu_triton(h: torch.Tensor) -> torch.Tensor:
 def geglu(h: torch.Tensor) -> torch.Tensor:
     """``hidden * gelu(gate)`` of a projection output ``h = [hidden | gate]``."""
     if h.dtype in (torch.float16, torch.bfloat16, torch.float32) and triton_ok(h):
-        return geglu_triton(h)
+        return launch_or_fallback(("geglu", h.dtype), lambda: geglu_triton(h), lambda: geglu_reference(h))
     return geglu_reference(h)
 
 
@@ -123,6 +123,7 @@ def geglu_linear_triton(x, weight, bias=None, *, block_m=None, block_n=None, blo
         x2, weight, bias if bias is not None else weight, out, M, D, K,
         x2.stride(0), x2.stride(1), weight.stride(0), weight.stride(1), out.stride(0), out.stride(1),
         HAS_BIAS=bias is not None, UPCAST=bool(interpreting() and x.dtype == torch.bfloat16),
+        PREC="ieee" if x.dtype == torch.float32 else "tf32",
         BLOCK_M=BM, BLOCK_N=BN, BLOCK_K=BK,
     )
     return out.reshape(*x.shape[:-1], D)
@@ -132,5 +133,6 @@ def geglu_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     """``GEGLU(x) = (x W_h^T + b_h) * gelu(x W_g^T + b_g)`` with ``weight = [W_h; W_g]`` (diffusers layout)."""
     if (x.dtype in (torch.float16, torch.bfloat16, torch.float32) and weight.dtype == x.dtype
             and weight.shape[0] % 2 == 0 and triton_ok(x, weight, bias)):
-        return geglu_linear_triton(x, weight, bias)
+        return launch_or_fallback(("geglu_linear", x.dtype), lambda: geglu_linear_triton(x, weight, bias),
+                                  lambda: geglu_linear_reference(x, weight, bias))
     return geglu_linear_reference(x, weight, bias)

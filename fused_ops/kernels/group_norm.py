@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._runtime import HAS_TRITON, next_pow2, triton_ok
+from .._runtime import HAS_TRITON, launch_or_fallback, next_pow2, triton_ok
 
 ACTIVATIONS = (None, "silu")
 
@@ -86,9 +86,10 @@ if HAS_TRITON:
         mask_c = offs_c < CG
         s_begin = pid_sp * CHUNK
         s_end = tl.minimum(s_begin + CHUNK, S)
-        cnt = 0.0
-        mean = 0.0
-        m2 = 0.0
+        zero = tl.sum(tl.zeros([BLOCK_C], dtype=tl.float32), axis=0)  # fp32 scalar (loop-carried, not constexpr)
+        cnt = zero
+        mean = zero
+        m2 = zero
         for s0 in range(s_begin, s_end, BLOCK_S):
             offs_s = s0 + tl.arange(0, BLOCK_S)
             mask = (offs_s < s_end)[:, None] & mask_c[None, :]
@@ -237,5 +238,8 @@ def group_norm_act_triton(x, num_groups, weight=None, bias=None, eps=1e-5, activ
 def group_norm_act(x, num_groups, weight=None, bias=None, eps=1e-5, activation="silu", add=None):
     """``act(GroupNorm(x + add))``; Triton when possible, :func:`group_norm_act_reference` otherwise."""
     if x.dim() >= 2 and x.dtype in (torch.float16, torch.bfloat16, torch.float32) and triton_ok(x, add, weight, bias):
-        return group_norm_act_triton(x, num_groups, weight, bias, eps, activation, add)
+        return launch_or_fallback(
+            ("group_norm_act", x.dtype, x.shape[1] // num_groups, activation, add is not None),
+            lambda: group_norm_act_triton(x, num_groups, weight, bias, eps, activation, add),
+            lambda: group_norm_act_reference(x, num_groups, weight, bias, eps, activation, add))
     return group_norm_act_reference(x, num_groups, weight, bias, eps, activation, add)

@@ -57,6 +57,9 @@ def render_command(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Render the valid items even if some are invalid."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Job seed: item seeds derive from it and the item's id."),
     set_: List[str] = typer.Option([], "--set", help="Job default KEY=VALUE for any request field, repeatable."),
+    cpu_threads: Optional[int] = typer.Option(None, "--cpu-threads", min=1,
+                                              help="torch CPU threads per worker (CPU pixels depend on it; "
+                                                   "default: this machine's, or the folder's recorded value)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render every item of a prompt file into sealed files + manifest.jsonl; re-run to resume."""
@@ -116,7 +119,7 @@ def render_command(
         summary = render(file, out, model=model, defaults=defaults, seed=seed, executor=executor,
                          workers=workers or (1 if executor == "local" else 0), address=address,
                          skip_invalid=skip_invalid, cancel=cancel, on_item=on_item, on_start=on_start,
-                         warn=lambda m: err.print(f"[yellow]warning:[/] {m}"))
+                         warn=lambda m: err.print(f"[yellow]warning:[/] {m}"), cpu_threads=cpu_threads)
     except InvalidJob as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_REQUEST)

@@ -1,7 +1,10 @@
 """`studio replay DIR`: re-render a finished job's items from its manifest and say which outputs are identical.
 
-Identical means equal `pixel_sha256` (the decoded pixels). The sealed files themselves always differ byte-wise:
-their C2PA signatures carry the signing time (and a fresh manifest id), so `sha256` is never compared.
+Identical means equal `pixel_sha256` (the decoded pixels of the sealed file), or, where the invisible watermark
+embedded a fresh random id into each output (so delivered pixels cannot match), equal `generated_sha256` (the
+pixels the model generated, hashed before the seal); the report says which. The sealed files themselves always
+differ byte-wise: their C2PA signatures carry the signing time (and a fresh manifest id), so `sha256` is never
+compared.
 When pixels differ the report names what changed between the two renders: model hash, LoRA hashes, input
 (init image / mask) hashes, package versions, device class, dtype.
 """
@@ -16,10 +19,11 @@ from typing import Callable, Optional, Union
 from ..errors import StudioError
 from ..schema import GenerationRequest
 from .manifest import MANIFEST, read_manifest
-from .runner import execute
+from .runner import current_cpu_threads, execute, set_cpu_threads
 
 NOTE = ("sealed-file bytes always differ between renders (the C2PA signature carries the signing time); "
-        "outputs are compared by pixel_sha256")
+        "outputs are compared by pixel_sha256, or by generated_sha256 (pixels before the seal) where the "
+        "watermark's random per-output id makes delivered pixels differ")
 
 
 @dataclass
@@ -77,6 +81,9 @@ def explain(old: dict, new: dict) -> list[str]:
         reasons.append(f"device class {_device_class(old.get('device'))} -> {_device_class(new.get('device'))}")
     if old.get("dtype") != new.get("dtype"):
         reasons.append(f"dtype {old.get('dtype')} -> {new.get('dtype')}")
+    if _device_class(new.get("device")) == "cpu" and old.get("cpu_threads") and new.get("cpu_threads") \
+            and old["cpu_threads"] != new["cpu_threads"]:
+        reasons.append(f"CPU threads {old['cpu_threads']} -> {new['cpu_threads']}")
     return reasons
 
 
@@ -105,12 +112,23 @@ def replay(out_dir: Union[str, Path], *, sample: Optional[int] = None, sample_se
 
         studio = default_studio()
     report = ReplayReport(manifest=manifest, render_dir=target)
+    before = current_cpu_threads()
+    try:
+        _replay_items(report, keys, done, studio, target, on_item)
+    finally:
+        set_cpu_threads(before)
+    return report
+
+
+def _replay_items(report, keys, done, studio, target, on_item) -> None:
+    from ..writer import write_atomic
+
     for n, key in enumerate(keys, start=1):
         entry = done[key]
         original = [o.get("pixel_sha256") for o in entry.get("outputs", [])]
         try:
             request = GenerationRequest.build(**{**entry["request"], "model": entry.get("model")})
-            task = {"key": key, "request": request.model_dump(mode="json")}
+            task = {"key": key, "request": request.model_dump(mode="json"), "cpu_threads": entry.get("cpu_threads")}
         except Exception as exc:
             item = ReplayItem(key, "failed", original=original,
                               error=f"cannot rebuild the request: {' '.join(str(exc).split())}")
@@ -120,13 +138,21 @@ def replay(out_dir: Union[str, Path], *, sample: Optional[int] = None, sample_se
                 item = ReplayItem(key, "failed", original=original, error=result.get("error"))
             else:
                 replayed = [o["record"]["pixel_sha256"] for o in result["outputs"]]
+                gen_old = [o.get("generated_sha256") for o in entry.get("outputs", [])]
+                gen_new = [o["record"].get("generated_sha256") for o in result["outputs"]]
                 for i, o in enumerate(result["outputs"]):
                     name = Path(entry["outputs"][i]["path"]).name if i < len(entry.get("outputs", [])) \
                         else f"{key}-{i}.png"
                     write_atomic(target / Path(name).name, o["data"])
-                reasons = explain(entry, result["record"])
+                reasons = explain(entry, {**result["record"], "cpu_threads": result.get("cpu_threads")})
                 if replayed == original:
                     item = ReplayItem(key, "identical", reasons, original, replayed)
+                elif gen_old == gen_new and all(gen_old):
+                    wm = [o["record"].get("watermark_id") for o in result["outputs"]]
+                    note = ("generated pixels identical (generated_sha256); the delivered pixels differ only by "
+                            "the invisible watermark, which carries a fresh random id per output") if any(wm) \
+                        else "generated pixels identical (generated_sha256); the delivered pixels differ"
+                    item = ReplayItem(key, "identical", [note] + reasons, original, replayed)
                 else:
                     if not reasons:
                         reasons = ["same model, inputs, versions and device class: non-deterministic kernels "
@@ -135,4 +161,3 @@ def replay(out_dir: Union[str, Path], *, sample: Optional[int] = None, sample_se
         report.items.append(item)
         if on_item is not None:
             on_item(item, n, len(keys))
-    return report

@@ -110,11 +110,12 @@ def execute(studio, task: dict, *, cancel: Optional[threading.Event] = None,
             on_step(key, step, total)
 
     try:
+        threads = set_cpu_threads(task.get("cpu_threads"))
         request = GenerationRequest.model_validate(task["request"])
         result = studio.generate(request, progress=progress)
         outputs = [{"data": bytes(o.data), "record": o.record.model_dump(mode="json")} for o in result.outputs]
         return {"key": key, "status": "ok", "record": result.record.model_dump(mode="json"), "outputs": outputs,
-                "render_s": round(time.perf_counter() - t0, 3), "worker": worker}
+                "render_s": round(time.perf_counter() - t0, 3), "worker": worker, "cpu_threads": threads}
     except JobCancelled:
         return {"key": key, "status": "cancelled", "worker": worker}
     except (Exception, MemoryError) as exc:  # RequestError, StudioError, torch OOM (a RuntimeError), ...
@@ -123,6 +124,27 @@ def execute(studio, task: dict, *, cancel: Optional[threading.Event] = None,
         _free_memory()
         return {"key": key, "status": "failed", "error": _one_line(exc), "error_type": type(exc).__name__,
                 "render_s": round(time.perf_counter() - t0, 3), "worker": worker}
+
+
+def current_cpu_threads() -> Optional[int]:
+    """torch's intra-op CPU thread count in this process (None without torch)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return None
+    return torch.get_num_threads()
+
+
+def set_cpu_threads(n: Optional[int]) -> Optional[int]:
+    """Pin torch's intra-op CPU threads: on CPU the pixels depend on it (reduction order), so every worker of
+    a job (local thread or Ray actor, which Ray starts with 1 thread) renders with the job's count."""
+    if not n:
+        return current_cpu_threads()
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(int(n))
+    return torch.get_num_threads()
 
 
 def _free_memory() -> None:
@@ -164,6 +186,7 @@ class LocalExecutor:
             return
         n = min(self.workers, len(tasks))
         studios = self._studios(n)
+        before = current_cpu_threads()
         work: "queue.Queue[dict]" = queue.Queue()
         for t in tasks:
             work.put(t)
@@ -204,6 +227,7 @@ class LocalExecutor:
         finally:
             for t in threads:
                 t.join(timeout=None if not stop.is_set() else 60)
+            set_cpu_threads(before)  # the thread count is process-wide: give the host (e.g. the UI) its own back
 
 
 def make_executor(kind: str, *, workers: int = 1, address: Optional[str] = None, studio=None,
@@ -272,6 +296,7 @@ def render(
     on_step: Optional[StepCallback] = None,
     on_start: Optional[Callable[[JobSpec, int, int], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
+    cpu_threads: Optional[int] = None,
 ) -> JobSummary:
     """Render a job file (or a list of items: dicts, prompts or `GenerationRequest`s) into `out_dir`.
 
@@ -280,7 +305,9 @@ def render(
     done, total)` is called after each finished or skipped item, `on_step(item_key, step, total)` per denoising
     step (local executor), `on_start(spec, pending, skipped)` once the job is validated. Raises `InvalidJob`
     (listing every invalid line) unless `skip_invalid`, and `StudioError` when the folder's manifest belongs
-    to an incompatible job (another job seed or other models)."""
+    to an incompatible job (another job seed or other models). `cpu_threads`: torch CPU threads per worker
+    (default: this process's count, or the one recorded in the folder's manifest); CPU pixels depend on it, so
+    it is fixed per job and applied by every worker, whatever the executor or worker count."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
     cancel = cancel or threading.Event()
@@ -292,12 +319,16 @@ def render(
             warn(msg)
 
     job_defaults = dict(defaults or {})
+    check_model = _model_checker(studio)
     if model is not None:
+        registry = getattr(check_model, "__self__", None)
+        if model not in (getattr(registry, "entries", None) or {}) and Path(model).expanduser().exists():
+            model = str(Path(model).expanduser().resolve())  # a folder/file: the same job from any cwd
         job_defaults["model"] = model
     if isinstance(source, (str, Path)):
-        spec = load_job(Path(source), defaults=job_defaults, check_model=_model_checker(studio))
+        spec = load_job(Path(source), defaults=job_defaults, check_model=check_model)
     else:
-        spec = load_job(list(source), defaults=job_defaults, check_model=_model_checker(studio))
+        spec = load_job(list(source), defaults=job_defaults, check_model=check_model)
     if spec.invalid and not skip_invalid:
         raise InvalidJob(spec.source, spec.invalid)
     if not spec.items:
@@ -318,6 +349,10 @@ def render(
                     f"resume with --seed {previous['job_seed']} or render into a new folder")
         if job_seed is None:
             job_seed = secrets.randbelow(2**32)
+        threads = cpu_threads or (previous or {}).get("cpu_threads") or current_cpu_threads()
+        if previous is not None and previous.get("cpu_threads") and previous["cpu_threads"] != threads:
+            _warn(f"this folder was rendered with {previous['cpu_threads']} CPU thread(s) per worker, now {threads}: "
+                  f"CPU renders can differ in the last bits")
         assign_seeds(spec, job_seed)
 
         done = state.done()
@@ -365,7 +400,7 @@ def render(
         with ManifestWriter(manifest_path) as manifest:
             manifest.append({"type": "job", "started_at": _now(), "file": str(spec.source) if spec.source else None,
                              "file_sha256": spec.file_sha256, "job_seed": job_seed, "defaults": spec.defaults,
-                             "executor": executor, "workers": workers, "items": len(spec.items),
+                             "executor": executor, "workers": workers, "cpu_threads": threads, "items": len(spec.items),
                              "pending": len(pending), "skipped": summary.skipped,
                              "invalid": [{"line": i.line, "error": i.message} for i in spec.invalid]})
             written: set[str] = set()
@@ -408,7 +443,8 @@ def render(
                 if on_item is not None:
                     on_item(outcome, counter["done"], total)
 
-            tasks = [{"key": item.key, "request": item.request.model_dump(mode="json")} for item in pending]
+            tasks = [{"key": item.key, "request": item.request.model_dump(mode="json"), "cpu_threads": threads}
+                     for item in pending]
             runner = make_executor(executor, workers=workers, address=address, studio=studio,
                                    studio_factory=studio_factory)
             try:
@@ -450,7 +486,7 @@ def _write_ok(out_dir: Path, item: JobItem, result: dict) -> tuple[dict, ItemOut
         "mode": record.get("mode"), "sampler": record.get("sampler"), "device": record.get("device"),
         "dtype": record.get("dtype"), "versions": record.get("versions", {}),
         "request": record.get("request"), "outputs": out_records, "worker": result.get("worker"),
-        "attempts": result.get("attempts", 1),
+        "attempts": result.get("attempts", 1), "cpu_threads": result.get("cpu_threads"),
         "timings": {"render_s": result.get("render_s"), "engine_s": record.get("elapsed_s"),
                     "write_s": round(time.perf_counter() - t0, 3), "finished_at": _now()},
     }

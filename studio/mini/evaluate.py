@@ -68,6 +68,7 @@ def _img2img(pipe, n: int, guidance: float, steps: int) -> dict:
     from diffusers import StableDiffusionImg2ImgPipeline
 
     p = StableDiffusionImg2ImgPipeline(**pipe.components)
+    p.set_progress_bar_config(disable=True)
     kept_pos, kept_all = [], []
     for i in range(n):
         s = W.sample_scene(20_000 + i, "holdout", n_objects=1 + i % 2)
@@ -86,6 +87,7 @@ def _inpaint(pipe, n: int, guidance: float, steps: int) -> dict:
     from PIL import Image
 
     p = StableDiffusionInpaintPipeline(**pipe.components)
+    p.set_progress_bar_config(disable=True)
     raw, over, changed = [], [], []
     for i in range(n):
         s = W.sample_scene(30_000 + i, "holdout", n_objects=2)

@@ -44,7 +44,8 @@ def make_vae():
         in_channels=3, out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 5, up_block_types=("UpDecoderBlock2D",) * 5,
         block_out_channels=(16, 32, 64, 64, 128), layers_per_block=1, latent_channels=4,
-        norm_num_groups=16, sample_size=256, mid_block_add_attention=False, force_upcast=False,
+        # one group: per-channel (instance-style) norms erase the colour of flat regions
+        norm_num_groups=1, sample_size=256, mid_block_add_attention=False, force_upcast=False,
     )
 
 
@@ -56,7 +57,7 @@ def make_unet():
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         block_out_channels=(32, 64, 128), layers_per_block=1, cross_attention_dim=128,
-        attention_head_dim=(1, 2, 4), norm_num_groups=32,  # = heads per level (diffusers naming): head dim 32
+        attention_head_dim=(1, 2, 4), norm_num_groups=8,  # attention_head_dim = heads per level (diffusers naming): head dim 32
     )
 
 
@@ -118,10 +119,7 @@ def train_vae(args, work: Path):
     t0 = time.time()
     steps = args.vae_steps
     for step in range(steps):
-        big = step >= int(0.6 * steps)
-        crop, bs = (128, 8) if big else (64, 16)
-        if step >= int(0.9 * steps):
-            crop, bs = 256, 2
+        crop, bs = (128, 4) if step >= int(0.8 * steps) else (64, 8)
         idx = rng.integers(0, len(x_all), bs)
         # crops aligned to the 16-px latent grid
         oy = rng.integers(0, (256 - crop) // 16 + 1, bs) * 16
@@ -133,7 +131,7 @@ def train_vae(args, work: Path):
         rec = (y - x).pow(2).mean() + 0.5 * (y - x).abs().mean()
         kl = post.kl().mean() / z[0].numel()
         loss = rec + args.vae_kl * kl
-        lr = args.vae_lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        lr = args.vae_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -186,6 +184,12 @@ def export(out: Path, vae, unet, te, tok, scaling: float, meta: dict) -> None:
     )
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True)
+    # Weights stay fp16 on disk, but a plain from_pretrained(path) must load the text encoder in
+    # float32 like the diffusers models (transformers 5 would otherwise keep fp16 -> dtype mismatch on CPU).
+    cfg_path = out / "text_encoder" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["dtype"] = "float32"
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     (out / "training.json").write_text(json.dumps(meta, indent=2))
     from .card import write_card
 
@@ -277,7 +281,7 @@ def main(argv=None) -> None:
     p.add_argument("--work", default="/tmp/mini_work", help="cache dir for the VAE, latents and checkpoints")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--vae-steps", type=int, default=900)
     p.add_argument("--vae-images", type=int, default=600)
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--vae-kl", type=float, default=2e-4)

@@ -149,3 +149,33 @@ def test_pipeline_end_to_end_cpu_reference_paths():
         h.undo()
     assert psnr(fast, stock) >= 40.0
     assert torch.equal(run(), stock)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_regional_compile_option_is_reversible():
+    u = tiny_unet()
+    h = accelerate(u, "max", allow_cpu=True, compile=True)  # torch.compile is lazy: nothing compiles here
+    assert any("torch.compile (regional)" in a for a in h.applied)
+    assert not any("ResnetBlock2D GroupNorm+SiLU fused" in a for a in h.applied)  # compiled blocks not swapped
+    blk = u.down_blocks[0].resnets[0]
+    assert blk._compiled_call_impl is not None
+    h.undo()
+    assert blk._compiled_call_impl is None
+
+
+def test_resnet_output_scale_factor_respected():
+    from diffusers.models.resnet import ResnetBlock2D
+
+    torch.manual_seed(0)
+    blk = ResnetBlock2D(in_channels=8, out_channels=16, temb_channels=12, groups=4, output_scale_factor=2.0).eval()
+    x, temb = torch.randn(2, 8, 5, 5), torch.randn(2, 12)
+    with torch.no_grad():
+        ref = blk(x, temb)
+        prev = fused_ops.set_force_reference(True)
+        try:
+            with accelerate(blk, "safe", allow_cpu=True) as h:
+                assert h.applied
+                out = blk(x, temb)
+        finally:
+            fused_ops.set_force_reference(prev)
+    assert torch.equal(out, ref)

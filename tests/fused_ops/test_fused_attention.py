@@ -25,8 +25,9 @@ def test_reference_matches_sdpa():
     torch.testing.assert_close(flash_attention_reference(q, k, v), F.scaled_dot_product_attention(q, k, v))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("d", [8, 40, 80, 512])
+@pytest.mark.parametrize(("d", "dtype"), [(40, dt) for dt in DTYPES] + [(8, torch.float32), (80, torch.float16),
+                                                                       (512, torch.float16), (512, torch.bfloat16)],
+                         ids=lambda v: str(v).replace("torch.", ""))
 def test_flash_self_attention_strided(kernel_device, dtype, d):
     # q/k/v as views of a fused-QKV output (B, N, 3, H, D): non-contiguous, as FusedAttnProcessor passes them
     qkv = torch.randn(2, 37, 3, 2, d).to(kernel_device, dtype)

@@ -81,3 +81,20 @@ def test_fallback_without_triton_is_bitwise_reference():
 def test_bad_activation():
     with pytest.raises(ValueError):
         group_norm_act_reference(torch.zeros(1, 2, 2, 2), 1, activation="gelu")
+
+
+def test_launch_failure_falls_back_once(monkeypatch):
+    from fused_ops import _runtime
+
+    monkeypatch.setattr(_runtime, "interpreting", lambda: False)
+    key = ("test_kernel", "x")
+    calls = []
+
+    def boom():
+        calls.append("triton")
+        raise RuntimeError("out of resources")
+
+    assert _runtime.launch_or_fallback(key, boom, lambda: "ref") == "ref"
+    assert _runtime.launch_or_fallback(key, boom, lambda: "ref") == "ref"
+    assert calls == ["triton"] and key in fused_ops.disabled_kernels()
+    _runtime._DISABLED.pop(key)

@@ -42,7 +42,8 @@ def pixel_hash(data: bytes) -> str:
 
 class FakeStudio:
     def __init__(self, delay: float = 0.0, model_hash: str = "ab" * 32, die_on: str | None = None,
-                 die_marker: str | None = None):
+                 die_marker: str | None = None, watermark: bool = False):
+        self.watermark = watermark  # like the real seal: a random id changes a few pixels of every output
         self.registry = FakeRegistry()
         self.delay = delay
         self.model_hash = model_hash
@@ -64,8 +65,6 @@ class FakeStudio:
                 progress(s, steps)
         if self.die_on and self.die_on in request.prompt and self.die_marker and not Path(self.die_marker).exists():
             Path(self.die_marker).write_text("died once")
-            import os
-
             os._exit(1)  # a worker dying mid-item
         if "FAIL" in request.prompt:
             raise RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -89,14 +88,22 @@ class FakeStudio:
             h = hashlib.sha256(f"{resolved.prompt}|{seed}|{resolved.steps}|{resolved.model}".encode()).digest()
             rng = np.random.default_rng(int.from_bytes(h[:8], "big"))
             arr = rng.integers(0, 256, size=(resolved.height, resolved.width, 3), dtype=np.uint8)
+            generated = hashlib.sha256(f"RGB:{resolved.width}x{resolved.height}:".encode() + arr.tobytes()).hexdigest()
+            wm_id = None
+            if self.watermark:
+                wm = np.frombuffer(os.urandom(8), dtype=np.uint8)
+                arr = arr.copy()
+                arr[0, :8, 0] ^= wm
+                wm_id = wm.tobytes().hex()
             info = PngImagePlugin.PngInfo()
             info.add_text("signed-at", repr(time.time()))
             buf = io.BytesIO()
             Image.fromarray(arr).save(buf, format="PNG", pnginfo=info)
             data = buf.getvalue()
             rec = OutputRecord(index=i, seed=seed, format="png", sha256=hashlib.sha256(data).hexdigest(),
-                               pixel_sha256=pixel_hash(data), size_bytes=len(data), width=resolved.width,
-                               height=resolved.height, watermark_status="fake")
+                               pixel_sha256=pixel_hash(data), generated_sha256=generated, size_bytes=len(data),
+                               width=resolved.width, height=resolved.height, watermark_id=wm_id,
+                               watermark_status="embedded" if wm_id else "fake")
             outputs.append(_Out(data, rec))
         record = GenerationRecord(
             request=resolved, mode=resolved.mode, model_name=resolved.model, model_source=f"{resolved.model}@{os.environ.get('DIFFUSION_STUDIO_HOME')}",

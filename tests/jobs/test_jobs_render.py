@@ -228,6 +228,12 @@ def test_replay_reports_identical_and_explains_differences(tmp_path, fake):
     assert len(rep.items) == 2 and all(i.status == "identical" for i in rep.items)
     assert all(any("model hash" in r for r in i.reasons) for i in rep.items)
 
+    out2 = tmp_path / "wm"
+    render(["a", "b"], out2, studio=FakeStudio(watermark=True), seed=3)
+    rep = replay(out2, studio=FakeStudio(watermark=True))
+    assert rep.count("identical") == 2 and all("watermark" in i.reasons[0] for i in rep.items)
+    assert all(i.original != i.replayed for i in rep.items)  # delivered pixels differ by the random mark
+
     class Drifting(FakeStudio):
         def generate(self, request, **kw):
             return super().generate(request.model_copy(update={"steps": 9}), **kw)
@@ -274,3 +280,53 @@ def test_cli_refuses_invalid_file_with_line_numbers(tmp_path, cli_fake, capsys):
     assert main(["render", str(job), "--out", str(tmp_path / "o"), "--skip-invalid"]) == 0
     assert main(["render", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "o")]) == 2
     assert main(["render", str(job), "--out", str(tmp_path / "o"), "--executor", "spark"]) == 2
+
+
+def test_cpu_threads_pinned_per_job_recorded_and_restored(tmp_path, fake):
+    import torch
+
+    before = torch.get_num_threads()
+    out = tmp_path / "out"
+    render(["a"], out, studio=fake, seed=1, cpu_threads=1)
+    assert torch.get_num_threads() == before
+    state = read_manifest(out / MANIFEST)
+    assert state.last_job["cpu_threads"] == 1 and all(e["cpu_threads"] == 1 for e in state.done().values())
+    s = render(["a", "b"], out, studio=fake)  # resume reuses the folder's thread count
+    assert read_manifest(out / MANIFEST).last_job["cpu_threads"] == 1
+    assert not any("CPU thread" in w for w in s.warnings)
+
+
+def test_replay_explains_cpu_thread_and_version_differences():
+    from studio.jobs.replay import explain
+
+    old = {"model_hash": "a", "versions": {"torch": "2.1"}, "device": "cpu", "dtype": "float32", "cpu_threads": 2}
+    new = {"model_hash": "a", "versions": {"torch": "2.2"}, "device": "cpu", "dtype": "float32", "cpu_threads": 1}
+    reasons = explain(old, new)
+    assert "versions: torch 2.1 -> 2.2" in reasons and "CPU threads 2 -> 1" in reasons
+    assert explain({**old, "device": "cuda:0"}, {**old, "device": "cuda:1"}) == []
+    assert explain(old, {**old, "device": "cuda:0"}) == ["device class cpu -> cuda"]
+
+
+def test_one_job_per_folder(tmp_path, fake):
+    from studio.errors import StudioError
+    from studio.jobs.manifest import JobLock
+
+    out = tmp_path / "out"
+    with JobLock(out):
+        with pytest.raises(StudioError, match="another job is writing"):
+            render(["a"], out, studio=fake, seed=1)
+    assert render(["a"], out, studio=fake, seed=1).succeeded == 1
+
+
+def test_cli_set_defaults_and_model(tmp_path, cli_fake, capsys):
+    from studio.cli import main
+
+    job = tmp_path / "p.txt"
+    job.write_text("a\nb | steps=5\n")
+    out = tmp_path / "o"
+    assert main(["render", str(job), "--out", str(out), "--set", "steps=3", "--set", "negative=ugly",
+                 "--model", "mini", "--seed", "1"]) == 0
+    reqs = {e["request"]["prompt"]: e for e in read_manifest(out / MANIFEST).done().values()}
+    assert reqs["a"]["request"]["steps"] == 3 and reqs["b"]["request"]["steps"] == 5
+    assert reqs["a"]["request"]["negative_prompt"] == "ugly" and reqs["a"]["model"] == "mini"
+    assert main(["render", str(job), "--out", str(out), "--set", "nokey"]) == 2

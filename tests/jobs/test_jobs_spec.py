@@ -80,7 +80,7 @@ def test_yaml_defaults_items_and_line_numbers(tmp_path):
     spec = load_job(f)
     assert spec.job_seed == 5
     assert [(i.key, i.line) for i in spec.items][2:] == [(spec.items[2].key, 7), ("named", 10)]
-    assert spec.items[1].key.endswith("") and spec.items[2].key == spec.items[1].key + "#1"
+    assert spec.items[1].key.startswith("h-") and spec.items[2].key == spec.items[1].key + "#1"
     assert spec.items[1].request.steps == 7 and spec.items[0].request.steps == 2
     assert spec.items[0].request.height == 64
 
@@ -154,3 +154,14 @@ def test_safe_names_never_escape():
         assert "/" not in name and "\\" not in name and not name.startswith(".") and len(name) <= 51
         assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
     assert safe_name("a", "same") != safe_name("b", "same")
+
+
+@pytest.mark.parametrize("name", ["prompts.txt", "job.jsonl", "job.csv", "job.yaml"])
+def test_shipped_samples_validate(name):
+    from pathlib import Path
+
+    from studio.registry import Registry
+
+    path = Path(__file__).resolve().parents[2] / "samples" / "batch" / name
+    spec = load_job(path, check_model=Registry().resolve)
+    assert spec.items and not spec.invalid, spec.invalid

@@ -45,6 +45,9 @@ def test_loads_offline():
     assert pipe.vae.config.latent_channels == 4
     assert 2 ** (len(pipe.vae.config.block_out_channels) - 1) == 16
     assert pipe.tokenizer.model_max_length == pipe.text_encoder.config.max_position_embeddings
+    pipe.set_progress_bar_config(disable=True)
+    img = pipe("a small blue star on the left", num_inference_steps=2).images[0]  # plain load must run on CPU
+    assert img.size == (256, 256)
 
 
 @pytest.mark.slow

@@ -20,6 +20,9 @@ def _isolated_caches(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
     monkeypatch.setenv("DIFFUSION_STUDIO_HASH_CACHE", str(tmp_path / "hash-cache.json"))
     monkeypatch.delenv("DIFFUSION_STUDIO_TOKENIZERS", raising=False)
+    import huggingface_hub.constants as hc  # read at import time: patch the resolved value too
+
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
 
 
 @pytest.fixture(scope="session")

@@ -96,9 +96,11 @@ def test_nine_channel_model_serves_txt2img_and_img2img():
     assert a.size == b.size == (32, 32)
 
 
-def test_outpaint_size_and_original_pasted_back(sd_model):
+@pytest.mark.parametrize("channels", [4, 9])
+def test_outpaint_size_and_original_pasted_back(sd_model, channels):
+    model = sd_model if channels == 4 else from_pipeline(tiny.tiny_sd(inpaint_channels=9))
     init = pattern(32)
-    out = run_image(sd_model, mode="outpaint", sampler="Euler", seeds=[2], init_image=init, outpaint=(8, 16, 0, 8),
+    out = run_image(model, mode="outpaint", sampler="Euler", seeds=[2], init_image=init, outpaint=(8, 16, 0, 8),
                     **KW)[0]
     assert out.size == (32 + 8 + 0, 32 + 16 + 8)
     assert np.array_equal(px(out)[16:48, 8:40], px(init))
@@ -181,3 +183,17 @@ def test_flux_distilled_guidance_changes_output_only_with_guidance_embeds():
     a = run_image(dev, mode="txt2img", sampler=None, seeds=[1], **{**KW, "guidance": 1.0})[0]
     b = run_image(dev, mode="txt2img", sampler=None, seeds=[1], **{**KW, "guidance": 6.0})[0]
     assert not np.array_equal(px(a), px(b))
+
+
+def test_tiny_sd_with_8x_vae_and_its_single_file_export(tmp_path):
+    from pipelines import detect_single_file, load_model
+
+    pipe = tiny.tiny_sd(vae_scale=8)
+    model = from_pipeline(pipe)
+    out = run_image(model, mode="txt2img", sampler="Euler", seeds=[1], **{**KW, "width": 64, "height": 64})[0]
+    assert out.size == (64, 64) and pipe.vae_scale_factor == 8
+    f = tiny.save_tiny_single_file(pipe, tmp_path / "m.safetensors")
+    assert detect_single_file(f)[1] == "sd1"
+    again = load_model(f, single_file_config=tiny.save_config_folder(pipe, tmp_path / "cfg"))
+    same = run_image(again, mode="txt2img", sampler="Euler", seeds=[1], **{**KW, "width": 64, "height": 64})[0]
+    assert np.array_equal(px(out), px(same))

@@ -5,11 +5,9 @@ import datetime as dt
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from PIL import Image
 
 from safety import SafetyConfig
 from safety.pki import (OID_C2PA_SIGNING, OID_DOCUMENT_SIGNING, OID_EMAIL_PROTECTION, issue_certificate, pem_cert,

@@ -5,7 +5,7 @@ import pytest
 
 from safety import SealError, seal_audio, seal_video, verify
 from safety.config import COMPOSITE, TRAINED
-from safety.media import decode_audio, ffmpeg_exe
+from safety.media import ffmpeg_exe
 from safety_testkit import CG, frames, music
 
 SR = 44100

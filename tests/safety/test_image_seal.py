@@ -1,7 +1,6 @@
 import io
 import json
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -170,3 +169,26 @@ def test_unreachable_tsa_is_one_clear_error(tmp_path):
     cfg = SafetyConfig(config_dir=tmp_path, tsa_url="http://127.0.0.1:9/tsa")
     with pytest.raises(TimestampError, match="timestamp authority http://127.0.0.1:9/tsa"):
         seal_image(photo(256, 15), fmt="png", params={}, claim_generator=CG, config=cfg)
+
+
+def test_caller_given_watermark_id_is_embedded_and_reproducible(tmp_path):
+    """A studio passes a request-derived ID so that re-rendering a request reproduces the same pixels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import safety
+
+    img = Image.fromarray((np.random.default_rng(0).random((256, 256, 3)) * 255).astype("uint8"))
+    cfg = safety.SafetyConfig(config_dir=tmp_path)
+    a = safety.seal_image(img, params={"p": 1}, claim_generator="t", watermark_id="0123456789abcdef", config=cfg)
+    b = safety.seal_image(img, params={"p": 1}, claim_generator="t", watermark_id="0123456789abcdef", config=cfg)
+    assert a.watermark_id == b.watermark_id == "0123456789abcdef"
+    pa = np.asarray(Image.open(io.BytesIO(a.data)))
+    pb = np.asarray(Image.open(io.BytesIO(b.data)))
+    assert np.array_equal(pa, pb)
+    import pytest
+
+    with pytest.raises(safety.SealError, match="16 hex"):
+        safety.seal_image(img, params={}, claim_generator="t", watermark_id="xyz", config=cfg)

@@ -3,7 +3,6 @@ import json
 import subprocess
 
 import pytest
-from PIL import Image
 
 from safety import seal_image, verify
 from safety.media import ffmpeg_exe
@@ -61,7 +60,7 @@ def test_plain_file_has_no_credentials(dev_cfg):
 
 def test_appended_bytes_and_edited_manifest_are_invalid(dev_cfg, sealed_png):
     rep = verify(sealed_png.data + b"trailing", dev_cfg)
-    assert rep.exit_code in (1, 3)
+    assert rep.state == "invalid" and rep.exit_code == 1
     data = bytearray(sealed_png.data)
     pos = data.index(b"org.diffusion-studio.generation")
     seed_pos = data.index(b"seed", pos)
@@ -80,6 +79,7 @@ def test_report_dict_and_render(dev_cfg, sealed_png, tmp_path):
     assert "TRUSTED" in text and "c2pa.created" in text and sealed_png.watermark_id in text
 
 
+@pytest.mark.slow
 def test_certificate_expired_since_signing_is_reported(tmp_path):
     """No TSA -> validity is judged at verification time: an expired signer makes the manifest invalid."""
     import datetime as dt
@@ -90,7 +90,7 @@ def test_certificate_expired_since_signing_is_reported(tmp_path):
     rk = ec.generate_private_key(ec.SECP256R1())
     root = issue_certificate("Short Root", rk.public_key(), None, rk, ca=True, org="test")
     k = ec.generate_private_key(ec.SECP256R1())
-    nb = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=86400 - 3)
+    nb = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=86400 - 5)
     leaf = issue_certificate("Short-lived leaf", k.public_key(), root, rk, not_before=nb, days=1, org="test")
     (tmp_path / "root.pem").write_bytes(pem_cert(root))
     (tmp_path / "c.pem").write_bytes(pem_cert(leaf) + pem_cert(root))
@@ -99,7 +99,7 @@ def test_certificate_expired_since_signing_is_reported(tmp_path):
                        trust_anchors=[tmp_path / "root.pem"])
     s = seal_image(photo(256, 33), fmt="png", params={}, claim_generator=CG, config=cfg)
     assert verify(s.data, cfg).state == "trusted"
-    time.sleep(3.5)
+    time.sleep(max(0.0, (leaf.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 1.5)
     rep = verify(s.data, cfg)
     assert rep.state == "invalid" and rep.exit_code == 1
     assert any(f["code"] == "signingCredential.expired" for f in rep.failures)

@@ -16,7 +16,7 @@ SIZE = 256  # the image watermark needs >= 256 px
 def tiny_model(tmp_path_factory):
     from pipelines.tiny import save_tiny, tiny_sd
 
-    return str(save_tiny(tiny_sd(), tmp_path_factory.mktemp("tiny-sd") / "model"))
+    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +49,12 @@ def test_batch_image_i_uses_seed_plus_i(engine, tiny_model):
     batch = gen(engine, tiny_model, seed=40, batch=2)
     single = gen(engine, tiny_model, seed=41)
     assert [o.record.seed for o in batch.outputs] == [40, 41]
-    assert batch.outputs[1].record.pixel_sha256 == single.outputs[0].record.pixel_sha256
-    assert batch.outputs[0].record.pixel_sha256 != batch.outputs[1].record.pixel_sha256
+    # Same noise and watermark ID; batched CPU matmuls round differently, so allow a few levels on a few pixels.
+    diff = np.abs(pixels(batch.outputs[1]).astype(int) - pixels(single.outputs[0]).astype(int))
+    assert diff.max() <= 4 and diff.mean() < 0.05
+    assert batch.outputs[1].record.watermark_id == single.outputs[0].record.watermark_id
+    other = np.abs(pixels(batch.outputs[0]).astype(int) - pixels(batch.outputs[1]).astype(int))
+    assert other.mean() > 1
 
 
 def test_record_resolves_every_field_and_png_carries_it(engine, tiny_model, tmp_path):
