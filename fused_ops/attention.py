@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from . import _runtime
 from .kernels.attention import MAX_HEAD_DIM, flash_attention_triton, head_dim_split
 from .kernels.group_norm import group_norm_act
+from .kernels.qkv import fused_qkv_projection
 
 log = logging.getLogger("fused_ops")
 
@@ -263,13 +264,14 @@ class FusedAttnProcessor:
 
         packed = self._packed_valid(attn)
         if packed and self.packed["names"][0] == "to_q" and self_attn:
-            query, key, value = F.linear(hidden_states, self.packed["w"], self.packed["b"]).split(
-                [attn.to_q.out_features, attn.to_k.out_features, attn.to_v.out_features], dim=-1)
+            query, key, value = fused_qkv_projection(
+                hidden_states, self.packed["w"], self.packed["b"],
+                [attn.to_q.out_features, attn.to_k.out_features, attn.to_v.out_features])
         else:
             query = attn.to_q(hidden_states)
             if packed and self.packed["names"][0] == "to_k":
-                key, value = F.linear(encoder_hidden_states, self.packed["w"], self.packed["b"]).split(
-                    [attn.to_k.out_features, attn.to_v.out_features], dim=-1)
+                key, value = fused_qkv_projection(encoder_hidden_states, self.packed["w"], self.packed["b"],
+                                                  [attn.to_k.out_features, attn.to_v.out_features])
             else:
                 key = attn.to_k(encoder_hidden_states)
                 value = attn.to_v(encoder_hidden_states)

@@ -77,6 +77,10 @@ def generate(
         _fail(str(exc))
     from .engine import default_studio
 
+    import diffusers
+
+    diffusers.utils.logging.disable_progress_bar()
+    default_studio().quiet = True
     with _progress_bar() as bar:
         task = bar.add_task("loading model", total=None)
 
@@ -210,6 +214,13 @@ _register_subcommands()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    import os
+
+    # Library chatter (torchvision fallbacks, weight-loading bars) would bury the one-line errors and
+    # our own progress bars.
+    for var in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+        os.environ.setdefault(var, "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         # Without standalone mode click returns the code of typer.Exit instead of raising it.
         code = app(args=argv, prog_name="studio", standalone_mode=False)

@@ -79,8 +79,9 @@ class Studio:
     re-entrant (schedulers and LoRA adapters are per-pipeline state).
     """
 
-    def __init__(self, registry: Optional[Registry] = None):
+    def __init__(self, registry: Optional[Registry] = None, quiet: bool = False):
         self.registry = registry or Registry()
+        self.quiet = quiet  # front doors with their own progress display silence diffusers' tqdm bars
         self._loaded: Optional[tuple[tuple, ModelEntry, object]] = None
         self._lock = threading.RLock()
 
@@ -192,6 +193,10 @@ class Studio:
 
             handle = fused_ops.accelerate(model.pipe, mode=request.accelerate)
         seeds = [request.seed + i for i in range(request.batch)]
+        # 9-channel inpaint models run every mode through their inpaint pipeline.
+        as_inpaint = request.mode == "outpaint" or getattr(model, "inpaint_unet", False)
+        pipe_for_mode = model.pipeline_for("inpaint" if as_inpaint else request.mode)
+        pipe_for_mode.set_progress_bar_config(disable=self.quiet)
         callback = (lambda step, total, _latents: progress(step, total)) if progress else None
         try:
             images = pipelines.run_image(

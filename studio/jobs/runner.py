@@ -300,7 +300,8 @@ def render(
 ) -> JobSummary:
     """Render a job file (or a list of items: dicts, prompts or `GenerationRequest`s) into `out_dir`.
 
-    Resumes when `out_dir/manifest.jsonl` exists: finished items are skipped. `cancel` (a `threading.Event`)
+    `studio` (a `Studio`-like engine) is used by the local executor; Ray actors build their own with
+    `studio_factory` (default `studio.Studio`). Resumes when `out_dir/manifest.jsonl` exists: finished items are skipped. `cancel` (a `threading.Event`)
     stops the job: the current item is abandoned between denoising steps and not recorded. `on_item(outcome,
     done, total)` is called after each finished or skipped item, `on_step(item_key, step, total)` per denoising
     step (local executor), `on_start(spec, pending, skipped)` once the job is validated. Raises `InvalidJob`
@@ -381,7 +382,8 @@ def render(
                 summary.skipped += 1
                 entry = done[item.key]
                 summary.items.append(ItemOutcome(item.key, item.line, "skipped", item.request.prompt,
-                                                 [o.get("path") for o in entry.get("outputs", [])]))
+                                                 [str(out_dir / o["path"]) for o in entry.get("outputs", [])
+                                                  if o.get("path")]))
             else:
                 pending.append(item)
         pending.sort(key=_sort_key)  # one model (and shape) after another: each worker loads a model once

@@ -73,7 +73,7 @@ def test_generate_download_verify_and_gallery(page, ui_server, tmp_path):
     # Gallery tab: the output is listed with its verify state; "reuse settings" fills the Generate form.
     # "Send to Edit" puts the sealed file in the Edit tab as the source.
     page.locator("#g-to-edit").click()
-    page.locator("#e-source").get_by_text(Path(entry["file"]).name).wait_for()
+    wait_until(lambda: Path(entry["file"]).name in page.locator("#e-source").inner_text(), timeout=30)
     open_tab(page, "Gallery")
     page.locator("#h-gallery img").first.wait_for()
     page.locator("#h-gallery button").first.click()
@@ -227,8 +227,9 @@ def test_cancel_stops_a_long_generation(page, ui_server):
     page.get_by_text("denoising").first.wait_for(timeout=60_000)
     page.locator("#g-cancel").click()
     wait_until(lambda: "Cancelled" in page.locator("#g-status").inner_text(), timeout=30)
-    time.sleep(1.5)  # the worker stops at its next step
-    assert len(handlers.history_entries()) == before
+    time.sleep(0.5)
+    with handlers.studio._lock:  # the worker has stopped (at its next step)
+        assert len(handlers.history_entries()) == before
     # The studio is free again: the next request runs.
     page.locator("#g-steps input[type=number]").fill("2")
     page.locator("#g-steps input[type=number]").press("Enter")
