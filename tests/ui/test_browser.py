@@ -66,7 +66,7 @@ def test_generate_download_verify_and_gallery(page, ui_server, tmp_path):
 
     # The parameters of the image are on the page; "reuse last" brings the seed back.
     page.locator("#g-seed-random").click()
-    assert page.locator("#g-seed input").input_value() == "-1"
+    wait_until(lambda: page.locator("#g-seed input").input_value() == "-1", timeout=10)
     page.locator("#g-seed-reuse").click()
     wait_until(lambda: page.locator("#g-seed input").input_value() == "11", timeout=10)
 
