@@ -193,8 +193,7 @@ class OutputRecord(BaseModel):
     format: ImageFormat
     sha256: str  # of the sealed file
     pixel_sha256: str  # of the decoded pixels: equal across re-renders even though signatures differ
-    # of the generated pixels before the seal: equal across re-renders of the same request even when the
-    # invisible watermark (a fresh random id per output) makes the delivered pixels differ
+    # of the generated pixels before the seal (watermark): compares renders even when their watermarks differ
     generated_sha256: Optional[str] = None
     size_bytes: int
     path: Optional[str] = None

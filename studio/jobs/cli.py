@@ -31,7 +31,7 @@ def _parse_sets(pairs: List[str]) -> dict:
     return out
 
 
-def _summary_table(summary) -> "rich.table.Table":  # noqa: F821
+def _summary_table(summary):
     from rich.table import Table
 
     table = Table(title=f"job summary ({summary.executor}, job seed {summary.job_seed})")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections import deque
 from typing import Any, Callable, Optional
 

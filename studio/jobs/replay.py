@@ -1,8 +1,8 @@
 """`studio replay DIR`: re-render a finished job's items from its manifest and say which outputs are identical.
 
-Identical means equal `pixel_sha256` (the decoded pixels of the sealed file), or, where the invisible watermark
-embedded a fresh random id into each output (so delivered pixels cannot match), equal `generated_sha256` (the
-pixels the model generated, hashed before the seal); the report says which. The sealed files themselves always
+Identical means equal `pixel_sha256` (the decoded pixels of the sealed file), or, where only the invisible
+watermark differs (e.g. another watermark id or algorithm), equal `generated_sha256` (the pixels the model
+generated, hashed before the seal); the report says which. The sealed files themselves always
 differ byte-wise: their C2PA signatures carry the signing time (and a fresh manifest id), so `sha256` is never
 compared.
 When pixels differ the report names what changed between the two renders: model hash, LoRA hashes, input
@@ -22,8 +22,8 @@ from .manifest import MANIFEST, read_manifest
 from .runner import current_cpu_threads, execute, set_cpu_threads
 
 NOTE = ("sealed-file bytes always differ between renders (the C2PA signature carries the signing time); "
-        "outputs are compared by pixel_sha256, or by generated_sha256 (pixels before the seal) where the "
-        "watermark's random per-output id makes delivered pixels differ")
+        "outputs are compared by pixel_sha256, or by generated_sha256 (pixels before the seal) where only "
+        "the watermark differs")
 
 
 @dataclass
@@ -92,8 +92,6 @@ def replay(out_dir: Union[str, Path], *, sample: Optional[int] = None, sample_se
            on_item: Optional[Callable[[ReplayItem, int, int], None]] = None) -> ReplayReport:
     """Re-render the finished items of `out_dir/manifest.jsonl` (all, or a reproducible random `sample`)
     into `render_dir` (default: a new temp dir, kept so the outputs can be inspected)."""
-    from ..writer import write_atomic
-
     out_dir = Path(out_dir)
     manifest = out_dir / MANIFEST if out_dir.is_dir() else out_dir
     if not manifest.is_file():
@@ -150,7 +148,7 @@ def _replay_items(report, keys, done, studio, target, on_item) -> None:
                 elif gen_old == gen_new and all(gen_old):
                     wm = [o["record"].get("watermark_id") for o in result["outputs"]]
                     note = ("generated pixels identical (generated_sha256); the delivered pixels differ only by "
-                            "the invisible watermark, which carries a fresh random id per output") if any(wm) \
+                            "the invisible watermark (watermark ids differ)") if any(wm) \
                         else "generated pixels identical (generated_sha256); the delivered pixels differ"
                     item = ReplayItem(key, "identical", [note] + reasons, original, replayed)
                 else:

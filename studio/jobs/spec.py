@@ -386,7 +386,7 @@ def load_job(source: Union[str, Path, list, tuple], *, defaults: Optional[dict] 
             if isinstance(obj, GenerationRequest):
                 obj = obj.model_dump(exclude_defaults=True)
             if not isinstance(obj, dict):
-                bad.append(Invalid(n, f"an item must be a mapping, a prompt or a GenerationRequest"))
+                bad.append(Invalid(n, "an item must be a mapping, a prompt or a GenerationRequest"))
                 continue
             raw.append(RawItem(n, dict(obj)))
         canon = json.dumps([r.fields for r in raw], sort_keys=True, default=str)

@@ -113,22 +113,39 @@ def train_vae(args, work: Path):
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     vae = make_vae()
-    _, imgs = scene_images(args.vae_images, args.seed + 1)
+    # Start with a near-deterministic posterior (std ~ e^-5): with the default logvar 0 the sampling
+    # noise swamps the latent and the decoder learns to ignore it (grey, colourless reconstructions).
+    with torch.no_grad():
+        vae.quant_conv.bias[4:].fill_(-10.0)
+    scenes, imgs = scene_images(args.vae_images, args.seed + 1)
     x_all = to_tensor(imgs)
+    # object pixels (not background) get 10x weight: they are a small fraction of each image
+    bg = np.array([W.BACKGROUNDS[s.background] for s in scenes], dtype=np.uint8)[:, None, None, :]
+    w_all = torch.from_numpy(1.0 + 9.0 * (imgs != bg).any(-1).astype(np.float32))[:, None]
+    centers = [[o.center for o in s.objects] for s in scenes]
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     t0 = time.time()
     steps = args.vae_steps
     for step in range(steps):
         crop, bs = (128, 4) if step >= int(0.8 * steps) else (64, 8)
         idx = rng.integers(0, len(x_all), bs)
-        # crops aligned to the 16-px latent grid
-        oy = rng.integers(0, (256 - crop) // 16 + 1, bs) * 16
-        ox = rng.integers(0, (256 - crop) // 16 + 1, bs) * 16
-        x = torch.stack([x_all[i, :, y : y + crop, xx : xx + crop] for i, y, xx in zip(idx, oy, ox)])
+        xs, ws = [], []
+        for i in idx:
+            # 75% of crops contain (part of) an object; crops aligned to the 16-px latent grid
+            if rng.random() < 0.75:
+                cx, cy = centers[i][rng.integers(len(centers[i]))]
+                cx, cy = cx + rng.uniform(-crop / 3, crop / 3), cy + rng.uniform(-crop / 3, crop / 3)
+                ox = int(np.clip(round((cx - crop / 2) / 16) * 16, 0, 256 - crop))
+                oy = int(np.clip(round((cy - crop / 2) / 16) * 16, 0, 256 - crop))
+            else:
+                ox, oy = (int(v) * 16 for v in rng.integers(0, (256 - crop) // 16 + 1, 2))
+            xs.append(x_all[i, :, oy : oy + crop, ox : ox + crop])
+            ws.append(w_all[i, :, oy : oy + crop, ox : ox + crop])
+        x, wt = torch.stack(xs), torch.stack(ws)
         post = vae.encode(x).latent_dist
         z = post.sample()
         y = vae.decode(z).sample
-        rec = (y - x).pow(2).mean() + 0.5 * (y - x).abs().mean()
+        rec = (((y - x).pow(2) + 0.5 * (y - x).abs()) * wt).mean() / wt.mean()
         kl = post.kl().mean() / z[0].numel()
         loss = rec + args.vae_kl * kl
         lr = args.vae_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
@@ -138,6 +155,8 @@ def train_vae(args, work: Path):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
         opt.step()
+        if step % 300 == 299:
+            vae.save_pretrained(work / "vae_partial")
         if step % 100 == 0 or step == steps - 1:
             log(f"VAE step {step}/{steps} crop {crop} rec {rec.item():.4f} kl {kl.item():.2f} ({time.time() - t0:.0f}s)")
     vae.save_pretrained(path)
