@@ -8,6 +8,7 @@ Everything else (`pipelines`, `schedulers`, `safety`, `fused_ops`, `ui`) is the 
 """
 from __future__ import annotations
 
+from .config import config_dir
 from .errors import RequestError, StudioError, UnknownModel
 from .metadata import STUDIO_VERSION as __version__
 from .schema import GenerationRecord, GenerationRequest, LoraRef, MemoryOptions, OutputRecord, Outpaint
@@ -15,6 +16,7 @@ from .schema import GenerationRecord, GenerationRequest, LoraRef, MemoryOptions,
 __all__ = [
     "GenerationRecord", "GenerationRequest", "LoraRef", "MemoryOptions", "OutputRecord", "Outpaint",
     "RequestError", "StudioError", "UnknownModel", "Registry", "Result", "Studio", "generate", "verify", "info",
+    "samplers", "config_dir",
     "__version__",
 ]
 
@@ -30,6 +32,13 @@ def __getattr__(name):
 
         return Registry
     raise AttributeError(name)
+
+
+def samplers() -> list[str]:
+    """Names of the sampler catalog, e.g. 'Euler a', 'DPM++ 2M Karras'."""
+    import schedulers
+
+    return list(schedulers.SAMPLERS)
 
 
 def verify(path):

@@ -150,7 +150,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                             g_to_edit = gr.Button("Send to Edit", elem_id="g-to-edit")
                         g_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
                                           elem_id="g-files")
-                        with gr.Accordion("Parameters of the selected image", open=False):
+                        with gr.Accordion("Parameters of the selected image", open=True):
                             g_params = gr.JSON(label="Parameters", elem_id="g-params")
                 g_entries = gr.State([])
                 g_selected = gr.State(0)
@@ -171,7 +171,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                             eraser=gr.Eraser(default_size=28), visible=False, elem_id="e-editor", height=440)
                         e_mask = gr.File(label="…or upload a mask (white = repaint, same size as the source)",
                                          file_types=["image"], type="filepath", visible=False, elem_id="e-mask",
-                                         height=100)
+                                         height=150)
                         with gr.Row(visible=False) as e_out_row:
                             e_left = gr.Number(0, label="Left px", precision=0, step=8, minimum=0, elem_id="e-left",
                                                min_width=80)
@@ -359,8 +359,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                 raise gr.Error("generate an image first", print_exception=False)
             e = entries[idx if idx is not None and idx < len(entries) else 0]
             req = e.get("request", {})
+            model = e.get("model") if e.get("model") in h.registry.entries else gr.update()
             return (e["file"], e["file"], gr.update(value="img2img"), req.get("prompt", ""),
-                    req.get("negative_prompt", ""), e.get("model"), gr.Tabs(selected="edit"))
+                    req.get("negative_prompt", ""), model, gr.Tabs(selected="edit"))
 
         edit_targets = [e_source, e_editor, e_mode, e_prompt, e_negative, e_model, tabs]
         g_to_edit.click(send_to_edit, [g_entries, g_selected], edit_targets, queue=False)
@@ -449,7 +450,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             if not e:
                 raise gr.Error("pick an image in the gallery first", print_exception=False)
             r = e.get("request", {})
-            return (r.get("prompt", ""), r.get("negative_prompt", ""), e.get("model"),
+            model = e.get("model") if e.get("model") in h.registry.entries else gr.update()
+            return (r.get("prompt", ""), r.get("negative_prompt", ""), model,
                     r.get("sampler") or DEFAULT_SAMPLER, r.get("steps"), r.get("guidance"), "Custom",
                     r.get("width"), r.get("height"), r.get("seed", -1), 1, gr.Tabs(selected="generate"))
 
@@ -495,14 +497,15 @@ def launch(studio=None, out_dir=None, *, host: str = "127.0.0.1", port: Optional
     demo = demo or build_app(studio, out_dir)
     out: Path = demo.ui_out_dir
     _gradio_dirs(out)
-    from studio.config import config_dir
+    from studio import config_dir
 
     if host not in ("127.0.0.1", "localhost", "::1") and auth is None:
         log.warning("serving on %s without --auth: anyone who can reach this port can generate", host)
     demo.queue(default_concurrency_limit=1, max_size=64)
-    blocked = [str(config_dir())]
-    if _inside(config_dir(), out):  # the output folder may live in the config dir; keep the keys blocked
-        blocked = [str(config_dir() / "safety"), str(config_dir() / "models.toml")]
+    home = config_dir()
+    blocked = [str(home)]
+    if _inside(home, out):  # the output folder may live in the config dir; keep keys, ledger and registry blocked
+        blocked = [str(p) for p in home.iterdir() if not _inside(p, out) and not _inside(out, p)]
     demo.launch(
         server_name=host, server_port=port, auth=auth, allowed_paths=[str(out)], blocked_paths=blocked,
         max_file_size=max_file_size, show_error=False, ssr_mode=False, share=False, inbrowser=False,

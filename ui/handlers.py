@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import html
-import json
 import threading
 import time
 import uuid
@@ -30,10 +29,6 @@ SIZE_PRESETS = {
     "Custom": (None, None),
 }
 DEFAULT_SAMPLER = "Model default"
-# Used only when `studio` does not expose its sampler catalog (ui may import nothing but studio).
-_FALLBACK_SAMPLERS = ["Euler", "Euler a", "Heun", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras", "DPM2",
-                      "DPM2 Karras", "UniPC", "DDIM", "DDPM", "LMS", "LMS Karras", "PNDM", "LCM",
-                      "Flow-match Euler", "Flow-match Heun"]
 VERIFY_GOOD = ("trusted", "valid")
 
 
@@ -41,7 +36,7 @@ class Handlers:
     """One per app: the studio (registry + loaded model), the output folder and its history."""
 
     def __init__(self, studio_obj=None, out_dir: Path | str = "studio-ui-out", verify_on_write: bool = True):
-        self.studio = studio_obj if studio_obj is not None else studio.Studio()
+        self.studio = studio_obj if studio_obj is not None else _default_studio()
         self.out_dir = Path(out_dir).expanduser().resolve()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.history = History(self.out_dir)
@@ -110,12 +105,7 @@ class Handlers:
         return name
 
     def samplers(self) -> list[str]:
-        fn = getattr(studio, "samplers", None)
-        try:
-            names = list(fn()) if callable(fn) else list(_FALLBACK_SAMPLERS)
-        except Exception:
-            names = list(_FALLBACK_SAMPLERS)
-        return [DEFAULT_SAMPLER] + names
+        return [DEFAULT_SAMPLER] + studio.samplers()
 
     # -- generation -----------------------------------------------------------------------------------------
     def request_fields(self, *, prompt, negative="", model=None, sampler=None, steps=None, guidance=None,
@@ -282,6 +272,13 @@ class Handlers:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+def _default_studio():
+    try:
+        return studio.Studio(quiet=True)  # the page shows progress; keep diffusers' tqdm out of the server log
+    except TypeError:
+        return studio.Studio()
+
+
 def _available(entry) -> bool:
     try:
         return bool(entry.available_locally())
@@ -316,8 +313,7 @@ def _sanitize_obj(obj, out_dir):
 def caption(entry: dict) -> str:
     ok = entry.get("verify") in VERIFY_GOOD and entry.get("watermark_found", True)
     mark = "✓ sealed" if ok else ("? " + str(entry.get("verify", "unverified")))
-    return (f"{entry.get('model')} · seed {entry.get('seed')} · {entry.get('sampler')} · "
-            f"{entry.get('request', {}).get('steps')} steps · {mark}")
+    return f"seed {entry.get('seed')} · {entry.get('model')} · {mark}"
 
 
 def params_view(entry: dict) -> dict:

@@ -33,7 +33,7 @@ def write_card(out: Path, meta: dict) -> None:
         "",
         "| part | what |",
         "|---|---|",
-        "| vae | AutoencoderKL, 16x downsampling (256 px -> 16x16x4 latents), channels 16/32/64/64/128, 1 layer per block, GroupNorm with 1 group, no mid attention; "
+        "| vae | AutoencoderKL, 16x downsampling (256 px -> 16x16x4 latents), channels 16/32/64/64/128, 1 layer per block, GroupNorm 4 groups, no mid attention; "
         f"scaling_factor = 1/std(latents) = {meta.get('scaling_factor', 0):.4f} |",
         "| unet | UNet2DConditionModel, channels 32/64/128, GroupNorm 8 groups, cross-attention at 16x16 and 8x8 (head dim 32), 1 layer per block, cross_attention_dim 128 |",
         "| text_encoder | CLIPTextModel trained from scratch with the UNet: hidden 128, 3 layers, 4 heads, 32 positions |",
@@ -56,7 +56,7 @@ def write_card(out: Path, meta: dict) -> None:
         "```",
         "",
         f"- seed {meta.get('seed')}; CPU only, no GPU: {meta.get('hardware')} (2 cores shared with other jobs)",
-        f"- VAE: {meta.get('vae_steps')} steps on random 64 px (80%) then 128 px crops of 600 scenes (MSE + 0.5 L1 + 2e-4 KL), {meta.get('vae_seconds')} s",
+        f"- VAE: {meta.get('vae_steps')} steps (batch 2 whole 256 px images of 600 scenes, stopped by an 11-minute budget; crops were tried first and shifted colours because GroupNorm statistics differ at full size); loss (MSE + 0.5 L1) with object pixels weighted 5x, + 2e-4 KL; posterior log-variance initialised at -10; {meta.get('vae_seconds')} s",
         f"- UNet + text encoder: {meta.get('unet_steps_done')} steps (planned {meta.get('unet_steps_planned')}, stopped by the time budget if fewer),"
         f" batch {meta.get('batch_size')}, AdamW lr {meta.get('lr')} cosine, min-SNR-5 weights, 10% caption dropout, EMA {meta.get('ema_decay')};"
         f" {meta.get('n_images')} pre-encoded training scenes; {meta.get('unet_seconds')} s",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SIZE, shot, wait_until
+from ui_testutil import SIZE, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
@@ -53,6 +53,7 @@ def test_generate_download_verify_and_gallery(page, ui_server, tmp_path):
     generate(page, model, "a large red circle in the center on a white background", seed=11)
     status = page.locator("#g-status").inner_text()
     assert "sealed image" in status and "seed 11" in status
+    assert page.external_requests == []
     shot(page, "01-generate")
 
     got = download(page, page.locator("#g-files a").first, tmp_path / "downloaded.png")
@@ -73,7 +74,7 @@ def test_generate_download_verify_and_gallery(page, ui_server, tmp_path):
     # Gallery tab: the output is listed with its verify state; "reuse settings" fills the Generate form.
     # "Send to Edit" puts the sealed file in the Edit tab as the source.
     page.locator("#g-to-edit").click()
-    wait_until(lambda: Path(entry["file"]).name in page.locator("#e-source").inner_text(), timeout=30)
+    wait_until(lambda: Path(entry["file"]).stem in page.locator("#e-source").inner_text(), timeout=30)
     open_tab(page, "Gallery")
     page.locator("#h-gallery img").first.wait_for()
     page.locator("#h-gallery button").first.click()

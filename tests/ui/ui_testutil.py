@@ -1,0 +1,60 @@
+"""Helpers for the web app tests (a module of its own: `conftest` is a name every test folder uses)."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts" / "ui"
+CHROMIUM = os.environ.get("STUDIO_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+SIZE = 256  # the watermark needs >= 256 px
+STEPS = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fast_tiny_sd(directory: Path) -> Path:
+    """A tiny random SD1 pipeline whose VAE downsamples 8x like the real one (pipelines.tiny's VAE downsamples
+    2x, so 256 px would denoise 128x128 latents: seconds per step on a shared CPU)."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
+    import torch
+
+    from pipelines.tiny import save_tiny, tiny_sd
+
+    base = tiny_sd(seed=0)
+    torch.manual_seed(1)
+    vae = AutoencoderKL(block_out_channels=[8, 8, 8, 8], in_channels=3, out_channels=3,
+                        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+                        latent_channels=4, norm_num_groups=2, sample_size=SIZE).eval()
+    pipe = StableDiffusionPipeline(unet=base.unet, vae=vae, text_encoder=base.text_encoder,
+                                   tokenizer=base.tokenizer, scheduler=base.scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False, image_encoder=None)
+    return save_tiny(pipe, directory)
+
+
+
+def shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def wait_until(fn, timeout=60.0, interval=0.25):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(interval)
+    raise TimeoutError("condition not met")
