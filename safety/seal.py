@@ -250,6 +250,15 @@ def _watermark_id_bytes(watermark_id: Optional[str]) -> bytes:
     return raw
 
 
+def _read_back(status: str, wm_id_b: bytes, detect) -> Tuple[Optional[str], str]:
+    """Confirm the mark reads back from the encoded bytes; if it does not (flat or saturated content, too
+    short audio), record that honestly instead of claiming an ID."""
+    if status != "embedded":
+        return None, status
+    got, _ = detect()
+    return (got, status) if got == wm_id_b.hex() else (None, "not_embeddable")
+
+
 @_guard
 def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, parent: Optional[bytes] = None,
                parent_format: Optional[str] = None, png_text: Optional[Dict[str, str]] = None,
@@ -278,13 +287,7 @@ def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, p
     except WatermarkNotApplicable as e:
         marked, status = img, e.status
     data = M.encode_image(marked, f, png_text=png_text, quality=quality)
-    wm_id = None
-    if status == "embedded":
-        got, _ = wm.detect(M.decode_image(data))
-        if got == wm_id_b.hex():
-            wm_id = got
-        else:
-            status = "not_embeddable"     # e.g. flat / saturated images: the mark does not read back
+    wm_id, status = _read_back(status, wm_id_b, lambda: wm.detect(M.decode_image(data)))
     return _finish(data=data, fmt=f, kind="image", claim_generator=claim_generator, params=params, parent=parent,
                    parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
                    source_type=digital_source_type, description=description, thumbnail=config.thumbnail)
@@ -311,13 +314,7 @@ def seal_audio(samples, *, sample_rate: int, fmt: str = "wav", params: dict, cla
     except WatermarkNotApplicable as e:
         status = e.status
     data = M.encode_audio(x, sr, f, bitrate=bitrate)
-    wm_id = None
-    if status == "embedded":
-        got, _ = wm.detect(M.decode_audio(data, f))
-        if got == wm_id_b.hex():
-            wm_id = got
-        else:
-            status = "not_embeddable"
+    wm_id, status = _read_back(status, wm_id_b, lambda: wm.detect(M.decode_audio(data, f)))
     return _finish(data=data, fmt=f, kind="audio", claim_generator=claim_generator, params=params, parent=parent,
                    parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
                    source_type=digital_source_type, description=description, thumbnail=False)
@@ -353,13 +350,7 @@ def seal_video(frames, *, fps: float, audio: Optional[Tuple[Any, int]] = None, f
             pass    # the video frames carry the ID; a short soundtrack stays unmarked
         aud = (ax, int(rate))
     data = M.encode_mp4(arr, float(fps), aud, crf=config.video_crf)
-    wm_id = None
-    if status == "embedded":
-        got, _ = wm.detect(M.decode_mp4_frames(data))
-        if got == wm_id_b.hex():
-            wm_id = got
-        else:
-            status = "not_embeddable"
+    wm_id, status = _read_back(status, wm_id_b, lambda: wm.detect(M.decode_mp4_frames(data)))
     return _finish(data=data, fmt=f, kind="video", claim_generator=claim_generator, params=params, parent=parent,
                    parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
                    source_type=digital_source_type, description=description, thumbnail=False)

@@ -139,6 +139,16 @@ def _header(obj: dict, line: int) -> dict:
     return {"defaults": defaults, "seed": obj.get("seed")}
 
 
+def _add_item(items: list[RawItem], bad: list[Invalid], number: int, obj: Any) -> None:
+    """A structured format's item: a mapping of request fields, or a bare string taken as the prompt."""
+    if isinstance(obj, str):
+        obj = {"prompt": obj}
+    if isinstance(obj, dict):
+        items.append(RawItem(number, obj))
+    else:
+        bad.append(Invalid(number, f"an item must be a mapping or a string, not {type(obj).__name__}"))
+
+
 def _read_jsonl(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
     header: dict = {}
     items, bad = [], []
@@ -158,12 +168,7 @@ def _read_jsonl(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
             first = False
             continue
         first = False
-        if isinstance(obj, str):
-            obj = {"prompt": obj}
-        if not isinstance(obj, dict):
-            bad.append(Invalid(number, f"an item must be a JSON object or a string, not {type(obj).__name__}"))
-            continue
-        items.append(RawItem(number, obj))
+        _add_item(items, bad, number, obj)
     return header, items, bad
 
 
@@ -221,12 +226,7 @@ def _read_yaml(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
     items, bad = [], []
     for child, obj in zip(items_node.value, items_data):
         number = child.start_mark.line + 1
-        if isinstance(obj, str):
-            obj = {"prompt": obj}
-        if not isinstance(obj, dict):
-            bad.append(Invalid(number, f"an item must be a mapping or a string, not {type(obj).__name__}"))
-            continue
-        items.append(RawItem(number, obj))
+        _add_item(items, bad, number, obj)
     return header, items, bad
 
 
