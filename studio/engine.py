@@ -15,11 +15,12 @@ from .errors import RequestError, StudioError
 from .metadata import package_versions
 from .registry import ModelEntry, Registry
 from .schema import GenerationRecord, GenerationRequest
-from .writer import Output, seal_outputs
+from .writer import Output, seal_derived, seal_outputs
 
 log = logging.getLogger(__name__)
 ImageInput = Union[str, Path, bytes, "PIL.Image.Image"]  # noqa: F821
 ProgressFn = Callable[[int, int], None]
+PreviewFn = Callable[[int, int, Output], None]
 
 
 @dataclass
@@ -140,11 +141,14 @@ class Studio:
         init_image: Optional[ImageInput] = None,
         mask: Optional[ImageInput] = None,
         progress: Optional[ProgressFn] = None,
+        preview: Optional[PreviewFn] = None,
+        preview_every: int = 5,
         allow_pickle: bool = False,
         **fields,
     ) -> Result:
         """Run one request. `init_image`/`mask` may be paths, bytes or PIL images (the request then records
-        their hashes); `out` is a file or directory to write the sealed outputs to."""
+        their hashes); `out` is a file or directory to write the sealed outputs to. `preview(step, total,
+        output)` receives a sealed low-cost preview of the first image every `preview_every` steps."""
         if request is None:
             if init_image is not None and not isinstance(init_image, (str, Path)):
                 fields["init_image"] = "<in-memory>"
@@ -159,9 +163,11 @@ class Studio:
             raise TypeError("pass either a request or fields, not both")
         with self._lock:
             return self._generate(request, out=Path(out) if out else None, init_value=init_image,
-                                  mask_value=mask, progress=progress, allow_pickle=allow_pickle)
+                                  mask_value=mask, progress=progress, preview=preview,
+                                  preview_every=max(1, preview_every), allow_pickle=allow_pickle)
 
-    def _generate(self, request, *, out, init_value, mask_value, progress, allow_pickle) -> Result:
+    def _generate(self, request, *, out, init_value, mask_value, progress, preview, preview_every,
+                  allow_pickle) -> Result:
         import pipelines
         import schedulers
 
@@ -197,14 +203,24 @@ class Studio:
         as_inpaint = request.mode == "outpaint" or getattr(model, "inpaint_unet", False)
         pipe_for_mode = model.pipeline_for("inpaint" if as_inpaint else request.mode)
         pipe_for_mode.set_progress_bar_config(disable=self.quiet)
-        callback = (lambda step, total, _latents: progress(step, total)) if progress else None
+
+        def callback(step: int, total: int, latents) -> None:
+            if progress is not None:
+                progress(step, total)
+            if preview is not None and step % preview_every == 0 and step < total:
+                image = pipelines.latent_preview(pipe_for_mode, latents)
+                if image is not None:
+                    preview(step, total, seal_derived(image, model_name=entry.name, params={
+                        "kind": "preview", "step": step, "steps": total, "prompt": request.prompt}))
+
         try:
             images = pipelines.run_image(
                 model, mode=request.mode, prompt=request.prompt, negative_prompt=request.negative_prompt,
                 width=request.width, height=request.height, steps=request.steps, guidance=request.guidance,
                 sampler=request.sampler, seeds=seeds, init_image=init.image if init else None,
                 strength=request.strength, mask=mask.image if mask else None,
-                outpaint=request.outpaint.as_tuple() if request.outpaint else None, callback=callback,
+                outpaint=request.outpaint.as_tuple() if request.outpaint else None,
+                callback=callback if (progress or preview) else None,
             )
         finally:
             if handle is not None:

@@ -172,12 +172,15 @@ def seal_outputs(
     return outputs
 
 
-def seal_derived(image, path: Path, *, model_name: str, params: dict) -> Output:
-    """Seal and write an image the studio composed from its own outputs (e.g. the demo's contact sheet)."""
+def seal_derived(image, path: Optional[Path] = None, *, model_name: str, params: dict) -> Output:
+    """Seal (and write, given a path) an image the studio derived from its own work: the demo's contact
+    sheet, live previews of a generation in flight."""
     sealed = safety.seal_image(image, fmt="png", params=params, claim_generator=claim_generator(model_name),
                                config=safety_config())
-    write_atomic(path, sealed.data)
+    if path is not None:
+        write_atomic(path, sealed.data)
     rec = OutputRecord(index=0, seed=0, format="png", sha256=hashlib.sha256(sealed.data).hexdigest(),
-                       pixel_sha256=pixel_sha256(sealed.data), size_bytes=len(sealed.data), path=str(path), width=image.width, height=image.height,
+                       pixel_sha256=pixel_sha256(sealed.data), size_bytes=len(sealed.data),
+                       path=str(path) if path else None, width=image.width, height=image.height,
                        watermark_id=sealed.watermark_id, watermark_status=sealed.watermark_status)
     return Output(data=sealed.data, record=rec, manifest=sealed.manifest)

@@ -4,9 +4,13 @@ Every handler returns *file paths of sealed outputs* (never PIL/numpy: Gradio wo
 the C2PA manifest), the server serves only its output folder, and a failure reaches the browser as one
 sanitized line (`gr.Error`), never a stack trace, a key or a server path outside the output folder.
 """
+import contextvars
 import functools
+import inspect
 import logging
 import os
+import queue
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -70,13 +74,56 @@ def _progress(progress):
     return fn
 
 
+_DONE = object()
+
+
+def _streamed(run):
+    """Run `run(on_preview)` in a worker thread; yield ("preview", path) as sealed previews arrive, then
+    ("done", result). The worker runs in a copy of this context so gr.Progress keeps working."""
+    updates: queue.Queue = queue.Queue()
+    box: dict = {}
+    ctx = contextvars.copy_context()
+
+    def work():
+        try:
+            box["value"] = run(updates.put)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised in the event's thread below
+            box["error"] = exc
+        finally:
+            updates.put(_DONE)
+
+    threading.Thread(target=ctx.run, args=(work,), daemon=True, name="ui-generate").start()
+    while (item := updates.get()) is not _DONE:
+        yield "preview", item
+    if "error" in box:
+        raise box["error"]
+    yield "done", box["value"]
+
+
 def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.Blocks:
     """The web app over `studio` (a `studio.Studio`; a default one when None), writing into `out_dir`."""
     out = Path(out_dir).expanduser().resolve() if out_dir else default_out_dir()
     _gradio_dirs(out)
     h = Handlers(studio, out, verify_on_write=verify_on_write)
 
+    def as_gr_error(fn, exc):
+        msg = user_message(exc, out)
+        log.warning("%s failed: %s", fn.__name__, msg)
+        return gr.Error(msg, print_exception=False)
+
     def guarded(fn):
+        if inspect.isgeneratorfunction(fn):
+            @functools.wraps(fn)
+            def gen_wrapper(*args, **kwargs):
+                try:
+                    yield from fn(*args, **kwargs)
+                except gr.Error:
+                    raise
+                except Exception as exc:  # noqa: BLE001 -- every failure becomes one sanitized line
+                    raise as_gr_error(fn, exc) from None
+
+            return gen_wrapper
+
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             try:
@@ -84,9 +131,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             except gr.Error:
                 raise
             except Exception as exc:  # noqa: BLE001 -- every failure becomes one sanitized line
-                msg = user_message(exc, out)
-                log.warning("%s failed: %s", fn.__name__, msg)
-                raise gr.Error(msg, print_exception=False) from None
+                raise as_gr_error(fn, exc) from None
 
         return wrapper
 
@@ -146,6 +191,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                                                elem_id="g-gallery", buttons=["download", "fullscreen"],
                                                interactive=False)
                         g_status = gr.Markdown("", elem_classes="ds-status", elem_id="g-status")
+                        g_live = gr.Image(label="Live preview (sealed)", type="filepath", interactive=False,
+                                          height=160, elem_id="g-live", buttons=[])
                         with gr.Row():
                             g_to_edit = gr.Button("Send to Edit", elem_id="g-to-edit")
                         g_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
@@ -204,6 +251,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                                                elem_id="e-gallery", buttons=["download", "fullscreen"],
                                                interactive=False)
                         e_status = gr.Markdown("", elem_classes="ds-status", elem_id="e-status")
+                        e_live = gr.Image(label="Live preview (sealed)", type="filepath", interactive=False,
+                                          height=160, elem_id="e-live", buttons=[])
                         e_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
                                           elem_id="e-files", height=110)
                         with gr.Accordion("Parameters", open=False):
@@ -323,19 +372,24 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
                                       guidance=guidance, size="Custom", width=width, height=height, seed=seed,
                                       batch=count)
-            entries = h.generate(fields, progress=_progress(progress), cancel=cancel)
+            sess = session(request)
+            for kind, value in _streamed(lambda on_preview: h.generate(
+                    fields, progress=_progress(progress), cancel=cancel, preview=on_preview, session=sess)):
+                if kind == "preview":
+                    yield (gr.skip(),) * 7 + (value,)
+            entries = value
             first = entries[0]
             seeds = ", ".join(str(e["seed"]) for e in entries)
             status = (f"{len(entries)} sealed image(s) in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
                       f"{first['sampler']} · {first['request'].get('steps')} steps · "
                       f"{first['width']}×{first['height']} · seed {seeds}")
-            return (gallery_value(entries), [e["file"] for e in entries], status, first["seed"], entries,
-                    params_view(first), 0)
+            yield (gallery_value(entries), [e["file"] for e in entries], status, first["seed"], entries,
+                   params_view(first), 0, None)
 
         g_event = g_go.click(
             do_generate,
             [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height, g_seed, g_batch],
-            [g_gallery, g_files, g_status, last_seed, g_entries, g_params, g_selected],
+            [g_gallery, g_files, g_status, last_seed, g_entries, g_params, g_selected, g_live],
             concurrency_id="device", concurrency_limit=1)
         g_prompt.submit(lambda: None, None, None, queue=False)
 
@@ -381,20 +435,25 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             cancel = h.cancel_event(session(request), reset=True)
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
                                       guidance=guidance, size="Model default", seed=seed, batch=1)
-            entries = h.edit(fields, source=source, mode=mode, editor_value=editor, mask_file=mask,
-                             strength=strength, outpaint=(left, top, right, bottom),
-                             progress=_progress(progress), cancel=cancel)
+            sess = session(request)
+            for kind, value in _streamed(lambda on_preview: h.edit(
+                    fields, source=source, mode=mode, editor_value=editor, mask_file=mask, strength=strength,
+                    outpaint=(left, top, right, bottom), progress=_progress(progress), cancel=cancel,
+                    preview=on_preview, session=sess)):
+                if kind == "preview":
+                    yield (gr.skip(),) * 4 + (value,)
+            entries = value
             first = entries[0]
             status = (f"{mode}: sealed image in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
                       f"{first['width']}×{first['height']} · seed {first['seed']} · source recorded as the "
                       f"C2PA ingredient")
-            return gallery_value(entries), [e["file"] for e in entries], status, params_view(first)
+            yield gallery_value(entries), [e["file"] for e in entries], status, params_view(first), None
 
         e_event = e_go.click(
             do_edit,
             [e_source, e_mode, e_editor, e_mask, e_strength, e_left, e_top, e_right, e_bottom, e_prompt,
              e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed],
-            [e_gallery, e_files, e_status, e_params], concurrency_id="device", concurrency_limit=1)
+            [e_gallery, e_files, e_status, e_params, e_live], concurrency_id="device", concurrency_limit=1)
         e_cancel.click(do_cancel, None, [e_status], cancels=[e_event], queue=False)
 
         # -- batch

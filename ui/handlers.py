@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
+import shutil
 import threading
 import time
 import uuid
@@ -132,9 +134,11 @@ class Handlers:
 
     def generate(self, fields: dict, *, init_image: Optional[str] = None, mask: Optional[str] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None,
-                 source: str = "generate", out_stem: Optional[Path] = None) -> list[dict]:
+                 source: str = "generate", out_stem: Optional[Path] = None,
+                 preview: Optional[Callable[[str], None]] = None, session: str = "-") -> list[dict]:
         """Run one request and return the history entries of its sealed outputs (with `file`, an absolute
-        path inside the output folder)."""
+        path inside the output folder). `preview(path)` gets sealed live previews, written under
+        `previews/<session>/` (cleared at the start of the session's next run)."""
         fields = dict(fields)
         if init_image is not None:
             fields["init_image"] = str(init_image)
@@ -158,7 +162,16 @@ class Handlers:
         stem = out_stem or (self.out_dir / "images" / time.strftime("%Y%m%d") /
                             f"{time.strftime('%H%M%S')}-{request.mode}-{uuid.uuid4().hex[:6]}.png")
         stem.parent.mkdir(parents=True, exist_ok=True)
-        result = self.studio.generate(request, out=stem, progress=on_step,
+        on_preview = None
+        if preview is not None:
+            preview_dir = self.out_dir / "previews" / (re.sub(r"[^A-Za-z0-9_-]", "", session)[:64] or "-")
+            shutil.rmtree(preview_dir, ignore_errors=True)
+            run_id = uuid.uuid4().hex[:8]
+
+            def on_preview(step: int, total: int, output) -> None:
+                preview(str(output.save(preview_dir / f"{run_id}-{step:04d}.png")))
+
+        result = self.studio.generate(request, out=stem, progress=on_step, preview=on_preview,
                                       init_image=init_image, mask=mask)
         return [self._record(result, o, source) for o in result.outputs]
 
@@ -204,7 +217,8 @@ class Handlers:
     def edit(self, fields: dict, *, source: Optional[str], mode: str, editor_value: Optional[dict] = None,
              mask_file: Optional[str] = None, strength: Optional[float] = None,
              outpaint: tuple[int, int, int, int] = (0, 0, 0, 0),
-             progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None) -> list[dict]:
+             progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None,
+             preview: Optional[Callable[[str], None]] = None, session: str = "-") -> list[dict]:
         """img2img / inpaint / outpaint of `source` (the uploaded file itself, so it becomes the C2PA
         ingredient with its own manifest if it has one)."""
         if not source and editor_value and editor_value.get("background"):
@@ -226,7 +240,7 @@ class Handlers:
         else:
             raise RequestError(f"unknown edit mode {mode!r}")
         return self.generate(fields, init_image=source, mask=mask, progress=progress, cancel=cancel,
-                             source="edit")
+                             source="edit", preview=preview, session=session)
 
     def mask_from_editor(self, editor_value: Optional[dict], source: str) -> str:
         """The strokes drawn in the editor (any layer pixel with alpha > 0) as a white-on-black mask the size of

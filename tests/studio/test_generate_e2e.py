@@ -137,3 +137,17 @@ def test_cli_generate_twice_same_pixels(tiny_model, tmp_path, capsys):
     assert np.array_equal(a, b)
     assert main(["info", str(tmp_path / "a.png")]) == 0
     assert "Seed: 9" in capsys.readouterr().out
+
+
+def test_live_previews_are_sealed(engine, tiny_model):
+    seen = []
+    res = gen(engine, tiny_model, seed=4, steps=4, preview=lambda step, total, out: seen.append((step, total, out)),
+              preview_every=2)
+    assert [(s, t) for s, t, _ in seen] == [(2, 4)]  # the last step is the result itself, not a preview
+    preview = seen[0][2]
+    assert preview.image.size == (SIZE, SIZE)
+    assert preview.record.sha256 != res.outputs[0].record.sha256
+    import safety
+
+    report = safety.verify(preview.data, config=__import__("studio.writer").writer.safety_config())
+    assert report.exit_code == 0 and report.to_dict()["manifest"]["params"]["kind"] == "preview"

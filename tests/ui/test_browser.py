@@ -226,6 +226,12 @@ def test_cancel_stops_a_long_generation(page, ui_server):
     page.locator("#g-steps input[type=number]").press("Enter")
     page.locator("#g-go").click()
     page.get_by_text("denoising").first.wait_for(timeout=60_000)
+    # Live previews stream in while it runs; each is a sealed file from the output folder.
+    page.locator("#g-live img").first.wait_for(timeout=60_000)
+    import studio
+
+    previews = sorted((handlers.out_dir / "previews").rglob("*.png"))
+    assert previews and studio.verify(previews[0]).exit_code == 0
     page.locator("#g-cancel").click()
     wait_until(lambda: "Cancelled" in page.locator("#g-status").inner_text(), timeout=30)
     time.sleep(0.5)

@@ -3,6 +3,7 @@ folder (never pixels), history survives a restart, failures become one sanitized
 serves its output folder and nothing else."""
 from __future__ import annotations
 
+import inspect
 import json
 import socket
 from pathlib import Path
@@ -73,9 +74,17 @@ def handlers(registry, tmp_path):
 
 
 def app_fn(demo, name):
+    """The event function `name`, called to completion: streaming handlers yield previews, then the result."""
     for f in demo.fns.values():
         if f.name == name:
-            return f.fn
+            def run(*args, **kwargs):
+                out = f.fn(*args, **kwargs)
+                if inspect.isgenerator(out):
+                    for out in out:
+                        pass
+                return out
+
+            return run
     raise KeyError(name)
 
 
@@ -176,12 +185,13 @@ def test_wrapped_handlers_return_file_paths_not_pixels(registry, tmp_path):
     from ui.app import build_app
 
     demo = build_app(FakeStudio(registry), tmp_path / "out", verify_on_write=False)
-    gallery, files, status, seed, entries, params, idx = app_fn(demo, "do_generate")(
+    gallery, files, status, seed, entries, params, idx, live = app_fn(demo, "do_generate")(
         "a prompt", "", "fake", "Euler", 2, 5.0, 64, 64, 5, 2, request=None, progress=lambda *a, **k: None)
     out = (tmp_path / "out").resolve()
     assert all(isinstance(p, str) and Path(p).resolve().is_relative_to(out) for p, _ in gallery)
     assert all(isinstance(p, str) and Path(p).resolve().is_relative_to(out) for p in files)
     assert seed == 5 and "seed 5, 6" in status
+    assert live is None  # the live preview is cleared once the sealed results are in
     assert "file" in params and not str(params["file"]).startswith("/")  # relative to the output folder
     assert "/secret" not in json.dumps(params)
 
