@@ -192,7 +192,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                                                interactive=False)
                         g_status = gr.Markdown("", elem_classes="ds-status", elem_id="g-status")
                         g_live = gr.Image(label="Live preview (sealed)", type="filepath", interactive=False,
-                                          height=160, elem_id="g-live", buttons=[])
+                                          height=160, elem_id="g-live", buttons=[], visible=False)
                         with gr.Row():
                             g_to_edit = gr.Button("Send to Edit", elem_id="g-to-edit")
                         g_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
@@ -252,7 +252,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                                                interactive=False)
                         e_status = gr.Markdown("", elem_classes="ds-status", elem_id="e-status")
                         e_live = gr.Image(label="Live preview (sealed)", type="filepath", interactive=False,
-                                          height=160, elem_id="e-live", buttons=[])
+                                          height=160, elem_id="e-live", buttons=[], visible=False)
                         e_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
                                           elem_id="e-files", height=110)
                         with gr.Accordion("Parameters", open=False):
@@ -376,7 +376,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             for kind, value in _streamed(lambda on_preview: h.generate(
                     fields, progress=_progress(progress), cancel=cancel, preview=on_preview, session=sess)):
                 if kind == "preview":
-                    yield (gr.skip(),) * 7 + (value,)
+                    yield (gr.skip(),) * 7 + (gr.update(value=value, visible=True),)
             entries = value
             first = entries[0]
             seeds = ", ".join(str(e["seed"]) for e in entries)
@@ -384,7 +384,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                       f"{first['sampler']} · {first['request'].get('steps')} steps · "
                       f"{first['width']}×{first['height']} · seed {seeds}")
             yield (gallery_value(entries), [e["file"] for e in entries], status, first["seed"], entries,
-                   params_view(first), 0, None)
+                   params_view(first), 0, gr.update(value=None, visible=False))
 
         g_event = g_go.click(
             do_generate,
@@ -441,13 +441,14 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                     outpaint=(left, top, right, bottom), progress=_progress(progress), cancel=cancel,
                     preview=on_preview, session=sess)):
                 if kind == "preview":
-                    yield (gr.skip(),) * 4 + (value,)
+                    yield (gr.skip(),) * 4 + (gr.update(value=value, visible=True),)
             entries = value
             first = entries[0]
             status = (f"{mode}: sealed image in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
                       f"{first['width']}×{first['height']} · seed {first['seed']} · source recorded as the "
                       f"C2PA ingredient")
-            yield gallery_value(entries), [e["file"] for e in entries], status, params_view(first), None
+            yield (gallery_value(entries), [e["file"] for e in entries], status, params_view(first),
+                   gr.update(value=None, visible=False))
 
         e_event = e_go.click(
             do_edit,

@@ -191,7 +191,7 @@ def test_wrapped_handlers_return_file_paths_not_pixels(registry, tmp_path):
     assert all(isinstance(p, str) and Path(p).resolve().is_relative_to(out) for p, _ in gallery)
     assert all(isinstance(p, str) and Path(p).resolve().is_relative_to(out) for p in files)
     assert seed == 5 and "seed 5, 6" in status
-    assert live is None  # the live preview is cleared once the sealed results are in
+    assert live["value"] is None and live["visible"] is False  # the preview goes once the results are in
     assert "file" in params and not str(params["file"]).startswith("/")  # relative to the output folder
     assert "/secret" not in json.dumps(params)
 
