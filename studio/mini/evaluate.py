@@ -121,6 +121,25 @@ def _inpaint(pipe, n: int, guidance: float, steps: int) -> dict:
     }
 
 
+def _vae_ceiling(pipe, n: int) -> dict:
+    """Judge on VAE reconstructions of rendered ground truth: an upper bound for the whole model."""
+    import torch
+
+    ok, ps = [], []
+    vae = pipe.vae
+    with torch.no_grad():
+        for i in range(n):
+            s = W.sample_scene(40_000 + i, "holdout")
+            a = W.scene_array(s)
+            x = torch.from_numpy(a.copy()).permute(2, 0, 1)[None].to(vae.dtype) / 127.5 - 1
+            y = vae.decode(vae.encode(x).latent_dist.mode()).sample
+            b = ((y[0].float().permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+            ps.append(_psnr(a, b))
+            ok.append(score(s.objects, judge(b))["all"])
+    return {"n": n, "judge_all_correct_on_reconstructions": round(100 * np.mean(ok), 1),
+            "psnr_median_db": round(float(np.median(ps)), 2)}
+
+
 def _speed(pipe, guidance: float, steps: int, reps: int = 3) -> dict:
     import torch
 
@@ -173,6 +192,8 @@ def main(argv=None) -> dict:
                                            args.steps, args.batch, args.save_dir, "train_")
         print("in-distribution prompts:", json.dumps(res["in_distribution"]), flush=True)
     if not args.skip_extras:
+        res["vae_ceiling"] = _vae_ceiling(pipe, 24)
+        print("VAE reconstruction ceiling:", json.dumps(res["vae_ceiling"]), flush=True)
         res["img2img_strength_0.3"] = _img2img(pipe, args.n_img2img, args.guidance, args.steps)
         print("img2img:", json.dumps(res["img2img_strength_0.3"]), flush=True)
         res["inpaint"] = _inpaint(pipe, args.n_inpaint, args.guidance, args.steps)

@@ -101,6 +101,24 @@ def to_tensor(imgs: np.ndarray):
 
 
 # ---------------------------------------------------------------- stage 2: VAE
+_OPP = None
+
+
+def _opponent():
+    import torch
+
+    # phase A rows: luminance, red-green x3, yellow-blue x3 (chroma-heavy)
+    return torch.tensor([[1 / 3, 1 / 3, 1 / 3], [3.0, -3.0, 0.0], [1.5, 1.5, -3.0]])
+
+
+def _balanced():
+    import torch
+
+    # phase B: orthonormal opponent basis, chroma x2 (luminance as in RGB MSE)
+    r3, r2, r6 = 3**-0.5, 2**-0.5, 6**-0.5
+    return torch.tensor([[r3, r3, r3], [2 * r2, -2 * r2, 0.0], [2 * r6, 2 * r6, -4 * r6]])
+
+
 def train_vae(args, work: Path):
     import torch
 
@@ -110,13 +128,25 @@ def train_vae(args, work: Path):
 
         log("VAE: cached")
         return AutoencoderKL.from_pretrained(path)
+    global _OPP
+    _OPP = _opponent()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     vae = make_vae()
+    phase_a = work / "vae_phaseA"
+    t_off, step0 = 0.0, 0
+    if (phase_a / "config.json").exists():  # resume at the phase switch
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(phase_a)
+        info = json.loads((work / "vae_phaseA.json").read_text())
+        t_off, step0 = info["seconds"], info["steps"]
+        log(f"VAE: resuming phase B from cached phase A ({step0} steps)")
     # Start with a near-deterministic posterior (std ~ e^-5): with the default logvar 0 the sampling
     # noise swamps the latent and the decoder learns to ignore it (grey, colourless reconstructions).
-    with torch.no_grad():
-        vae.quant_conv.bias[4:].fill_(-10.0)
+    if not step0:
+        with torch.no_grad():
+            vae.quant_conv.bias[4:].fill_(-10.0)
     scenes, imgs = scene_images(args.vae_images, args.seed + 1)
     x_all = to_tensor(imgs)
     # object pixels (not background) get 5x weight: they are a small fraction of each image
@@ -124,9 +154,20 @@ def train_vae(args, work: Path):
     w_all = torch.from_numpy(1.0 + 4.0 * (imgs != bg).any(-1).astype(np.float32))[:, None]
     centers = [[o.center for o in s.objects] for s in scenes]
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    t0 = time.time()
+    t0 = time.time() - t_off
     steps = args.vae_steps
-    for step in range(steps):
+    phase_b = bool(step0)
+    if phase_b:
+        _OPP = _balanced()
+    for step in range(step0, steps):
+        if not phase_b and time.time() - t0 > 60 * args.vae_phase_a_min:
+            # phase B: balanced colour loss, fresh optimizer, milder object weighting
+            vae.save_pretrained(phase_a)
+            (work / "vae_phaseA.json").write_text(json.dumps({"seconds": time.time() - t0, "steps": step}))
+            phase_b = True
+            _OPP = _balanced()
+            opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+            log(f"VAE phase B from step {step}")
         # whole images: GroupNorm statistics then match inference (crops shift the colours)
         crop, bs = 256, 2
         idx = rng.integers(0, len(x_all), bs)
@@ -143,10 +184,15 @@ def train_vae(args, work: Path):
             xs.append(x_all[i, :, oy : oy + crop, ox : ox + crop])
             ws.append(w_all[i, :, oy : oy + crop, ox : ox + crop])
         x, wt = torch.stack(xs), torch.stack(ws)
+        if phase_b:
+            wt = 1.0 + (wt - 1.0) / 4.0  # object pixels 2x
         post = vae.encode(x).latent_dist
         z = post.sample()
         y = vae.decode(z).sample
-        rec = (((y - x).pow(2) + 0.5 * (y - x).abs()) * wt).mean() / wt.mean()
+        # loss in an opponent colour space with chroma amplified: plain RGB MSE learns luminance
+        # first and chroma far too slowly for a CPU budget (grey reconstructions)
+        e = torch.einsum("bchw,dc->bdhw", y - x, _OPP)
+        rec = ((e.pow(2) + 0.5 * e.abs()) * wt).mean() / wt.mean()
         kl = post.kl().mean() / z[0].numel()
         loss = rec + args.vae_kl * kl
         prog = step / steps
@@ -155,7 +201,7 @@ def train_vae(args, work: Path):
         if prog >= 1.0:
             log(f"VAE time budget reached at step {step}")
             break
-        lr = args.vae_lr * min(1.0, (step + 1) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
+        lr = args.vae_lr * min(1.0, (step + 1 - step0) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -308,7 +354,8 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="1 is faster than 2 on a shared, oversubscribed CPU")
     p.add_argument("--vae-steps", type=int, default=4000)
-    p.add_argument("--vae-time-min", type=float, default=11, help="stop VAE training after this many minutes")
+    p.add_argument("--vae-time-min", type=float, default=17, help="stop VAE training after this many minutes")
+    p.add_argument("--vae-phase-a-min", type=float, default=10, help="minutes of chroma-heavy loss before phase B")
     p.add_argument("--vae-images", type=int, default=600)
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--vae-kl", type=float, default=2e-4)
@@ -318,7 +365,7 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.998)
     p.add_argument("--export-every", type=int, default=500)
-    p.add_argument("--time-budget-min", type=float, default=32, help="stop UNet training after this many minutes")
+    p.add_argument("--time-budget-min", type=float, default=20, help="stop UNet training after this many minutes")
     args = p.parse_args(argv)
     import sys
 
