@@ -109,8 +109,13 @@ def demo(
     seed: int = typer.Option(1234, "--seed"),
 ) -> None:
     """Render the bundled prompt file with the bundled mini model (offline, CPU): sealed PNGs + contact sheet."""
-    from .demo import SAMPLES, run_demo
+    import diffusers
 
+    from .demo import SAMPLES, run_demo
+    from .engine import default_studio
+
+    diffusers.utils.logging.disable_progress_bar()
+    default_studio().quiet = True
     try:
         run_demo(out, prompts or SAMPLES, model=model, seed=seed, log=typer.echo)
     except RequestError as exc:

@@ -1,0 +1,38 @@
+import json
+
+import pytest
+
+from studio import RequestError
+from studio.cli import main
+from studio.demo import SAMPLES, parse_prompt_file
+
+
+def test_prompt_file_parsing(tmp_path):
+    f = tmp_path / "p.txt"
+    f.write_text("# comment\n\na red circle\na blue star | init=@1 | strength=0.5 | steps=12\n")
+    items = parse_prompt_file(f)
+    assert [i.prompt for i in items] == ["a red circle", "a blue star"]
+    assert items[1].overrides == {"init": "@1", "strength": 0.5, "steps": 12} and items[1].line == 4
+    f.write_text("a red circle | strength\n")
+    with pytest.raises(RequestError, match=r"p.txt:1: override 'strength' is not key=value"):
+        parse_prompt_file(f)
+
+
+@pytest.mark.slow
+def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    items = parse_prompt_file(SAMPLES)
+    pngs = sorted(p for p in out.glob("[0-9][0-9]-*.png"))
+    assert len(pngs) == len(items)
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert [r["request"]["prompt"] for r in records] == [i.prompt for i in items]
+    assert all(r["model_name"] == "mini" for r in records)
+    import studio
+
+    sheet = studio.verify(out / "contact-sheet.png")
+    assert sheet.exit_code == 0
+    edit = next(p for p, r in zip(pngs, records) if r["mode"] == "img2img")
+    report = studio.verify(edit).to_dict()
+    assert report["exit_code"] == 0 and "parentOf" in json.dumps(report)
+    assert "contact sheet" in capsys.readouterr().out
