@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def prompts(n: int) -> list[str]:
     from studio.demo import parse_prompt_file
 
-    items = [i.prompt for i in parse_prompt_file(ROOT / "samples" / "prompts.txt") if not i.overrides]
+    items = [i.fields["prompt"] for i in parse_prompt_file(ROOT / "samples" / "prompts.txt") if len(i.fields) == 1]
     return [items[i % len(items)] for i in range(n)]
 
 

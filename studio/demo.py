@@ -9,39 +9,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
 from .errors import RequestError
+from .jobs.spec import READERS, RawItem
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "prompts.txt"
-_NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "batch": int, "guidance": float,
-            "strength": float}
 
 
-@dataclass
-class DemoItem:
-    line: int
-    prompt: str
-    overrides: dict = field(default_factory=dict)
-
-
-def parse_prompt_file(path: Path) -> list[DemoItem]:
-    items = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        text = "" if raw.lstrip().startswith("#") else raw.strip()
-        if not text:
-            continue
-        prompt, *opts = [part.strip() for part in text.split(" | ")]
-        overrides = {}
-        for opt in opts:
-            key, sep, value = opt.partition("=")
-            if not sep:
-                raise RequestError(f"{path}:{number}: override {opt!r} is not key=value")
-            key = key.strip()
-            overrides[key] = _NUMERIC[key](value) if key in _NUMERIC else value.strip()
-        items.append(DemoItem(number, prompt, overrides))
+def parse_prompt_file(path: Path) -> list[RawItem]:
+    """The batch engine's `.txt` reader (one syntax for prompt files everywhere); the first bad line raises."""
+    _, items, bad = READERS["txt"](path.read_text(encoding="utf-8"))
+    if bad:
+        raise RequestError(f"{path}:{bad[0].line}: {bad[0].message}")
     if not items:
         raise RequestError(f"{path}: no prompts")
     return items
@@ -79,8 +60,8 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
     results: list = []
     records = []
     for n, item in enumerate(items, start=1):
-        fields = {"prompt": item.prompt, "model": model, "seed": seed + n, **item.overrides}
-        init = fields.pop("init", None)
+        fields = {"model": model, "seed": seed + n, **item.fields}
+        init = fields.pop("init_image", None)
         if init and init.startswith("@"):
             ref = int(init[1:])
             if not 1 <= ref < n:
@@ -88,11 +69,12 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
             init = results[ref - 1].outputs[0].path
         if init:
             fields["init_image"] = str(init)
-        result = studio.generate(out=out_dir / f"{n:02d}-{_slug(item.prompt)}.png", **fields)
+        result = studio.generate(out=out_dir / f"{n:02d}-{_slug(fields['prompt'])}.png", **fields)
         results.append(result)
         records.append(json.loads(result.record.model_dump_json()))
         log(f"[{n}/{len(items)}] {result.paths[0]}")
-    sheet = contact_sheet([r.images[0] for r in results], [f"{i}. {it.prompt}" for i, it in enumerate(items, 1)])
+    sheet = contact_sheet([r.images[0] for r in results],
+                          [f"{i}. {it.fields['prompt']}" for i, it in enumerate(items, 1)])
     sheet_path = out_dir / "contact-sheet.png"
     seal_derived(sheet, sheet_path, model_name=model,
                  params={"kind": "contact-sheet", "items": [r.outputs[0].record.sha256 for r in results]})

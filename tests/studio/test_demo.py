@@ -11,8 +11,9 @@ def test_prompt_file_parsing(tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("# comment\n\na red circle\na blue star | init=@1 | strength=0.5 | steps=12\n")
     items = parse_prompt_file(f)
-    assert [i.prompt for i in items] == ["a red circle", "a blue star"]
-    assert items[1].overrides == {"init": "@1", "strength": 0.5, "steps": 12} and items[1].line == 4
+    assert [i.fields["prompt"] for i in items] == ["a red circle", "a blue star"]
+    assert items[1].fields == {"prompt": "a blue star", "init_image": "@1", "strength": "0.5", "steps": "12"}
+    assert items[1].line == 4
     f.write_text("a red circle | strength\n")
     with pytest.raises(RequestError, match=r"p.txt:1: override 'strength' is not key=value"):
         parse_prompt_file(f)
@@ -26,7 +27,7 @@ def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys):
     pngs = sorted(p for p in out.glob("[0-9][0-9]-*.png"))
     assert len(pngs) == len(items)
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert [r["request"]["prompt"] for r in records] == [i.prompt for i in items]
+    assert [r["request"]["prompt"] for r in records] == [i.fields["prompt"] for i in items]
     assert all(r["model_name"] == "mini" for r in records)
     import studio
 
