@@ -14,12 +14,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 @pytest.fixture(scope="session")
 def test_model(tmp_path_factory, _studio_home):
-    """(registry, model name): the bundled `mini` when its weights are there (STUDIO_UI_TEST_MODEL=mini), else a
-    tiny random SD pipeline registered in the test home."""
+    """(registry, model name): the bundled `mini` (the default), or with STUDIO_UI_TEST_MODEL=tiny or without
+    mini's weights a tiny random SD pipeline registered in the test home."""
     from studio import Registry
 
     registry = Registry(user_file=Path(_studio_home) / "models.toml")
-    wanted = os.environ.get("STUDIO_UI_TEST_MODEL", "tiny")
+    wanted = os.environ.get("STUDIO_UI_TEST_MODEL", "mini")
     if wanted == "mini" and registry.entries["mini"].available_locally():
         return registry, "mini"
     folder = tmp_path_factory.mktemp("ui-model") / "tiny-ui"
