@@ -154,6 +154,10 @@ def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
     # ---- sampler: fresh scheduler from the model's own config, on a per-call pipeline copy
     name = resolve_sampler(sampler) if sampler else default_sampler(model.family, model.base_scheduler_config)
     scheduler = make_scheduler(name, model.base_scheduler_config, model.family)
+    if hasattr(scheduler, "noise_sampler_seed"):
+        # SDE samplers draw their Brownian noise from their own generator, randomly seeded unless told:
+        # seed it per image so a seed reproduces, and image i of a batch matches a single run of seed i.
+        scheduler.noise_sampler_seed = list(seeds) if len(seeds) > 1 else int(seeds[0])
     pipe = copy.copy(base)  # shallow: shares the modules, own config/scheduler/per-call state
     pipe.scheduler = scheduler
     if clip_skip:
