@@ -461,6 +461,22 @@ def _check_folder_weights(folder: Path, allow_pickle: bool) -> bool:
     return not unsafe_only
 
 
+def _load_folder(folder: Path, family, device, dtype, allow_pickle: bool, error):
+    """A diffusers folder (local, or a hub snapshot) -> (pipe, family, device, dtype); `error(exc)` builds the
+    exception a failed load raises, so each caller names the source the way the user gave it."""
+    from diffusers import DiffusionPipeline
+
+    use_safe = _check_folder_weights(folder, allow_pickle)
+    fam = family or _folder_family(folder)
+    dev, dt = pick_device_dtype(device, dtype, fam)
+    try:
+        pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dt, local_files_only=True,
+                                                 use_safetensors=True if use_safe else None)
+    except (OSError, ValueError) as e:
+        raise error(e) from e
+    return pipe, fam, dev, dt
+
+
 def load_model(source, *, family: str | None = None, device=None, dtype=None, allow_pickle: bool = False,
                local_files_only: bool | None = None, single_file_config=None, tokenizers_dir=None) -> LoadedModel:
     """Load ``source`` (hub id, diffusers folder, or single checkpoint file) into a :class:`LoadedModel`.
@@ -484,14 +500,9 @@ def load_model(source, *, family: str | None = None, device=None, dtype=None, al
     elif path.is_dir():
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(f"{path} is a folder but not a diffusers pipeline (no model_index.json)")
-        use_safe = _check_folder_weights(path, allow_pickle)
-        fam = family or _folder_family(path)
-        dev, dt = pick_device_dtype(device, dtype, fam)
-        try:
-            pipe = DiffusionPipeline.from_pretrained(str(path), dtype=dt, local_files_only=True,
-                                                     use_safetensors=True if use_safe else None)
-        except (OSError, ValueError) as e:
-            raise ModelLoadError(f"could not load diffusers folder {path}: {e}") from e
+        pipe, fam, dev, dt = _load_folder(
+            path, family, device, dtype, allow_pickle,
+            lambda e: ModelLoadError(f"could not load diffusers folder {path}: {e}"))
         chash, kind = content_hash(path), "folder"
     elif _looks_like_path(src):
         raise ModelNotAvailable(f"no such file or directory: {src!r} (give an existing .safetensors file, a "
@@ -504,14 +515,8 @@ def load_model(source, *, family: str | None = None, device=None, dtype=None, al
             folder = Path(DiffusionPipeline.download(src, local_files_only=lfo))
         except Exception as e:  # noqa: BLE001 - huggingface_hub raises several kinds
             raise _not_available(src, type(e).__name__) from e
-        use_safe = _check_folder_weights(folder, allow_pickle)
-        fam = family or _folder_family(folder)
-        dev, dt = pick_device_dtype(device, dtype, fam)
-        try:
-            pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dt, local_files_only=True,
-                                                     use_safetensors=True if use_safe else None)
-        except OSError as e:
-            raise _not_available(src, str(e)) from e
+        pipe, fam, dev, dt = _load_folder(folder, family, device, dtype, allow_pickle,
+                                          lambda e: _not_available(src, str(e)))
         chash, kind = content_hash(folder), "hub"
     if family is None:
         fam = family_from_pipeline(pipe) if fam in (None, "other") else fam
