@@ -141,6 +141,16 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             return 30, 7.5, DEFAULT_SAMPLER, 512, 512
         return e.steps, e.guidance, e.sampler or DEFAULT_SAMPLER, e.width, e.height
 
+    def model_controls(prefix):
+        """Model, sampler, steps and guidance: the same controls on the Generate and Edit tabs."""
+        with gr.Row():
+            model = gr.Dropdown(h.model_choices(), value=model0, label="Model", elem_id=f"{prefix}-model")
+            sampler = gr.Dropdown(samplers, value=sampler0, label="Sampler", elem_id=f"{prefix}-sampler")
+        with gr.Row():
+            steps = gr.Slider(1, 150, value=steps0, step=1, label="Steps", elem_id=f"{prefix}-steps")
+            guidance = gr.Slider(0, 20, value=guid0, step=0.5, label="Guidance (CFG)", elem_id=f"{prefix}-guidance")
+        return model, sampler, steps, guidance
+
     model0 = h.default_model()
     steps0, guid0, sampler0, w0, h0 = entry_defaults(model0)
     samplers = h.samplers()
@@ -162,13 +172,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                         g_prompt = gr.Textbox(label="Prompt", lines=3, elem_id="g-prompt",
                                               placeholder="a large red circle in the center on a white background")
                         g_negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="g-negative")
-                        with gr.Row():
-                            g_model = gr.Dropdown(h.model_choices(), value=model0, label="Model", elem_id="g-model")
-                            g_sampler = gr.Dropdown(samplers, value=sampler0, label="Sampler", elem_id="g-sampler")
-                        with gr.Row():
-                            g_steps = gr.Slider(1, 150, value=steps0, step=1, label="Steps", elem_id="g-steps")
-                            g_guidance = gr.Slider(0, 20, value=guid0, step=0.5, label="Guidance (CFG)",
-                                                   elem_id="g-guidance")
+                        g_model, g_sampler, g_steps, g_guidance = model_controls("g")
                         with gr.Row():
                             g_size = gr.Dropdown(list(SIZE_PRESETS), value="Model default", label="Size",
                                                  elem_id="g-size", scale=2, min_width=150)
@@ -233,13 +237,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                     with gr.Column(scale=6, min_width=360):
                         e_prompt = gr.Textbox(label="Prompt", lines=2, elem_id="e-prompt")
                         e_negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="e-negative")
-                        with gr.Row():
-                            e_model = gr.Dropdown(h.model_choices(), value=model0, label="Model", elem_id="e-model")
-                            e_sampler = gr.Dropdown(samplers, value=sampler0, label="Sampler", elem_id="e-sampler")
-                        with gr.Row():
-                            e_steps = gr.Slider(1, 150, value=steps0, step=1, label="Steps", elem_id="e-steps")
-                            e_guidance = gr.Slider(0, 20, value=guid0, step=0.5, label="Guidance (CFG)",
-                                                   elem_id="e-guidance")
+                        e_model, e_sampler, e_steps, e_guidance = model_controls("e")
                         with gr.Row():
                             e_strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Strength",
                                                    elem_id="e-strength")
