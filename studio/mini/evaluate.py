@@ -140,6 +140,24 @@ def _vae_ceiling(pipe, n: int) -> dict:
             "psnr_median_db": round(float(np.median(ps)), 2)}
 
 
+def _decoder_ceiling(pipe, n: int) -> dict:
+    """Judge on the decoder's rendering of the closed-form latents of ground truth (no encoder involved)."""
+    import torch
+
+    from .latent import target_latents
+
+    ok = []
+    vae = pipe.vae
+    with torch.no_grad():
+        for i in range(n):
+            s = W.sample_scene(40_000 + i, "holdout")
+            z = target_latents(W.scene_array(s)[None], np.array([W.BACKGROUNDS[s.background]], np.uint8))
+            y = vae.decode(torch.from_numpy(z).to(vae.dtype)).sample
+            b = ((y[0].float().permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+            ok.append(score(s.objects, judge(b))["all"])
+    return {"n": n, "judge_all_correct": round(100 * np.mean(ok), 1)}
+
+
 def _speed(pipe, guidance: float, steps: int, reps: int = 3) -> dict:
     import torch
 
@@ -194,6 +212,8 @@ def main(argv=None) -> dict:
     if not args.skip_extras:
         res["vae_ceiling"] = _vae_ceiling(pipe, 24)
         print("VAE reconstruction ceiling:", json.dumps(res["vae_ceiling"]), flush=True)
+        res["decoder_ceiling"] = _decoder_ceiling(pipe, 24)
+        print("decoder on closed-form latents:", json.dumps(res["decoder_ceiling"]), flush=True)
         res["img2img_strength_0.3"] = _img2img(pipe, args.n_img2img, args.guidance, args.steps)
         print("img2img:", json.dumps(res["img2img_strength_0.3"]), flush=True)
         res["inpaint"] = _inpaint(pipe, args.n_inpaint, args.guidance, args.steps)

@@ -2,13 +2,19 @@
 
     python -m studio.mini.train --out studio/mini/weights --seed 0
 
-Stages (each cached under --work, so a rerun with the same work dir resumes after a finished stage):
-  1. tokenizer: word-level CLIPTokenizer built offline from the world's vocabulary;
-  2. VAE: AutoencoderKL, 16x downsampling, 4 latent channels, trained on random crops (MSE + L1 + small KL);
-  3. latents: the frozen VAE encodes --n-images training scenes (held-out colour-shape pairs excluded);
-  4. UNet + text encoder: trained jointly, epsilon prediction, scaled_linear betas, min-SNR-5 weights,
-     10% caption dropout (for classifier-free guidance), EMA; the EMA weights are exported (fp16)
-     every --export-every steps, so an interrupted run still leaves usable weights in --out.
+Stages (``--stage all`` runs them in order; ``vae`` and ``unet`` are independent and may run at the
+same time in two processes, then ``export`` joins them):
+  vae     AutoencoderKL (8x, 4 latent channels) initialised to the closed-form latent of
+          ``studio/mini/latent.py`` (cell-mean colour + object coverage), then trained: the decoder to
+          paint sharp scenes from (slightly noised) target latents, the encoder to regress the targets.
+  unet    UNet2DConditionModel + CLIP text encoder, trained jointly on target latents computed straight
+          from freshly rendered training scenes (no VAE in the loop, every batch new): epsilon
+          prediction, scaled_linear betas, min-SNR-5 weights, 10% caption dropout for classifier-free
+          guidance, EMA.  EMA checkpoints go to --work every --export-every steps (and are exported to
+          --out when a VAE is available), so an interrupted run still leaves usable weights.
+  export  the trained VAE + the EMA UNet/text encoder as an fp16 diffusers folder with its model card.
+
+Held-out colour-shape pairs (``world.HOLDOUT``) are never rendered for training.
 """
 
 from __future__ import annotations
@@ -17,19 +23,21 @@ import argparse
 import copy
 import json
 import math
-import os
 import platform
 import random
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import world as W
+from .latent import init_vae_identity, target_latents
 from .tokenizer import MAX_LEN, build_tokenizer
 
 GUIDANCE = 5.0
 STEPS = 30
+TRAIN_SEED_BASE = 1_000_000  # training scene seeds start here (evaluation uses small seeds)
 
 
 def log(msg: str) -> None:
@@ -42,10 +50,10 @@ def make_vae():
 
     return AutoencoderKL(
         in_channels=3, out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 5, up_block_types=("UpDecoderBlock2D",) * 5,
-        block_out_channels=(16, 32, 64, 64, 128), layers_per_block=1, latent_channels=4,
-        # 4 channels per group at the top level: per-channel (instance-style) norms erase flat colours
-        norm_num_groups=4, sample_size=256, mid_block_add_attention=False, force_upcast=False,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 64, 128), layers_per_block=1, latent_channels=4,
+        # 2 groups: the top-level group (8 channels) must hold the 5-channel identity stream of latent.py
+        norm_num_groups=2, sample_size=256, mid_block_add_attention=True, force_upcast=False,
     )
 
 
@@ -53,11 +61,11 @@ def make_unet():
     from diffusers import UNet2DConditionModel
 
     return UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         block_out_channels=(32, 64, 128), layers_per_block=1, cross_attention_dim=128,
-        attention_head_dim=(1, 2, 4), norm_num_groups=8,  # attention_head_dim = heads per level (diffusers naming): head dim 32
+        attention_head_dim=(1, 2, 4), norm_num_groups=8,  # heads per level (diffusers naming): head dim 32
     )
 
 
@@ -88,10 +96,18 @@ def make_scheduler_infer():
 
 
 # ---------------------------------------------------------------- data
-def scene_images(n: int, seed: int, split: str = "train") -> tuple[list[W.Scene], np.ndarray]:
-    scenes = [W.sample_scene(seed * 1_000_003 + i, split) for i in range(n)]
+def render_batch(seeds) -> tuple[list[W.Scene], np.ndarray, np.ndarray]:
+    """Training scenes for the given seeds: (scenes, images uint8 NHWC, target latents N4hw)."""
+    scenes = [W.sample_scene(TRAIN_SEED_BASE + int(s), "train") for s in seeds]
     imgs = np.stack([W.scene_array(s) for s in scenes])
-    return scenes, imgs
+    bg = np.array([W.BACKGROUNDS[s.background] for s in scenes], dtype=np.uint8)
+    return scenes, imgs, target_latents(imgs, bg)
+
+
+def latent_scaling(n: int = 2000) -> tuple[float, float]:
+    """1/std of the target latents over n training scenes (SD convention: scaled latents have unit std)."""
+    _, _, z = render_batch(range(10**8, 10**8 + n))
+    return float(1.0 / z.std()), float(z.mean())
 
 
 def to_tensor(imgs: np.ndarray):
@@ -100,149 +116,95 @@ def to_tensor(imgs: np.ndarray):
     return torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
-# ---------------------------------------------------------------- stage 2: VAE
-_OPP = None
-
-
-def _opponent():
-    import torch
-
-    # phase A rows: luminance, red-green x3, yellow-blue x3 (chroma-heavy)
-    return torch.tensor([[1 / 3, 1 / 3, 1 / 3], [3.0, -3.0, 0.0], [1.5, 1.5, -3.0]])
-
-
-def _balanced():
-    import torch
-
-    # phase B: orthonormal opponent basis, chroma x2 (luminance as in RGB MSE)
-    r3, r2, r6 = 3**-0.5, 2**-0.5, 6**-0.5
-    return torch.tensor([[r3, r3, r3], [2 * r2, -2 * r2, 0.0], [2 * r6, 2 * r6, -4 * r6]])
-
-
+# ---------------------------------------------------------------- stage: VAE
 def train_vae(args, work: Path):
     import torch
 
-    path = work / "vae"
-    if (path / "config.json").exists():
-        from diffusers import AutoencoderKL
-
-        log("VAE: cached")
-        return AutoencoderKL.from_pretrained(path)
-    global _OPP
-    _OPP = _opponent()
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    vae = make_vae()
-    phase_a = work / "vae_phaseA"
-    t_off, step0 = 0.0, 0
-    if (phase_a / "config.json").exists():  # resume at the phase switch
-        from diffusers import AutoencoderKL
-
-        vae = AutoencoderKL.from_pretrained(phase_a)
-        info = json.loads((work / "vae_phaseA.json").read_text())
-        t_off, step0 = info["seconds"], info["steps"]
-        log(f"VAE: resuming phase B from cached phase A ({step0} steps)")
-    # Start with a near-deterministic posterior (std ~ e^-5): with the default logvar 0 the sampling
-    # noise swamps the latent and the decoder learns to ignore it (grey, colourless reconstructions).
-    if not step0:
-        with torch.no_grad():
-            vae.quant_conv.bias[4:].fill_(-10.0)
-    scenes, imgs = scene_images(args.vae_images, args.seed + 1)
-    x_all = to_tensor(imgs)
-    # object pixels (not background) get 5x weight: they are a small fraction of each image
-    bg = np.array([W.BACKGROUNDS[s.background] for s in scenes], dtype=np.uint8)[:, None, None, :]
-    w_all = torch.from_numpy(1.0 + 4.0 * (imgs != bg).any(-1).astype(np.float32))[:, None]
-    centers = [[o.center for o in s.objects] for s in scenes]
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    t0 = time.time() - t_off
-    steps = args.vae_steps
-    phase_b = bool(step0)
-    if phase_b:
-        _OPP = _balanced()
-    for step in range(step0, steps):
-        if not phase_b and time.time() - t0 > 60 * args.vae_phase_a_min:
-            # phase B: balanced colour loss, fresh optimizer, milder object weighting
-            vae.save_pretrained(phase_a)
-            (work / "vae_phaseA.json").write_text(json.dumps({"seconds": time.time() - t0, "steps": step}))
-            phase_b = True
-            _OPP = _balanced()
-            opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-            log(f"VAE phase B from step {step}")
-        # whole images: GroupNorm statistics then match inference (crops shift the colours)
-        crop, bs = 256, 2
-        idx = rng.integers(0, len(x_all), bs)
-        xs, ws = [], []
-        for i in idx:
-            # 75% of crops contain (part of) an object; crops aligned to the 16-px latent grid
-            if rng.random() < 0.75:
-                cx, cy = centers[i][rng.integers(len(centers[i]))]
-                cx, cy = cx + rng.uniform(-crop / 3, crop / 3), cy + rng.uniform(-crop / 3, crop / 3)
-                ox = int(np.clip(round((cx - crop / 2) / 16) * 16, 0, 256 - crop))
-                oy = int(np.clip(round((cy - crop / 2) / 16) * 16, 0, 256 - crop))
-            else:
-                ox, oy = (int(v) * 16 for v in rng.integers(0, (256 - crop) // 16 + 1, 2))
-            xs.append(x_all[i, :, oy : oy + crop, ox : ox + crop])
-            ws.append(w_all[i, :, oy : oy + crop, ox : ox + crop])
-        x, wt = torch.stack(xs), torch.stack(ws)
-        if phase_b:
-            wt = 1.0 + (wt - 1.0) / 4.0  # object pixels 2x
-        post = vae.encode(x).latent_dist
-        z = post.sample()
-        y = vae.decode(z).sample
-        # loss in an opponent colour space with chroma amplified: plain RGB MSE learns luminance
-        # first and chroma far too slowly for a CPU budget (grey reconstructions)
-        e = torch.einsum("bchw,dc->bdhw", y - x, _OPP)
-        rec = ((e.pow(2) + 0.5 * e.abs()) * wt).mean() / wt.mean()
-        kl = post.kl().mean() / z[0].numel()
-        loss = rec + args.vae_kl * kl
-        prog = step / steps
-        if args.vae_time_min:
-            prog = max(prog, (time.time() - t0) / (60 * args.vae_time_min))
-        if prog >= 1.0:
-            log(f"VAE time budget reached at step {step}")
+    prev = {"seconds": 0, "steps": 0, "images": 0}
+    vae, which = load_vae(work) if args.resume else (None, None)
+    if vae is not None and (work / "vae_time.json").exists():
+        prev = json.loads((work / "vae_time.json").read_text())
+        log(f"VAE: resuming from {which} ({prev['steps']} steps, {prev['seconds']} s)")
+    else:
+        vae = make_vae()
+        init_vae_identity(vae)
+    dec_params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    enc_params = list(vae.encoder.parameters()) + list(vae.quant_conv.parameters())
+    opt_d = torch.optim.AdamW(_vae_groups(vae, "decoder", "post_quant_conv"), lr=args.vae_lr, weight_decay=0.0)
+    opt_e = torch.optim.AdamW(_vae_groups(vae, "encoder", "quant_conv"), lr=args.vae_lr, weight_decay=0.0)
+    budget = 60 * args.vae_time_min
+    t0 = time.time()
+    step, seed = 0, prev["images"]
+    while True:
+        prog = (time.time() - t0) / budget
+        if prog >= 1.0 or step >= args.vae_steps:
             break
-        lr = args.vae_lr * min(1.0, (step + 1 - step0) / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * prog)))
-        for g in opt.param_groups:
-            g["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        if step % 300 == 299:
+        lr = args.vae_lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+        for o in (opt_d, opt_e):
+            for g in o.param_groups:
+                g["lr"] = lr * g["lr_scale"]
+        scenes, imgs, z = render_batch(range(seed, seed + args.vae_batch))
+        seed += args.vae_batch
+        x, zt = to_tensor(imgs), torch.from_numpy(z)
+        bg = torch.tensor([W.BACKGROUNDS[s.background] for s in scenes], dtype=torch.uint8).view(-1, 3, 1, 1)
+        obj = (torch.from_numpy(imgs).permute(0, 3, 1, 2) != bg).any(1, keepdim=True).float()
+        wt = 1.0 + 4.0 * obj  # object pixels are a small fraction of each image
+        # decoder: paint the scene from a slightly noised target latent (robust to sampler error)
+        sigma = torch.rand(len(zt), 1, 1, 1) * args.vae_latent_noise
+        y = vae.decode(zt + sigma * torch.randn_like(zt)).sample
+        e = y - x
+        rec = ((e.pow(2) + 0.5 * e.abs()) * wt).mean() / wt.mean()
+        opt_d.zero_grad(set_to_none=True)
+        rec.backward()
+        torch.nn.utils.clip_grad_norm_(dec_params, 1.0)
+        opt_d.step()
+        enc_loss = None
+        if step % args.enc_every == 0:  # the encoder's task (regression) is cheaper to learn
+            m = vae.encode(x).latent_dist.mean
+            enc_loss = (m - zt).pow(2).mean()
+            opt_e.zero_grad(set_to_none=True)
+            enc_loss.backward()
+            torch.nn.utils.clip_grad_norm_(enc_params, 1.0)
+            opt_e.step()
+        step += 1
+        if step % 25 == 0:
+            el = f" enc {enc_loss.item():.5f}" if enc_loss is not None else ""
+            log(f"VAE step {step} dec {rec.item():.4f}{el} lr {lr:.1e} ({time.time() - t0:.0f}s)")
+        if step % 200 == 0:
             vae.save_pretrained(work / "vae_partial")
-        if step % 100 == 0 or step == steps - 1:
-            log(f"VAE step {step}/{steps} crop {crop} rec {rec.item():.4f} kl {kl.item():.2f} ({time.time() - t0:.0f}s)")
-    vae.save_pretrained(path)
-    (work / "vae_time.json").write_text(json.dumps({"seconds": time.time() - t0, "steps": step}))
+    vae.save_pretrained(work / "vae")
+    total = {"seconds": prev["seconds"] + round(time.time() - t0), "steps": prev["steps"] + step, "images": seed,
+             "batch": args.vae_batch, "runs": prev.get("runs", 0) + 1}
+    (work / "vae_time.json").write_text(json.dumps(total))
+    log(f"VAE done: {total['steps']} steps, {seed} scenes in {total['runs']} run(s)")
     return vae
 
 
-# ---------------------------------------------------------------- stage 3: latents
-def encode_latents(args, work: Path, vae):
-    import torch
+def _vae_groups(vae, *prefixes: str) -> list[dict]:
+    """Residual branches and attention learn at the full rate; the layers that carry the identity stream
+    (conv in/out, output norm, resampling convs, shortcuts) at 1%: they multiply the +-K constants, so
+    a full-size Adam step there shifts every colour at once."""
+    from .latent import stream_parameter
 
-    path = work / f"latents_{args.n_images}.pt"
-    if path.exists():
-        log("latents: cached")
-        return torch.load(path, weights_only=False)
-    t0 = time.time()
-    scenes = [W.sample_scene(args.seed * 7919 + i, "train") for i in range(args.n_images)]
-    lat = []
-    vae.eval()
-    with torch.no_grad():
-        for i in range(0, len(scenes), 32):
-            x = to_tensor(np.stack([W.scene_array(s) for s in scenes[i : i + 32]]))
-            lat.append(vae.encode(x).latent_dist.mean)
-            if i % 640 == 0:
-                log(f"encoded {i}/{len(scenes)} ({time.time() - t0:.0f}s)")
-    lat = torch.cat(lat)
-    data = {"latents": lat, "scenes": scenes, "std": lat.std().item(), "mean": lat.mean().item()}
-    torch.save(data, path)
-    log(f"latents {tuple(lat.shape)} std {data['std']:.4f} mean {data['mean']:.4f} ({time.time() - t0:.0f}s)")
-    return data
+    full, slow = [], []
+    for name, prm in vae.named_parameters():
+        if name.split(".")[0] in prefixes:
+            (slow if stream_parameter(name) else full).append(prm)
+    return [{"params": full, "lr_scale": 1.0}, {"params": slow, "lr_scale": 0.01}]
 
 
-# ---------------------------------------------------------------- stage 4: UNet + text encoder
+def load_vae(work: Path):
+    from diffusers import AutoencoderKL
+
+    for name in ("vae", "vae_partial"):
+        if (work / name / "config.json").exists():
+            return AutoencoderKL.from_pretrained(work / name), name
+    return None, None
+
+
+# ---------------------------------------------------------------- stage: UNet + text encoder
 def export(out: Path, vae, unet, te, tok, scaling: float, meta: dict) -> None:
     import torch
     from diffusers import StableDiffusionPipeline
@@ -268,16 +230,31 @@ def export(out: Path, vae, unet, te, tok, scaling: float, meta: dict) -> None:
     write_card(out, meta)
 
 
-def train_unet(args, work: Path, vae, data, tok):
+def _meta(args, work: Path, ck: dict, final: bool) -> dict:
+    import torch
+
+    vae_t = json.loads((work / "vae_time.json").read_text()) if (work / "vae_time.json").exists() else {}
+    return {
+        "seed": args.seed, "unet_steps_done": ck["step"], "unet_steps_planned": args.unet_steps,
+        "batch_size": args.batch_size, "lr": args.lr, "min_snr_gamma": args.min_snr, "unet_scenes_seen": ck["step"] * args.batch_size,
+        "vae_steps": vae_t.get("steps"), "vae_scenes_seen": vae_t.get("images"), "vae_seconds": vae_t.get("seconds"),
+        "unet_seconds": ck["seconds"], "unet_runs": ck.get("runs", 1), "vae_runs": vae_t.get("runs", 1), "final": final, "ema_decay": args.ema,
+        "guidance_scale": GUIDANCE, "num_inference_steps": STEPS, "scaling_factor": ck["scaling"],
+        "hardware": f"CPU only ({platform.processor() or platform.machine()}), torch threads {torch.get_num_threads()}",
+        "command": args.command,
+        "commands": (work / "commands.txt").read_text().splitlines() if (work / "commands.txt").exists() else [],
+        "holdout": sorted(map(list, W.HOLDOUT)),
+    }
+
+
+def train_unet(args, work: Path, tok):
     import torch
     import torch.nn.functional as F
 
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)
-    lat = data["latents"]
-    scaling = 1.0 / data["std"]
-    lat = lat * scaling
-    scenes = data["scenes"]
+    scaling, _ = latent_scaling()
+    log(f"latent scaling factor {scaling:.4f}")
     unet = make_unet()
     te = make_text_encoder(len(tok))
     params = list(unet.parameters()) + list(te.parameters())
@@ -288,32 +265,60 @@ def train_unet(args, work: Path, vae, data, tok):
     sched = make_scheduler_train()
     abar = sched.alphas_cumprod
     snr = abar / (1 - abar)
-    weight = torch.clamp(snr, max=5.0) / snr
-    empty = tok([""], padding="max_length", max_length=MAX_LEN, return_tensors="pt").input_ids
+    # min-SNR-gamma weights favour the high-noise (layout) steps; 0 = the plain epsilon loss, which also
+    # trains the last low-noise steps well enough to leave no grain in the final latent
+    weight = torch.clamp(snr, max=args.min_snr) / snr if args.min_snr else torch.ones_like(snr)
     t0 = time.time()
-    vae_t = json.loads((work / "vae_time.json").read_text()) if (work / "vae_time.json").exists() else {}
-    step = 0
     budget = args.time_budget_min * 60 if args.time_budget_min else None
+    step, seed, prev_s, runs = 0, 10**7 * (args.seed + 1), 0, 1
+    if args.resume and (work / "unet_state.pt").exists():
+        st = torch.load(work / "unet_state.pt", weights_only=False)
+        unet.load_state_dict(st["unet"])
+        te.load_state_dict(st["te"])
+        opt.load_state_dict(st["opt"])
+        ema_u.load_state_dict(st["ema_unet"])
+        ema_t.load_state_dict(st["ema_te"])
+        step, seed, prev_s, runs = st["step"], st["seed"], st["seconds"], st.get("runs", 1) + 1
+        log(f"UNet: resuming at step {step}")
+    elif args.resume and (work / "unet_ema.pt").exists():
+        # only the EMA weights of an earlier run: start from them with a fresh optimizer
+        st = torch.load(work / "unet_ema.pt", weights_only=False)
+        for m in (unet, ema_u):
+            m.load_state_dict(st["unet"])
+        for m in (te, ema_t):
+            m.load_state_dict(st["te"])
+        step, prev_s, runs = st["step"], st["seconds"], st.get("runs", 1) + 1
+        seed += step * args.batch_size
+        log(f"UNet: resuming from EMA weights at step {step} (fresh optimizer)")
+    step0 = step
+    grown = False
 
-    def meta(final: bool) -> dict:
-        return {
-            "seed": args.seed, "unet_steps_done": step, "unet_steps_planned": args.unet_steps,
-            "batch_size": args.batch_size, "lr": args.lr, "n_images": args.n_images,
-            "vae_steps": vae_t.get("steps", args.vae_steps), "vae_seconds": round(vae_t.get("seconds", 0)),
-            "unet_seconds": round(time.time() - t0), "final": final, "ema_decay": args.ema,
-            "guidance_scale": GUIDANCE, "num_inference_steps": STEPS,
-            "latent_std": data["std"], "scaling_factor": scaling,
-            "hardware": f"CPU only ({platform.processor() or platform.machine()}), torch threads {torch.get_num_threads()}",
-            "command": args.command, "holdout": sorted(map(list, W.HOLDOUT)),
-        }
+    def save(final: bool) -> None:
+        secs = prev_s + round(time.time() - t0)
+        ck = {"unet": ema_u.state_dict(), "te": ema_t.state_dict(), "step": step, "scaling": scaling,
+              "seconds": secs, "runs": runs}
+        torch.save(ck, work / "unet_ema.pt")
+        torch.save({"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
+                    "ema_unet": ema_u.state_dict(), "ema_te": ema_t.state_dict(), "step": step, "seed": seed,
+                    "seconds": secs, "runs": runs}, work / "unet_state.pt")
+        vae, which = load_vae(work)
+        if vae is not None:
+            export(Path(args.out), vae, ema_u, ema_t, tok, scaling, _meta(args, work, ck, final) | {"vae_export": which})
+            log(f"exported EMA weights at step {step} with {which} -> {args.out}")
 
     while step < args.unet_steps:
-        idx = [rng.randrange(len(scenes)) for _ in range(args.batch_size)]
-        x0 = lat[idx]
-        caps = [W.caption(scenes[i], rng) if rng.random() >= 0.1 else "" for i in idx]
+        vae_done = (work / "vae" / "config.json").exists() and not (work / "vae.running").exists()
+        if args.threads_after_vae and not grown and vae_done:
+            torch.set_num_threads(args.threads_after_vae)
+            grown = True
+            log(f"VAE finished: torch threads -> {args.threads_after_vae}")
+        scenes, _, z = render_batch(range(seed, seed + args.batch_size))
+        seed += args.batch_size
+        x0 = torch.from_numpy(z) * scaling
+        caps = [W.caption(s, rng) if rng.random() >= 0.1 else "" for s in scenes]
         ids = tok(caps, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
         noise = torch.randn_like(x0)
-        t = torch.randint(0, 1000, (len(idx),))
+        t = torch.randint(0, 1000, (len(scenes),))
         xt = sched.add_noise(x0, noise, t)
         cond = te(ids).last_hidden_state
         pred = unet(xt, t, cond).sample
@@ -322,7 +327,7 @@ def train_unet(args, work: Path, vae, data, tok):
         prog = step / args.unet_steps
         if budget:
             prog = max(prog, (time.time() - t0) / budget)
-        lr = args.lr * min(1.0, (step + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0))))
+        lr = args.lr * min(1.0, (step - step0 + 1) / 200) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0))))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -337,49 +342,72 @@ def train_unet(args, work: Path, vae, data, tok):
         if step % 50 == 0:
             log(f"UNet step {step}/{args.unet_steps} loss {loss.item():.4f} lr {lr:.2e} ({time.time() - t0:.0f}s)")
         over = budget is not None and time.time() - t0 > budget
-        if step % args.export_every == 0 or step == args.unet_steps or over:
-            export(Path(args.out), vae, ema_u, ema_t, tok, scaling, meta(step == args.unet_steps or over))
-            torch.save({"unet": unet.state_dict(), "te": te.state_dict(), "step": step}, work / "unet_ckpt.pt")
-            log(f"exported EMA weights at step {step} -> {args.out}")
-        if over:
-            log("time budget reached; stopping")
+        if over or step == args.unet_steps:
+            log("time budget reached" if over else "planned steps done")
             break
+        if step % args.export_every == 0:
+            save(False)
+    save(True)
     return step
+
+
+def export_stage(args, work: Path, tok) -> None:
+    import torch
+
+    vae, which = load_vae(work)
+    if vae is None or not (work / "unet_ema.pt").exists():
+        raise SystemExit(f"export: {work} holds no trained VAE and UNet yet (run --stage vae and --stage unet)")
+    ck = torch.load(work / "unet_ema.pt", weights_only=False)
+    unet, te = make_unet(), make_text_encoder(len(tok))
+    unet.load_state_dict(ck["unet"])
+    te.load_state_dict(ck["te"])
+    export(Path(args.out), vae, unet, te, tok, ck["scaling"], _meta(args, work, ck, which == "vae") | {"vae_export": which})
+    log(f"exported step {ck['step']} with {which} -> {args.out}")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).parent / "weights"))
-    p.add_argument("--work", default="/tmp/mini_work", help="cache dir for the VAE, latents and checkpoints")
+    p.add_argument("--work", default="/tmp/mini_work", help="folder for the VAE and UNet checkpoints")
+    p.add_argument("--stage", choices=("all", "vae", "unet", "export"), default="all")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="1 is faster than 2 on a shared, oversubscribed CPU")
-    p.add_argument("--vae-steps", type=int, default=4000)
-    p.add_argument("--vae-time-min", type=float, default=17, help="stop VAE training after this many minutes")
-    p.add_argument("--vae-phase-a-min", type=float, default=10, help="minutes of chroma-heavy loss before phase B")
-    p.add_argument("--vae-images", type=int, default=600)
-    p.add_argument("--vae-lr", type=float, default=2e-3)
-    p.add_argument("--vae-kl", type=float, default=2e-4)
-    p.add_argument("--n-images", type=int, default=2000)
-    p.add_argument("--unet-steps", type=int, default=6000)
+    p.add_argument("--resume", action="store_true", help="continue the VAE / UNet found in --work for another budget")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads-after-vae", type=int, default=0,
+                   help="unet stage: raise torch threads to this once the VAE stage (another process) has finished")
+    p.add_argument("--vae-steps", type=int, default=100_000)
+    p.add_argument("--vae-time-min", type=float, default=25, help="stop VAE training after this many minutes")
+    p.add_argument("--vae-batch", type=int, default=2)
+    p.add_argument("--vae-lr", type=float, default=5e-4)
+    p.add_argument("--vae-latent-noise", type=float, default=0.08, help="max std of the noise added to decoder inputs")
+    p.add_argument("--enc-every", type=int, default=3, help="train the encoder on every n-th VAE step")
+    p.add_argument("--unet-steps", type=int, default=100_000)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.998)
+    p.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weights (0: plain epsilon MSE)")
     p.add_argument("--export-every", type=int, default=500)
-    p.add_argument("--time-budget-min", type=float, default=20, help="stop UNet training after this many minutes")
+    p.add_argument("--time-budget-min", type=float, default=90, help="stop UNet training after this many minutes")
     args = p.parse_args(argv)
-    import sys
-
     args.command = "python -m studio.mini.train " + " ".join(argv if argv is not None else sys.argv[1:])
     import torch
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    with open(work / "commands.txt", "a") as f:  # every stage invocation, for the model card
+        f.write(f"{time.strftime('%Y-%m-%d %H:%M')} {args.command}\n")
     tok = build_tokenizer()
-    vae = train_vae(args, work)
-    vae.requires_grad_(False)
-    data = encode_latents(args, work, vae)
-    train_unet(args, work, vae, data, tok)
+    if args.stage in ("all", "vae"):
+        (work / "vae.running").touch()  # tells a concurrent unet stage that the VAE is still training
+        try:
+            train_vae(args, work)
+        finally:
+            (work / "vae.running").unlink(missing_ok=True)
+    if args.stage in ("all", "unet"):
+        train_unet(args, work, tok)
+    if args.stage in ("all", "export"):
+        export_stage(args, work, tok)
     log("done")
 
 
