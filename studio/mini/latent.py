@@ -87,36 +87,35 @@ def init_vae_identity(vae) -> None:
                 mod.to_out[0].weight.zero_()
                 mod.to_out[0].bias.zero_()
         # ---- encoder: RGB + constants, 2x2 averages at each downsampling, colour read out linearly
-        enc.conv_in.weight.zero_()
-        enc.conv_in.bias.zero_()
-        _identity_(enc.conv_in.weight, 3)
-        enc.conv_in.bias[3], enc.conv_in.bias[4] = K, -K
+        _stream_in_(enc.conv_in)
         for blk in enc.down_blocks:
             for ds in blk.downsamplers or []:
-                ds.conv.weight.zero_()
-                ds.conv.bias.zero_()
                 # Downsample2D pads (0, 1, 0, 1) and strides 2: taps (0..1, 0..1) are an aligned 2x2 cell
-                _identity_(ds.conv.weight, ds.conv.weight.shape[0], ((0, 0), (0, 1), (1, 0), (1, 1)), 0.25)
+                _diagonal_(ds.conv, ds.conv.weight.shape[0], ((0, 0), (0, 1), (1, 0), (1, 1)), 0.25)
         _readout_(enc.conv_norm_out, enc.conv_out, cfg.block_out_channels[-1] // g, rows=range(3))
         enc.conv_out.bias[3] = -0.8  # coverage: mostly background until trained
         enc.conv_out.bias[4:] = -12.0  # log-variance: a near-deterministic posterior (std ~ 0.0025)
-        vae.quant_conv.weight.zero_()
-        vae.quant_conv.bias.zero_()
-        _identity_(vae.quant_conv.weight, 8, ((0, 0),))
+        _diagonal_(vae.quant_conv, 8, ((0, 0),))
         # ---- decoder: latent colour + constants, nearest upsampling, colour read out linearly
-        vae.post_quant_conv.weight.zero_()
-        vae.post_quant_conv.bias.zero_()
-        _identity_(vae.post_quant_conv.weight, 4, ((0, 0),))
-        dec.conv_in.weight.zero_()
-        dec.conv_in.bias.zero_()
-        _identity_(dec.conv_in.weight, 3)
-        dec.conv_in.bias[3], dec.conv_in.bias[4] = K, -K
+        _diagonal_(vae.post_quant_conv, 4, ((0, 0),))
+        _stream_in_(dec.conv_in)
         for blk in dec.up_blocks:
             for us in blk.upsamplers or []:
-                us.conv.weight.zero_()
-                us.conv.bias.zero_()
-                _identity_(us.conv.weight, us.conv.weight.shape[0])
+                _diagonal_(us.conv, us.conv.weight.shape[0])
         _readout_(dec.conv_norm_out, dec.conv_out, cfg.block_out_channels[0] // g, rows=range(3))
+
+
+def _diagonal_(conv, n: int, taps=((1, 1),), value: float = 1.0) -> None:
+    """Zero a conv, then pass its first n channels straight through at the given taps."""
+    conv.weight.zero_()
+    conv.bias.zero_()
+    _identity_(conv.weight, n, taps, value)
+
+
+def _stream_in_(conv) -> None:
+    """The first conv: colour into channels 0-2, the constants +K / -K into channels 3 and 4, nothing else."""
+    _diagonal_(conv, 3)
+    conv.bias[3], conv.bias[4] = K, -K
 
 
 def stream_parameter(name: str) -> bool:
