@@ -61,11 +61,15 @@ def write_card(out: Path, meta: dict) -> None:
         " 8x8 blocks (`latent.init_vae_identity`: two constant channels +K/-K carry absolute colour through GroupNorm), then trained"
         f" for {meta.get('vae_steps')} steps ({meta.get('vae_scenes_seen')} freshly rendered training scenes, batch 2, whole 256 px images, {meta.get('vae_seconds')} s):"
         " the decoder on L1 + MSE with object pixels x5, from target latents with Gaussian noise of std up to 0.08 (sampler error);"
-        " the encoder on MSE to the target latent every third step. AdamW 5e-4 cosine; the layers that carry the identity stream learn at 1%.",
+        " the encoder on MSE to the target latent every few steps (`--enc-every`). AdamW cosine per run (learning rates in the commands below);"
+        " the layers that carry the identity stream learn at 1%.",
         f"- UNet + text encoder: {meta.get('unet_steps_done')} steps, batch {meta.get('batch_size')} ({meta.get('unet_scenes_seen')} freshly rendered training scenes;"
         " latents computed in closed form, no VAE in the loop), AdamW lr"
-        f" {meta.get('lr')} cosine over the time budget, min-SNR-5 weights, 10% caption dropout, EMA {meta.get('ema_decay')}; {meta.get('unet_seconds')} s."
-        " The VAE and UNet stages ran at the same time in two processes (`--stage vae`, `--stage unet --threads-after-vae 2`), then `--stage export`.",
+        f" {meta.get('lr')} cosine over the time budget (last run), loss weights"
+        f" {'min-SNR-' + str(meta['min_snr_gamma']) if meta.get('min_snr_gamma') else 'plain epsilon MSE'} (last run),"
+        f" 10% caption dropout, EMA {meta.get('ema_decay')}; {meta.get('unet_seconds')} s in {meta.get('unet_runs', 1)} run(s)."
+        " The VAE and UNet stages ran at the same time in two processes (`--stage vae`, `--stage unet --threads-after-vae 2`),"
+        " each resumed once with `--resume` and changed settings; every command is listed under `commands` in the metadata below.",
         "- Wall-clock times depend on the shared machine; the run is deterministic per seed only up to CPU threading.",
         "",
         "## Evaluation",
