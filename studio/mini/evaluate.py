@@ -37,15 +37,17 @@ def heldout_prompts(n_single: int, n_two: int, split: str = "holdout") -> list[W
 def _accuracy(pipe, scenes, guidance, steps, batch, save_dir=None, tag="") -> dict:
     import torch
 
-    singles = {k: [] for k in ("color", "shape", "size", "position", "all")}
-    twos = {k: [] for k in ("color", "shape", "size", "position", "all")}
+    keys = ("color", "shape", "size", "position", "all", "background")
+    singles, twos = ({k: [] for k in keys} for _ in range(2))
     for i in range(0, len(scenes), batch):
         chunk = scenes[i : i + batch]
         gens = [torch.Generator().manual_seed(1000 + i + j) for j in range(len(chunk))]
         imgs = pipe([s.caption for s in chunk], num_inference_steps=steps, guidance_scale=guidance,
                     generator=gens, height=256, width=256).images
         for j, (s, im) in enumerate(zip(chunk, imgs)):
-            r = score(s.objects, judge(im))
+            v = judge(im)
+            # the object score ignores the background; the caption names it, so it is measured too
+            r = score(s.objects, v) | {"background": v.background == s.background}
             tgt = singles if len(s.objects) == 1 else twos
             for k, v in r.items():
                 tgt[k].append(v)
@@ -121,6 +123,11 @@ def _inpaint(pipe, n: int, guidance: float, steps: int) -> dict:
     }
 
 
+def _to_uint8(y) -> np.ndarray:
+    """A decoded CHW tensor in [-1, 1] as an HWC uint8 image."""
+    return ((y.float().permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+
+
 def _vae_ceiling(pipe, n: int) -> dict:
     """Judge on VAE reconstructions of rendered ground truth: an upper bound for the whole model."""
     import torch
@@ -133,7 +140,7 @@ def _vae_ceiling(pipe, n: int) -> dict:
             a = W.scene_array(s)
             x = torch.from_numpy(a.copy()).permute(2, 0, 1)[None].to(vae.dtype) / 127.5 - 1
             y = vae.decode(vae.encode(x).latent_dist.mode()).sample
-            b = ((y[0].float().permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+            b = _to_uint8(y[0])
             ps.append(_psnr(a, b))
             ok.append(score(s.objects, judge(b))["all"])
     return {"n": n, "judge_all_correct_on_reconstructions": round(100 * np.mean(ok), 1),
@@ -153,7 +160,7 @@ def _decoder_ceiling(pipe, n: int) -> dict:
             s = W.sample_scene(40_000 + i, "holdout")
             z = target_latents(W.scene_array(s)[None], np.array([W.BACKGROUNDS[s.background]], np.uint8))
             y = vae.decode(torch.from_numpy(z).to(vae.dtype)).sample
-            b = ((y[0].float().permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+            b = _to_uint8(y[0])
             ok.append(score(s.objects, judge(b))["all"])
     return {"n": n, "judge_all_correct": round(100 * np.mean(ok), 1)}
 
@@ -229,6 +236,7 @@ def main(argv=None) -> dict:
         print(f"  {k:9s} {v:5.1f}%  (>= {t}%)  {'PASS' if v is not None and v >= t else 'FAIL'}")
     v = h["two_both_right"]
     print(f"  two-object both right {v}%  (>= 70%)  {'PASS' if v is not None and v >= 70 else 'FAIL'}")
+    print(f"  background as captioned (single) {h['single']['background']}%  (no target)")
     if args.write:
         out = Path(args.path)
         (out / "eval_results.json").write_text(json.dumps(res, indent=2))

@@ -51,7 +51,7 @@ def test_loads_offline():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="shipped CPU-trained weights miss the position/shape targets (see model card)", strict=False)
+@pytest.mark.xfail(reason="shipped CPU-trained weights miss the position target and often the captioned background (see model card)", strict=False)
 def test_end_to_end_easy_prompt():
     import torch
 
