@@ -428,6 +428,10 @@ def main(argv=None) -> None:
     p.add_argument("--export-every", type=int, default=500)
     p.add_argument("--time-budget-min", type=float, default=90, help="stop UNet training after this many minutes")
     args = p.parse_args(argv)
+    if args.vae_crop and (args.vae_crop % 8 or not 8 <= args.vae_crop <= W.SIZE):
+        p.error(f"--vae-crop must be a multiple of 8 between 8 and {W.SIZE} px, got {args.vae_crop}")
+    if not 0.0 <= args.t_high_frac <= 1.0:
+        p.error(f"--t-high-frac must be between 0 and 1, got {args.t_high_frac}")
     args.command = "python -m studio.mini.train " + " ".join(argv if argv is not None else sys.argv[1:])
     import torch
 

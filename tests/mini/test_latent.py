@@ -121,3 +121,12 @@ def test_object_crops_match_their_latents_and_hold_an_object():
     # every crop shows object pixels, and crops move with the object (not a fixed window)
     assert all((x[k] != bg[k]).any(-1).mean() > 0.02 for k in range(12))
     assert len({x[k].tobytes() for k in range(12)}) == 12
+
+
+@pytest.mark.parametrize("argv", [["--vae-crop", "100"], ["--vae-crop", "512"], ["--t-high-frac", "1.5"]])
+def test_train_rejects_bad_settings_by_name(argv, capsys):
+    from studio.mini.train import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--work", "/nonexistent/never-created", *argv])
+    assert e.value.code == 2 and argv[0] in capsys.readouterr().err
