@@ -22,7 +22,10 @@ def _vae_runs(meta: dict) -> str:
 
 def _high_t(meta: dict) -> str:
     f = meta.get("t_high_frac")
-    return f" {round(100 * f)}% of each batch's timesteps drawn from the noisier half [500, 1000) (last run)," if f else ""
+    text = f" {round(100 * f)}% of each batch's timesteps drawn from the noisier half [500, 1000) (last run)," if f else ""
+    if meta.get("offset_noise"):
+        text += f" offset noise {meta['offset_noise']} (a per-image, per-channel constant added to the noise; last run),"
+    return text
 
 
 def _leak_lines(ev: dict | None) -> list[str]:
@@ -164,7 +167,8 @@ def write_card(out: Path, meta: dict) -> None:
         "- History: v0 (previous session) learned a 16x VAE end to end and lost colour (judge 0% on its own reconstructions);",
         "  v1 replaced it with the closed-form latent above, which makes colour exact by construction. v1.1 (third",
         "  session) resumed both: the decoder on object-centred crops (small stars and triangles were its shape errors),",
-        "  the UNet with a quarter of each batch at high noise, where the layout is decided.",
+        "  the UNet with a quarter of each batch at high noise, where the layout is decided, then briefly with offset",
+        "  noise against the background leak (shape 90% -> 97.5%, size 90% -> 100%, background 37.5% -> 45%).",
         "",
         "## Training metadata",
         "",

@@ -259,7 +259,8 @@ def unet_hparams(args) -> dict:
     """The UNet stage's settings, stored in its checkpoints so a later ``--stage export`` describes the
     run that produced the weights rather than its own command line."""
     return {"unet_steps_planned": args.unet_steps, "batch_size": args.batch_size, "lr": args.lr,
-            "min_snr_gamma": args.min_snr, "ema_decay": args.ema, "t_high_frac": args.t_high_frac}
+            "min_snr_gamma": args.min_snr, "ema_decay": args.ema, "t_high_frac": args.t_high_frac,
+            "offset_noise": args.offset_noise}
 
 
 def _meta(args, work: Path, ck: dict, final: bool) -> dict:
@@ -351,6 +352,8 @@ def train_unet(args, work: Path, tok):
         caps = [W.caption(s, rng) if rng.random() >= 0.1 else "" for s in scenes]
         ids = tok(caps, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
         noise = torch.randn_like(x0)
+        if args.offset_noise:  # per-image channel offsets hide the mean the schedule leaks at t=999 (background)
+            noise = noise + args.offset_noise * torch.randn(len(noise), noise.shape[1], 1, 1)
         t = torch.randint(0, 1000, (len(scenes),))
         n_high = round(args.t_high_frac * len(t))  # layout (position, count) is decided at high noise
         t[:n_high] = torch.randint(500, 1000, (n_high,))
@@ -425,6 +428,8 @@ def main(argv=None) -> None:
     p.add_argument("--min-snr", type=float, default=5.0, help="min-SNR-gamma loss weights (0: plain epsilon MSE)")
     p.add_argument("--t-high-frac", type=float, default=0.0,
                    help="share of each UNet batch whose timesteps are drawn from the noisier half [500, 1000)")
+    p.add_argument("--offset-noise", type=float, default=0.0,
+                   help="std of a per-image, per-channel constant added to the training noise (0: off)")
     p.add_argument("--export-every", type=int, default=500)
     p.add_argument("--time-budget-min", type=float, default=90, help="stop UNet training after this many minutes")
     args = p.parse_args(argv)
