@@ -20,7 +20,7 @@ def _vae_runs(meta: dict) -> str:
     return "runs: " + "; ".join(parts)
 
 
-def _high_t(meta: dict) -> str:
+def _unet_loss_extras(meta: dict) -> str:
     f = meta.get("t_high_frac")
     text = f" {round(100 * f)}% of each batch's timesteps drawn from the noisier half [500, 1000) (last run)," if f else ""
     if meta.get("offset_noise"):
@@ -104,7 +104,7 @@ def write_card(out: Path, meta: dict) -> None:
         " latents computed in closed form, no VAE in the loop), AdamW lr"
         f" {meta.get('lr')} cosine over the time budget (last run), loss weights"
         f" {'min-SNR-' + str(meta['min_snr_gamma']) if meta.get('min_snr_gamma') else 'plain epsilon MSE'} (last run),"
-        f"{_high_t(meta)} 10% caption dropout, EMA {meta.get('ema_decay')}; {meta.get('unet_seconds')} s in {meta.get('unet_runs', 1)} run(s)."
+        f"{_unet_loss_extras(meta)} 10% caption dropout, EMA {meta.get('ema_decay')}; {meta.get('unet_seconds')} s in {meta.get('unet_runs', 1)} run(s)."
         " The VAE and UNet stages ran at the same time in two processes (`--stage vae`, `--stage unet --threads-after-vae 2`),"
         " then resumed with `--resume` and changed settings (commands above).",
         "- Wall-clock times depend on the shared machine; the run is deterministic per seed only up to CPU threading.",
