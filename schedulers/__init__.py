@@ -12,9 +12,11 @@ from .catalog import (
     make_scheduler,
     missing_requirements,
     resolve_sampler,
+    zero_snr_betas,
 )
 
 __all__ = [
     "FAMILIES", "SAMPLERS", "IncompatibleSampler", "SamplerSpec", "UnknownSampler", "check_compatible",
     "default_sampler", "is_flow_model", "list_samplers", "make_scheduler", "missing_requirements", "resolve_sampler",
+    "zero_snr_betas",
 ]

@@ -7,6 +7,7 @@ config overrides. Schedulers are always built from the model's own scheduler con
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -165,7 +166,26 @@ def make_scheduler(name: str, base_config: Mapping[str, Any] | None, family: str
     cfg = dict(base_config or {})
     if spec.cls in ("DDIMScheduler", "DDPMScheduler") and "clip_sample" not in cfg:
         cfg["clip_sample"] = False  # latent diffusion never clips x0 (diffusers' default True is for pixel models)
+    if cfg.get("rescale_betas_zero_snr") and "rescale_betas_zero_snr" not in inspect.signature(cls.__init__).parameters:
+        cfg["trained_betas"] = zero_snr_betas(cfg)
     return cls.from_config(cfg, **dict(spec.overrides))
+
+
+def zero_snr_betas(base_config: Mapping[str, Any]) -> list[float]:
+    """The betas of a zero-terminal-SNR model (``rescale_betas_zero_snr``) for the schedulers diffusers
+    has not taught the flag (Heun, DPM2, LMS, PNDM, DPM++ SDE): without them those samplers would
+    silently run the un-rescaled schedule, whose steps do not match what the model was trained on.
+    The last cumulative alpha is 2**-24 instead of 0, as diffusers' own Euler/DPM++/UniPC do, so that
+    sigma-based samplers get a finite first sigma."""
+    import diffusers
+
+    keep = {k: base_config[k] for k in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
+                                         "trained_betas") if base_config.get(k) is not None}
+    abar = diffusers.DDPMScheduler(**keep, rescale_betas_zero_snr=True).alphas_cumprod.double().clone()
+    abar[-1] = 2.0**-24
+    prev = abar.new_ones(abar.shape)
+    prev[1:] = abar[:-1]
+    return (1.0 - abar / prev).tolist()
 
 
 def list_samplers(family: str | None = None, base_config: Mapping[str, Any] | None = None) -> list[str]:

@@ -148,3 +148,29 @@ def test_list_samplers_by_family():
     assert set(schedulers.list_samplers("flux", FLUX_CFG)) == {"Flow-match Euler"}
     assert "Flow-match Heun" in schedulers.list_samplers("sd3", FLOW_CFG)
     assert "Flow-match Euler" not in schedulers.list_samplers("sd1", SD_CFG)
+
+
+ZSNR_CFG = {**SD2_CFG, "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
+
+
+@pytest.mark.parametrize("name", EPS)
+def test_every_eps_sampler_runs_a_zero_terminal_snr_model_on_its_own_schedule(name):
+    # Heun, DPM2, LMS, PNDM and DPM++ SDE have no rescale_betas_zero_snr flag in diffusers: built from the
+    # plain config they would sample the un-rescaled schedule (terminal alphas_cumprod 0.0047, not ~0)
+    if not _available(name):
+        pytest.skip(f"{name} needs {SAMPLERS[name].requires}")
+    import torch
+
+    want = diffusers.DDPMScheduler.from_config(ZSNR_CFG).alphas_cumprod
+    s = make_scheduler(name, ZSNR_CFG, "sd2")
+    got = s.alphas_cumprod
+    assert float(got[-1]) <= 2.0**-24 * 1.001
+    torch.testing.assert_close(got[:-1].float(), want[:-1].float(), rtol=1e-4, atol=1e-7)
+    s.set_timesteps(10)
+    assert float(s.timesteps[0]) >= 990  # trailing spacing starts where the model saw pure noise
+
+
+def test_plain_models_get_no_rescaled_betas():
+    s = make_scheduler("Heun", SD2_CFG, "sd2")
+    assert s.config.trained_betas is None
+    assert float(s.alphas_cumprod[-1]) == pytest.approx(0.00466, rel=0.01)
