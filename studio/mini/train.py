@@ -8,11 +8,15 @@ same time in two processes, then ``export`` joins them):
           ``studio/mini/latent.py`` (cell-mean colour + object coverage), then trained: the decoder to
           paint sharp scenes from (slightly noised) target latents, the encoder to regress the targets.
   unet    UNet2DConditionModel + CLIP text encoder, trained jointly on target latents computed straight
-          from freshly rendered training scenes (no VAE in the loop, every batch new): epsilon
-          prediction, scaled_linear betas, min-SNR-5 weights, 10% caption dropout for classifier-free
-          guidance, EMA.  EMA checkpoints go to --work every --export-every steps (and are exported to
+          from freshly rendered training scenes (no VAE in the loop, every batch new): v-prediction
+          on scaled_linear betas rescaled to zero terminal SNR (``--prediction``, ``--zero-snr``: with
+          signal left at t=999 the UNet copies the background from it instead of reading the caption),
+          min-SNR-5 weights, 10% caption dropout for classifier-free guidance, EMA.  EMA checkpoints go to --work every --export-every steps (and are exported to
           --out when a VAE is available), so an interrupted run still leaves usable weights.
   export  the trained VAE + the EMA UNet/text encoder as an fp16 diffusers folder with its model card.
+  unpack  turn a shipped model folder (``--from``, default the committed weights) back into a --work
+          folder (fp32 VAE, EMA checkpoint, step count, time and command history), so that ``--stage
+          unet --resume`` continues training the shipped model on any machine.
 
 Held-out colour-shape pairs (``world.HOLDOUT``) are never rendered for training.
 """
@@ -80,18 +84,29 @@ def make_text_encoder(vocab_size: int):
     return CLIPTextModel(cfg)
 
 
-def make_scheduler_train():
+def _noise_settings(hp: dict | None) -> dict:
+    """The scheduler settings a UNet was trained with (checkpoints from before v2 hold neither key:
+    epsilon prediction on the plain scaled_linear schedule)."""
+    hp = hp or {}
+    return {"prediction_type": hp.get("prediction_type", "epsilon"),
+            "rescale_betas_zero_snr": bool(hp.get("zero_terminal_snr", False))}
+
+
+def make_scheduler_train(hp: dict | None = None):
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    return DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         **_noise_settings(hp))
 
 
-def make_scheduler_infer():
+def make_scheduler_infer(hp: dict | None = None):
     from diffusers import DPMSolverMultistepScheduler
 
+    # trailing spacing: the first sampling step is t=999, the one pure-noise step a zero-SNR model trained on
     return DPMSolverMultistepScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
         algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing", steps_offset=1,
+        **_noise_settings(hp),
     )
 
 
@@ -230,7 +245,7 @@ def load_vae(work: Path):
 
 
 # ---------------------------------------------------------------- stage: UNet + text encoder
-def export(out: Path, vae, unet, te, tok, scaling: float, meta: dict) -> None:
+def export(out: Path, vae, unet, te, tok, scaling: float, meta: dict, hp: dict | None = None) -> None:
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -238,7 +253,7 @@ def export(out: Path, vae, unet, te, tok, scaling: float, meta: dict) -> None:
     vae.register_to_config(scaling_factor=scaling)
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=copy.deepcopy(te).to(torch.float16), tokenizer=tok,
-        unet=copy.deepcopy(unet).to(torch.float16), scheduler=make_scheduler_infer(),
+        unet=copy.deepcopy(unet).to(torch.float16), scheduler=make_scheduler_infer(hp),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     out.mkdir(parents=True, exist_ok=True)
@@ -260,7 +275,8 @@ def unet_hparams(args) -> dict:
     run that produced the weights rather than its own command line."""
     return {"unet_steps_planned": args.unet_steps, "batch_size": args.batch_size, "lr": args.lr,
             "min_snr_gamma": args.min_snr, "ema_decay": args.ema, "t_high_frac": args.t_high_frac,
-            "offset_noise": args.offset_noise}
+            "offset_noise": args.offset_noise, "prediction_type": args.prediction,
+            "zero_terminal_snr": args.zero_snr}
 
 
 def _meta(args, work: Path, ck: dict, final: bool) -> dict:
@@ -296,12 +312,17 @@ def train_unet(args, work: Path, tok):
     ema_u, ema_t = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
     for p in list(ema_u.parameters()) + list(ema_t.parameters()):
         p.requires_grad_(False)
-    sched = make_scheduler_train()
+    sched = make_scheduler_train(unet_hparams(args))
     abar = sched.alphas_cumprod
     snr = abar / (1 - abar)
-    # min-SNR-gamma weights favour the high-noise (layout) steps; 0 = the plain epsilon loss, which also
-    # trains the last low-noise steps well enough to leave no grain in the final latent
-    weight = torch.clamp(snr, max=args.min_snr) / snr if args.min_snr else torch.ones_like(snr)
+    vpred = args.prediction == "v_prediction"
+    # min-SNR-gamma weights favour the high-noise (layout) steps; 0 = the plain MSE, which also trains the
+    # last low-noise steps well enough to leave no grain in the final latent.  For v the same weighting
+    # is min(snr, gamma) / (snr + 1) (Hang et al. 2023), finite at zero terminal SNR.
+    if not args.min_snr:
+        weight = torch.ones_like(snr)
+    else:
+        weight = torch.clamp(snr, max=args.min_snr) / (snr + 1 if vpred else snr)
     t0 = time.time()
     budget = args.time_budget_min * 60 if args.time_budget_min else None
     step, seed, prev_s, runs = 0, 10**7 * (args.seed + 1), 0, 1
@@ -337,7 +358,8 @@ def train_unet(args, work: Path, tok):
                     "seconds": secs, "runs": runs}, work / "unet_state.pt")
         vae, which = load_vae(work)
         if vae is not None:
-            export(Path(args.out), vae, ema_u, ema_t, tok, scaling, _meta(args, work, ck, final) | {"vae_export": which})
+            export(Path(args.out), vae, ema_u, ema_t, tok, scaling, _meta(args, work, ck, final) | {"vae_export": which},
+                   ck["hparams"])
             log(f"exported EMA weights at step {step} with {which} -> {args.out}")
 
     while step < args.unet_steps:
@@ -360,7 +382,8 @@ def train_unet(args, work: Path, tok):
         xt = sched.add_noise(x0, noise, t)
         cond = te(ids).last_hidden_state
         pred = unet(xt, t, cond).sample
-        loss = (F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3)) * weight[t]).mean()
+        target = sched.get_velocity(x0, noise, t) if vpred else noise
+        loss = (F.mse_loss(pred, target, reduction="none").mean((1, 2, 3)) * weight[t]).mean()
         # cosine decay over whichever ends first: the planned steps or the time budget
         prog = step / args.unet_steps
         if budget:
@@ -399,15 +422,47 @@ def export_stage(args, work: Path, tok) -> None:
     unet, te = make_unet(), make_text_encoder(len(tok))
     unet.load_state_dict(ck["unet"])
     te.load_state_dict(ck["te"])
-    export(Path(args.out), vae, unet, te, tok, ck["scaling"], _meta(args, work, ck, which == "vae") | {"vae_export": which})
+    export(Path(args.out), vae, unet, te, tok, ck["scaling"], _meta(args, work, ck, which == "vae") | {"vae_export": which},
+           ck.get("hparams"))
     log(f"exported step {ck['step']} with {which} -> {args.out}")
+
+
+def unpack_stage(args, work: Path, tok) -> None:
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    src = Path(args.src)
+    meta_path = src / "training.json"
+    if not (src / "unet" / "config.json").exists() or not meta_path.exists():
+        raise SystemExit(f"unpack: {src} is not a mini model folder (needs unet/ and training.json)")
+    meta = json.loads(meta_path.read_text())
+    vae = AutoencoderKL.from_pretrained(src / "vae", torch_dtype=torch.float32)
+    vae.save_pretrained(work / "vae")
+    unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32)
+    te = CLIPTextModel.from_pretrained(src / "text_encoder", dtype=torch.float32)
+    hp_keys = ("unet_steps_planned", "batch_size", "lr", "min_snr_gamma", "ema_decay", "t_high_frac",
+               "offset_noise", "prediction_type", "zero_terminal_snr")
+    ck = {"unet": unet.state_dict(), "te": te.state_dict(), "step": meta["unet_steps_done"],
+          "scaling": meta["scaling_factor"], "seconds": meta["unet_seconds"], "runs": meta.get("unet_runs", 1),
+          "hparams": {k: meta[k] for k in hp_keys if k in meta}}
+    torch.save(ck, work / "unet_ema.pt")
+    (work / "vae_time.json").write_text(json.dumps({
+        "steps": meta.get("vae_steps"), "images": meta.get("vae_scenes_seen"), "seconds": meta.get("vae_seconds"),
+        "history": meta.get("vae_history", []), "runs": meta.get("vae_runs", 1)}))
+    # the history so far first, then this unpack command (main() appended it before we got here)
+    own = (work / "commands.txt").read_text().splitlines()
+    (work / "commands.txt").write_text("\n".join(meta.get("commands", []) + own) + "\n")
+    log(f"unpacked {src} (UNet step {ck['step']}) -> {work}")
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).parent / "weights"))
     p.add_argument("--work", default="/tmp/mini_work", help="folder for the VAE and UNet checkpoints")
-    p.add_argument("--stage", choices=("all", "vae", "unet", "export"), default="all")
+    p.add_argument("--stage", choices=("all", "vae", "unet", "export", "unpack"), default="all")
+    p.add_argument("--from", dest="src", default=str(Path(__file__).parent / "weights"),
+                   help="unpack stage: the shipped model folder to continue from")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the VAE / UNet found in --work for another budget")
     p.add_argument("--threads", type=int, default=1)
@@ -430,6 +485,11 @@ def main(argv=None) -> None:
                    help="share of each UNet batch whose timesteps are drawn from the noisier half [500, 1000)")
     p.add_argument("--offset-noise", type=float, default=0.0,
                    help="std of a per-image, per-channel constant added to the training noise (0: off)")
+    p.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="v_prediction",
+                   help="what the UNet predicts (v: Salimans & Ho 2022; needed with --zero-snr)")
+    p.add_argument("--zero-snr", action=argparse.BooleanOptionalAction, default=True,
+                   help="rescale the betas to zero terminal SNR (Lin et al. 2024), so that t=999 is pure noise "
+                        "and the UNet cannot read the layout from signal the schedule leaves there")
     p.add_argument("--export-every", type=int, default=500)
     p.add_argument("--time-budget-min", type=float, default=90, help="stop UNet training after this many minutes")
     args = p.parse_args(argv)
@@ -437,15 +497,21 @@ def main(argv=None) -> None:
         p.error(f"--vae-crop must be a multiple of 8 between 8 and {W.SIZE} px, got {args.vae_crop}")
     if not 0.0 <= args.t_high_frac <= 1.0:
         p.error(f"--t-high-frac must be between 0 and 1, got {args.t_high_frac}")
+    if args.zero_snr and args.prediction == "epsilon":
+        p.error("--zero-snr needs --prediction v_prediction: at zero SNR the noise is the input itself")
     args.command = "python -m studio.mini.train " + " ".join(argv if argv is not None else sys.argv[1:])
     import torch
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
+    if args.stage == "unpack" and (work / "unet_ema.pt").exists():
+        p.error(f"--stage unpack: {work} already holds a UNet checkpoint; unpack into a new --work folder")
     work.mkdir(parents=True, exist_ok=True)
     with open(work / "commands.txt", "a") as f:  # every stage invocation, for the model card
         f.write(f"{time.strftime('%Y-%m-%d %H:%M')} {args.command}\n")
     tok = build_tokenizer()
+    if args.stage == "unpack":
+        unpack_stage(args, work, tok)
     if args.stage in ("all", "vae"):
         (work / "vae.running").touch()  # tells a concurrent unet stage that the VAE is still training
         try:

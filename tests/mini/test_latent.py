@@ -123,7 +123,8 @@ def test_object_crops_match_their_latents_and_hold_an_object():
     assert len({x[k].tobytes() for k in range(12)}) == 12
 
 
-@pytest.mark.parametrize("argv", [["--vae-crop", "100"], ["--vae-crop", "512"], ["--t-high-frac", "1.5"]])
+@pytest.mark.parametrize("argv", [["--vae-crop", "100"], ["--vae-crop", "512"], ["--t-high-frac", "1.5"],
+                                  ["--prediction", "epsilon"]])
 def test_train_rejects_bad_settings_by_name(argv, capsys):
     from studio.mini.train import main
 
