@@ -101,7 +101,8 @@ class Studio:
 
     # -- requests -------------------------------------------------------------------------------------------
     def resolve(self, request: GenerationRequest, entry: ModelEntry, family: str,
-                init: Optional[_Input], mask: Optional[_Input], scale: int = 8) -> GenerationRequest:
+                init: Optional[_Input], mask: Optional[_Input], scale: int = 8,
+                scheduler_config: Optional[dict] = None) -> GenerationRequest:
         """Fill every None with the model's default, so the recorded request replays exactly."""
         import schedulers
 
@@ -122,7 +123,7 @@ class Studio:
                 raise RequestError(f"{side} {fields[side]} must be a multiple of {scale} for model {entry.name}")
         fields["steps"] = request.steps or entry.steps
         fields["guidance"] = entry.guidance if request.guidance is None else request.guidance
-        fields["sampler"] = request.sampler or entry.sampler or schedulers.default_sampler(family)
+        fields["sampler"] = request.sampler or entry.sampler or schedulers.default_sampler(family, scheduler_config)
         if fields["seed"] is None:
             fields["seed"] = secrets.randbelow(2**32)
         if request.mode in ("img2img", "inpaint") and fields["strength"] is None:
@@ -185,7 +186,8 @@ class Studio:
         if not model.supports(request.mode):
             raise RequestError(f"model {entry.name} ({model.family}) does not support {request.mode}")
         scale = int(getattr(model.pipe, "vae_scale_factor", 8) or 8)
-        request = self.resolve(request, entry, model.family, init, mask, scale=max(8, scale))
+        request = self.resolve(request, entry, model.family, init, mask, scale=max(8, scale),
+                               scheduler_config=dict(model.pipe.scheduler.config))
         try:
             schedulers.make_scheduler(request.sampler, dict(model.pipe.scheduler.config), model.family)
         except ValueError as exc:  # IncompatibleSampler / UnknownSampler

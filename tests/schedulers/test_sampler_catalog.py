@@ -153,9 +153,9 @@ def test_list_samplers_by_family():
 ZSNR_CFG = {**SD2_CFG, "rescale_betas_zero_snr": True, "timestep_spacing": "trailing"}
 
 
-@pytest.mark.parametrize("name", EPS)
+@pytest.mark.parametrize("name", [n for n in EPS if n != "Heun" and not SAMPLERS[n].overrides.get("use_karras_sigmas")])
 def test_every_eps_sampler_runs_a_zero_terminal_snr_model_on_its_own_schedule(name):
-    # Heun, DPM2, LMS, PNDM and DPM++ SDE have no rescale_betas_zero_snr flag in diffusers: built from the
+    # DPM2, LMS and PNDM have no rescale_betas_zero_snr flag in diffusers: built from the
     # plain config they would sample the un-rescaled schedule (terminal alphas_cumprod 0.0047, not ~0)
     if not _available(name):
         pytest.skip(f"{name} needs {SAMPLERS[name].requires}")
@@ -171,6 +171,35 @@ def test_every_eps_sampler_runs_a_zero_terminal_snr_model_on_its_own_schedule(na
 
 
 def test_plain_models_get_no_rescaled_betas():
-    s = make_scheduler("Heun", SD2_CFG, "sd2")
+    s = make_scheduler("DPM2", SD2_CFG, "sd2")
     assert s.config.trained_betas is None
     assert float(s.alphas_cumprod[-1]) == pytest.approx(0.00466, rel=0.01)
+
+
+KARRAS = [n for n, s in SAMPLERS.items() if s.overrides.get("use_karras_sigmas")]
+
+
+@pytest.mark.parametrize("name", KARRAS)
+def test_karras_spacing_is_refused_at_zero_terminal_snr_with_the_plain_sampler_named(name):
+    # the largest sigma of such a model is infinite: diffusers clamps it to 4096, Karras spacing then
+    # repeats t=999/998/... and DPM++ 2M Karras dies with an IndexError mid-sampling
+    with pytest.raises(IncompatibleSampler, match="zero terminal SNR") as err:
+        make_scheduler(name, ZSNR_CFG, "sd2")
+    plain = name.replace(" Karras", "") if name.replace(" Karras", "") in SAMPLERS else "DPM++ 2M"
+    assert repr(plain) in str(err.value)
+    make_scheduler(plain, ZSNR_CFG, "sd2")  # the suggestion itself works
+    assert name not in schedulers.list_samplers("sd2", ZSNR_CFG)
+    assert name in schedulers.list_samplers("sd2", SD2_CFG)
+
+
+def test_zero_snr_models_default_to_a_sampler_they_can_run():
+    assert schedulers.default_sampler("sd2", SD2_CFG) == "DPM++ 2M Karras"
+    assert schedulers.default_sampler("sd2", ZSNR_CFG) == "DPM++ 2M"
+    make_scheduler(schedulers.default_sampler("sd1", ZSNR_CFG), ZSNR_CFG, "sd1")
+
+
+def test_heun_is_refused_at_zero_terminal_snr_and_kept_otherwise():
+    with pytest.raises(IncompatibleSampler, match="'Euler' or 'DPM2'"):
+        make_scheduler("Heun", ZSNR_CFG, "sd2")
+    assert "Heun" not in schedulers.list_samplers("sd2", ZSNR_CFG)
+    assert make_scheduler("Heun", SD2_CFG, "sd2").config.trained_betas is None

@@ -151,3 +151,20 @@ def test_live_previews_are_sealed(engine, tiny_model):
 
     report = safety.verify(preview.data, config=__import__("studio.writer").writer.safety_config())
     assert report.exit_code == 0 and report.to_dict()["manifest"]["params"]["kind"] == "preview"
+
+
+def test_zero_terminal_snr_model_gets_a_default_sampler_it_can_run(engine, tmp_path):
+    # sd1's default, DPM++ 2M Karras, cannot start from infinite noise: a zero-SNR model (like mini) must
+    # fall back to plain DPM++ 2M, and asking for Karras must be a named request error, not an IndexError
+    from pipelines.tiny import save_tiny, tiny_sd
+
+    path = save_tiny(tiny_sd(vae_scale=8, prediction_type="v_prediction"), tmp_path / "zsnr")
+    cfg_file = path / "scheduler" / "scheduler_config.json"
+    cfg = json.loads(cfg_file.read_text())
+    cfg.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    cfg_file.write_text(json.dumps(cfg))
+    res = gen(engine, str(path), seed=3)
+    assert res.record.request.sampler == "DPM++ 2M"
+    assert np.asarray(res.outputs[0].image).std() > 0
+    with pytest.raises(studio.RequestError, match="zero terminal SNR"):
+        gen(engine, str(path), seed=3, sampler="DPM++ 2M Karras")
