@@ -28,11 +28,30 @@ def _unet_loss_extras(meta: dict) -> str:
     return text
 
 
-def _leak_lines(ev: dict | None) -> list[str]:
+def _zero_snr(meta: dict) -> bool:
+    return bool(meta.get("zero_terminal_snr"))
+
+
+def _scheduler_row(meta: dict) -> str:
+    pred = "v-prediction" if meta.get("prediction_type") == "v_prediction" else "epsilon prediction"
+    betas = ("scaled_linear betas 0.00085-0.012 rescaled to zero terminal SNR (`rescale_betas_zero_snr`: t=999 is pure noise)"
+             if _zero_snr(meta) else "scaled_linear betas 0.00085-0.012")
+    return (f"| scheduler | DPMSolverMultistepScheduler (DPM++ 2M, trailing timestep spacing), {betas}, 1000 train steps,"
+            f" {pred}; the studio's catalog offers every sampler except the Karras-spaced ones and Heun, which"
+            " cannot start from infinite noise (DPM2, LMS and PNDM get the rescaled betas from `schedulers.zero_snr_betas`) |")
+
+
+def _leak_lines(ev: dict | None, meta: dict) -> list[str]:
     lp = (ev or {}).get("terminal_leak_probe")
     if not lp:
         return []
     a, b = lp["pure_noise"], lp["with_leak"]
+    if _zero_snr(meta):
+        return [
+            f"- Zero terminal SNR: the noisiest training input holds no image signal (alphas_cumprod[999] = {lp['alphas_cumprod_last']}),",
+            f"  so the layout can only come from the caption. `evaluate --leak-probe {lp['n']}`: background {a['background']}%,"
+            f" position {a['position']}% from pure noise ({b['background']}% / {b['position']}% with the (nil) leak added).",
+        ]
     return [
         "- Captioned backgrounds and positions are often not followed. The scaled_linear schedule leaves signal at the",
         f"  last training step (alphas_cumprod[999] = {lp['alphas_cumprod_last']}); starting sampling from pure noise plus that",
@@ -40,6 +59,20 @@ def _leak_lines(ev: dict | None) -> list[str]:
         f" {b['background']}% and position from {a['position']}% to {b['position']}%: the UNet reads the layout from the leak",
         "  more than from the caption. The fix is a retrain with zero-terminal-SNR betas and v-prediction",
         "  (Lin et al. 2024; diffusers `rescale_betas_zero_snr=True`).",
+    ]
+
+
+def _position_lines(ev: dict | None) -> list[str]:
+    fs = (ev or {}).get("first_step_layout")
+    if not fs or fs["position_correct"] >= 50:
+        return []
+    return [
+        "- Position words are barely followed. `evaluate` reads the model's first estimate of the clean image (t=999, from",
+        f"  pure noise) for each of the nine positions: the predicted object lies in the captioned ninth {fs['position_correct']}% of the",
+        f"  time (n={fs['n']}; 11% is chance), and changing only the position words moves the text encoder's output",
+        f"  {fs['text_shift_position_over_colour']}x as much as changing only the colour word. The UNet places objects from a spatial prior",
+        "  of its own and the text encoder has learnt to discard the words the UNet does not use; the CPU budgets so far",
+        "  have not broken out of that.",
     ]
 
 
@@ -72,7 +105,7 @@ def write_card(out: Path, meta: dict) -> None:
         "| unet | UNet2DConditionModel on 32x32 latents, channels 32/64/128, GroupNorm 8 groups, convolution only at 32x32, cross-attention at 16x16 and 8x8 (head dim 32), 1 layer per block, cross_attention_dim 128 |",
         "| text_encoder | CLIPTextModel trained from scratch with the UNet: hidden 128, 3 layers, 4 heads, 32 positions |",
         "| tokenizer | CLIPTokenizer built offline from vocab + merges (`studio/mini/tokenizer.py`): every world word is one token; unknown text falls back to byte-level pieces |",
-        "| scheduler | DPMSolverMultistepScheduler (DPM++ 2M), scaled_linear betas 0.00085-0.012, 1000 train steps, epsilon prediction; DDIM/Euler/etc. also work |",
+        _scheduler_row(meta),
         "",
         f"Weights are fp16 safetensors; folder size {_size_mb(out):.1f} MB.",
         "",
@@ -91,7 +124,10 @@ def write_card(out: Path, meta: dict) -> None:
         "",
         "These are the stage commands that produced the shipped weights, in order (the first two ran side by side,",
         "later ones resume with `--resume`). `python -m studio.mini.train --out studio/mini/weights --seed 0` runs",
-        "all stages in one process with the default budgets.",
+        "all stages in one process with the default budgets. Commands without `--prediction` ran before that flag existed",
+        "and trained epsilon prediction on the plain schedule: re-run them with `--prediction epsilon --no-zero-snr`.",
+        "`--stage unpack` turns a shipped model folder back into a `--work` folder, so a run can continue from the",
+        "committed weights on a machine that never held the earlier work folders.",
         "",
         f"- seed {meta.get('seed')}; no GPU: {meta.get('hardware')} (2 cores shared with other jobs)",
         f"- VAE: initialised so that the encoder already computes the closed-form latent and the decoder already paints it back as"
@@ -103,7 +139,9 @@ def write_card(out: Path, meta: dict) -> None:
         f"- UNet + text encoder: {meta.get('unet_steps_done')} steps, batch {meta.get('batch_size')} ({meta.get('unet_scenes_seen')} freshly rendered training scenes;"
         " latents computed in closed form, no VAE in the loop), AdamW lr"
         f" {meta.get('lr')} cosine over the time budget (last run), loss weights"
-        f" {'min-SNR-' + str(meta['min_snr_gamma']) if meta.get('min_snr_gamma') else 'plain epsilon MSE'} (last run),"
+        f" {'min-SNR-' + str(meta['min_snr_gamma']) if meta.get('min_snr_gamma') else 'plain MSE'} on the"
+        f" {'v' if meta.get('prediction_type') == 'v_prediction' else 'epsilon'} target"
+        f"{', zero-terminal-SNR betas' if _zero_snr(meta) else ''} (last run),"
         f"{_unet_loss_extras(meta)} 10% caption dropout, EMA {meta.get('ema_decay')}; {meta.get('unet_seconds')} s in {meta.get('unet_runs', 1)} run(s)."
         " The VAE and UNet stages ran at the same time in two processes (`--stage vae`, `--stage unet --threads-after-vae 2`),"
         " then resumed with `--resume` and changed settings (commands above).",
@@ -163,12 +201,18 @@ def write_card(out: Path, meta: dict) -> None:
         "- 256x256 only (other sizes work mechanically but were never trained).",
         f"- Trained on CPU only (2 cores, no GPU lent in those sessions): {round((meta.get('vae_seconds') or 0) / 60)} minutes for the VAE and"
         f" {round((meta.get('unet_seconds') or 0) / 60)} for the UNet, run side by side.",
-        *_leak_lines(ev),
+        *_leak_lines(ev, meta),
+        *_position_lines(ev),
         "- History: v0 (previous session) learned a 16x VAE end to end and lost colour (judge 0% on its own reconstructions);",
         "  v1 replaced it with the closed-form latent above, which makes colour exact by construction. v1.1 (third",
         "  session) resumed both: the decoder on object-centred crops (small stars and triangles were its shape errors),",
         "  the UNet with a quarter of each batch at high noise, where the layout is decided, then briefly with offset",
         "  noise against the background leak (shape 90% -> 97.5%, size 90% -> 100%, background 37.5% -> 45%).",
+        *(["  v2 (fifth session) continued the v1.1 UNet and text encoder (`--stage unpack`, then `--stage unet --resume`) with",
+           "  v-prediction on betas rescaled to zero terminal SNR: the noisiest training input is pure noise, so the background",
+           "  can only come from the caption (background 45% (n=40) -> 100% (n=60); inpainting's new colour 50% -> 83%).",
+           "  The run was stopped at its step-11200 checkpoint, 79 of its 100 budgeted minutes, to leave session time for evaluation."]
+          if _zero_snr(meta) else []),
         "",
         "## Training metadata",
         "",

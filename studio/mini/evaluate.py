@@ -153,6 +153,53 @@ def _terminal_leak_probe(pipe, n: int, guidance: float, steps: int) -> dict:
     return {"n": n, "alphas_cumprod_last": round(a, 5), **out}
 
 
+FIRST_STEP_SCENES = (("red", "circle", "white"), ("blue", "square", "black"), ("yellow", "star", "gray"))
+
+
+def _first_step_layout(pipe, n_noise: int = 8) -> dict:
+    """Does the caption's position reach the layout at all?  The model's first estimate of the clean image
+    (t=999, from pure noise) is read for each of the nine positions: the centre of mass of its predicted
+    object coverage, classified with the judge's position rule.  A model that ignores position words
+    predicts the same place for all nine (11% by chance).  Also how much the text encoder's output moves
+    when only the position words change, relative to changing only the colour word."""
+    import torch
+
+    from .judge import _position
+    from .tokenizer import MAX_LEN
+
+    unet, te, tok = pipe.unet, pipe.text_encoder, pipe.tokenizer
+    a = float(pipe.scheduler.alphas_cumprod[-1])
+    sf = pipe.vae.config.scaling_factor
+    x = torch.randn(n_noise, 4, 32, 32, generator=torch.Generator().manual_seed(7)).to(unet.dtype)
+    t = torch.full((n_noise,), pipe.scheduler.config.num_train_timesteps - 1)
+    v_pred = pipe.scheduler.config.prediction_type == "v_prediction"
+    ys, xs = torch.meshgrid(torch.arange(32.0) + 0.5, torch.arange(32.0) + 0.5, indexing="ij")
+
+    def states(cap: str):
+        ids = tok([cap], padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
+        return te(ids).last_hidden_state
+
+    hits, shift_pos, shift_col = [], [], []
+    with torch.no_grad():
+        for colour, shape, bg in FIRST_STEP_SCENES:
+            for pos in W.POSITIONS:
+                cond = states(f"a large {colour} {shape} {W.POSITION_PHRASES[pos][0]} on a {bg} background")
+                out = unet(x, t, cond.expand(n_noise, -1, -1)).sample.float()
+                x0 = a**0.5 * x.float() - (1 - a) ** 0.5 * out if v_pred else (x.float() - (1 - a) ** 0.5 * out) / a**0.5
+                cov = x0[:, 3] / sf
+                w = (cov - cov.flatten(1).median(1).values.view(-1, 1, 1)).clamp(min=0) + 1e-8
+                for k in range(n_noise):
+                    cx = float((w[k] * xs).sum() / w[k].sum()) * 8
+                    cy = float((w[k] * ys).sum() / w[k].sum()) * 8
+                    hits.append(_position(cx, cy) == pos)
+            base = states(f"a large {colour} {shape} at the top left on a {bg} background")
+            other = "green" if colour != "green" else "red"
+            shift_pos.append(float((states(f"a large {colour} {shape} at the bottom right on a {bg} background") - base).abs().mean()))
+            shift_col.append(float((states(f"a large {other} {shape} at the top left on a {bg} background") - base).abs().mean()))
+    return {"n": len(hits), "position_correct": round(100.0 * float(np.mean(hits)), 1),
+            "text_shift_position_over_colour": round(float(np.mean(shift_pos) / np.mean(shift_col)), 3)}
+
+
 def _to_uint8(y) -> np.ndarray:
     """A decoded CHW tensor in [-1, 1] as an HWC uint8 image."""
     return ((y.float().permute(1, 2, 0).clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
@@ -259,6 +306,8 @@ def main(argv=None) -> dict:
         print("inpaint:", json.dumps(res["inpaint"]), flush=True)
         res["speed"] = _speed(pipe, args.guidance, args.steps)
         print("speed:", json.dumps(res["speed"]), flush=True)
+    res["first_step_layout"] = _first_step_layout(pipe)
+    print("first-step layout:", json.dumps(res["first_step_layout"]), flush=True)
     if args.leak_probe:
         res["terminal_leak_probe"] = _terminal_leak_probe(pipe, args.leak_probe, args.guidance, args.steps)
         print("terminal leak probe:", json.dumps(res["terminal_leak_probe"]), flush=True)
