@@ -259,6 +259,17 @@ def _read_back(status: str, wm_id_b: bytes, detect) -> Tuple[Optional[str], str]
     return (got, status) if got == wm_id_b.hex() else (None, "not_embeddable")
 
 
+HEADROOM = 5
+
+
+def _with_headroom(img):
+    """``img`` with its colour channels clipped to [HEADROOM, 255 - HEADROOM] (alpha untouched)."""
+    from PIL import Image
+    arr = np.array(img)
+    arr[..., :3] = np.clip(arr[..., :3], HEADROOM, 255 - HEADROOM)
+    return Image.fromarray(arr, img.mode)
+
+
 @_guard
 def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, parent: Optional[bytes] = None,
                parent_format: Optional[str] = None, png_text: Optional[Dict[str, str]] = None,
@@ -288,6 +299,13 @@ def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, p
         marked, status = img, e.status
     data = M.encode_image(marked, f, png_text=png_text, quality=quality)
     wm_id, status = _read_back(status, wm_id_b, lambda: wm.detect(M.decode_image(data)))
+    if status == "not_embeddable":
+        # Saturated flat areas (a pure white background) clip the chroma mark away when it is converted back
+        # to RGB; HEADROOM levels below 255 / above 0 leave it room.  Only images that failed take this path.
+        retry = M.encode_image(wm.embed(_with_headroom(img), wm_id_b), f, png_text=png_text, quality=quality)
+        got, _ = _read_back("embedded", wm_id_b, lambda: wm.detect(M.decode_image(retry)))
+        if got is not None:
+            data, wm_id, status = retry, got, "embedded"
     return _finish(data=data, fmt=f, kind="image", claim_generator=claim_generator, params=params, parent=parent,
                    parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
                    source_type=digital_source_type, description=description, thumbnail=config.thumbnail)

@@ -1,6 +1,7 @@
 import io
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -96,6 +97,23 @@ def test_too_small_recorded(dev_cfg):
     rep = verify(s.data, dev_cfg)
     assert rep.exit_code == 0 and rep.manifest["watermark_status"] == "too_small"
     assert rep.manifest["soft_binding"] is None
+
+
+def test_saturated_white_background_takes_the_mark_with_a_little_headroom(dev_cfg):
+    # a mini-style render: pure white background, one flat red disc; without headroom the read-back fails
+    from safety.watermark import ImageWatermarker
+
+    arr = np.full((256, 256, 3), 255, np.uint8)
+    yy, xx = np.mgrid[:256, :256]
+    arr[(yy - 128) ** 2 + (xx - 128) ** 2 < 50 ** 2] = (220, 30, 30)
+    wm = ImageWatermarker()
+    assert wm.detect(wm.embed(arr, bytes(8)))[0] is None  # the failure this path exists for
+    s = seal_image(Image.fromarray(arr), fmt="png", params={}, claim_generator=CG, config=dev_cfg, watermark_id="00" * 8)
+    assert s.watermark_status == "embedded" and s.watermark_id == "00" * 8
+    rep = verify(s.data, dev_cfg)
+    assert rep.watermark_found and rep.watermark_id == "00" * 8
+    out = np.asarray(Image.open(io.BytesIO(s.data)).convert("RGB")).astype(int)
+    assert np.median(out[:20, :20]) >= 240  # still white to the eye
 
 
 def test_flat_image_status_recorded_after_readback(dev_cfg):
