@@ -3,7 +3,7 @@
 Trains only the noisiest step (t=999, pure noise in; with zero-terminal-SNR v-prediction the target is the
 negated clean latent, i.e. the caption's conditional mean layout) and, every 100 steps, reads where the
 predicted object coverage lies for each of the nine position phrases (the judge's position rule on its
-centre of mass; 11.1% is what ignoring the position words scores).
+centre of mass; 11.1% is what ignoring the position words scores) with ``evaluate.first_step_layout``.
 
     python bench/mini_position_probe.py --arch base --steps 400                 # mini's UNet from scratch
     python bench/mini_position_probe.py --arch deep --steps 400                 # + a 4x4 level, from scratch
@@ -13,16 +13,16 @@ centre of mass; 11.1% is what ignoring the position words scores).
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from studio.mini import world as W
 from studio.mini import weights_path
-from studio.mini.judge import _position
+from studio.mini.evaluate import first_step_layout
 from studio.mini.tokenizer import MAX_LEN, build_tokenizer
 from studio.mini.train import make_text_encoder, make_unet, render_batch
 
@@ -60,32 +60,22 @@ def main() -> None:
         te = CLIPTextModel.from_pretrained(weights_path() / "text_encoder", dtype=torch.float32)
     else:
         unet, te = (deep_unet() if args.arch == "deep" else make_unet()), make_text_encoder(len(tok))
-    scaling = float(__import__("json").loads((weights_path() / "vae" / "config.json").read_text())["scaling_factor"])
+    scaling = float(json.loads((weights_path() / "vae" / "config.json").read_text())["scaling_factor"])
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01)
     rng = random.Random(0)
-    ys, xs = torch.meshgrid(torch.arange(32.0) + 0.5, torch.arange(32.0) + 0.5, indexing="ij")
     t999 = torch.full((args.batch,), 999)
 
     def ids(caps):
         return tok(caps, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
 
     def probe() -> float:
-        unet.eval(), te.eval()
-        hits = []
-        x = torch.randn(4, 4, 32, 32, generator=torch.Generator().manual_seed(7))
-        with torch.no_grad():
-            for colour, shape, bg in (("red", "circle", "white"), ("blue", "square", "black")):
-                for pos in W.POSITIONS:
-                    cond = te(ids([f"a large {colour} {shape} {W.POSITION_PHRASES[pos][0]} on a {bg} background"]))
-                    cov = -unet(x, torch.full((4,), 999), cond.last_hidden_state.expand(4, -1, -1)).sample[:, 3]
-                    w = (cov - cov.flatten(1).median(1).values.view(-1, 1, 1)).clamp(min=0) + 1e-8
-                    for k in range(4):
-                        cx = float((w[k] * xs).sum() / w[k].sum()) * 8
-                        cy = float((w[k] * ys).sum() / w[k].sum()) * 8
-                        hits.append(_position(cx, cy) == pos)
-        unet.train(), te.train()
-        return 100.0 * float(np.mean(hits))
+        unet.eval()
+        te.eval()
+        res = first_step_layout(unet, te, tok, alpha_last=0.0, scaling=scaling, v_pred=True)
+        unet.train()
+        te.train()
+        return res["position_correct"]
 
     print(f"{args.arch}{' from shipped' if args.from_shipped else ''}: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M"
           f" UNet parameters; position from the first step before training {probe():.1f}%", flush=True)

@@ -157,6 +157,12 @@ FIRST_STEP_SCENES = (("red", "circle", "white"), ("blue", "square", "black"), ("
 
 
 def _first_step_layout(pipe, n_noise: int = 8) -> dict:
+    return first_step_layout(pipe.unet, pipe.text_encoder, pipe.tokenizer, alpha_last=float(pipe.scheduler.alphas_cumprod[-1]),
+                             scaling=pipe.vae.config.scaling_factor, n_noise=n_noise,
+                             v_pred=pipe.scheduler.config.prediction_type == "v_prediction")
+
+
+def first_step_layout(unet, te, tok, *, alpha_last: float, scaling: float, v_pred: bool, n_noise: int = 8) -> dict:
     """Does the caption's position reach the layout at all?  The model's first estimate of the clean image
     (t=999, from pure noise) is read for each of the nine positions: the centre of mass of its predicted
     object coverage, classified with the judge's position rule.  A model that ignores position words
@@ -167,12 +173,9 @@ def _first_step_layout(pipe, n_noise: int = 8) -> dict:
     from .judge import _position
     from .tokenizer import MAX_LEN
 
-    unet, te, tok = pipe.unet, pipe.text_encoder, pipe.tokenizer
-    a = float(pipe.scheduler.alphas_cumprod[-1])
-    sf = pipe.vae.config.scaling_factor
+    a, sf = alpha_last, scaling
     x = torch.randn(n_noise, 4, 32, 32, generator=torch.Generator().manual_seed(7)).to(unet.dtype)
-    t = torch.full((n_noise,), pipe.scheduler.config.num_train_timesteps - 1)
-    v_pred = pipe.scheduler.config.prediction_type == "v_prediction"
+    t = torch.full((n_noise,), 999)
     ys, xs = torch.meshgrid(torch.arange(32.0) + 0.5, torch.arange(32.0) + 0.5, indexing="ij")
 
     def states(cap: str):
