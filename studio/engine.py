@@ -186,10 +186,11 @@ class Studio:
         if not model.supports(request.mode):
             raise RequestError(f"model {entry.name} ({model.family}) does not support {request.mode}")
         scale = int(getattr(model.pipe, "vae_scale_factor", 8) or 8)
+        scheduler_config = dict(model.pipe.scheduler.config)
         request = self.resolve(request, entry, model.family, init, mask, scale=max(8, scale),
-                               scheduler_config=dict(model.pipe.scheduler.config))
+                               scheduler_config=scheduler_config)
         try:
-            schedulers.make_scheduler(request.sampler, dict(model.pipe.scheduler.config), model.family)
+            schedulers.make_scheduler(request.sampler, scheduler_config, model.family)
         except ValueError as exc:  # IncompatibleSampler / UnknownSampler
             raise RequestError(str(exc)) from None
 

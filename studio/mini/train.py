@@ -427,7 +427,7 @@ def export_stage(args, work: Path, tok) -> None:
     log(f"exported step {ck['step']} with {which} -> {args.out}")
 
 
-def unpack_stage(args, work: Path, tok) -> None:
+def unpack_stage(args, work: Path) -> None:
     import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -441,11 +441,9 @@ def unpack_stage(args, work: Path, tok) -> None:
     vae.save_pretrained(work / "vae")
     unet = UNet2DConditionModel.from_pretrained(src / "unet", torch_dtype=torch.float32)
     te = CLIPTextModel.from_pretrained(src / "text_encoder", dtype=torch.float32)
-    hp_keys = ("unet_steps_planned", "batch_size", "lr", "min_snr_gamma", "ema_decay", "t_high_frac",
-               "offset_noise", "prediction_type", "zero_terminal_snr")
     ck = {"unet": unet.state_dict(), "te": te.state_dict(), "step": meta["unet_steps_done"],
           "scaling": meta["scaling_factor"], "seconds": meta["unet_seconds"], "runs": meta.get("unet_runs", 1),
-          "hparams": {k: meta[k] for k in hp_keys if k in meta}}
+          "hparams": {k: meta[k] for k in unet_hparams(args) if k in meta}}
     torch.save(ck, work / "unet_ema.pt")
     (work / "vae_time.json").write_text(json.dumps({
         "steps": meta.get("vae_steps"), "images": meta.get("vae_scenes_seen"), "seconds": meta.get("vae_seconds"),
@@ -511,7 +509,7 @@ def main(argv=None) -> None:
         f.write(f"{time.strftime('%Y-%m-%d %H:%M')} {args.command}\n")
     tok = build_tokenizer()
     if args.stage == "unpack":
-        unpack_stage(args, work, tok)
+        unpack_stage(args, work)
     if args.stage in ("all", "vae"):
         (work / "vae.running").touch()  # tells a concurrent unet stage that the VAE is still training
         try:
