@@ -33,7 +33,9 @@ def _progress_bar():
 @app.command()
 def generate(
     prompt: str = typer.Argument(..., help="What to draw."),
-    out: Path = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.webp) or directory."),
+    # a str, not a Path: Path drops the trailing "/" that marks a folder which does not exist yet
+    out: str = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.jpeg/.webp; no extension: .png) "
+                                                     "or folder (existing, or ending in /)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name, hub id, folder or .safetensors."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed; image i of a batch uses seed+i."),
     steps: Optional[int] = typer.Option(None, "--steps"),
@@ -57,11 +59,21 @@ def generate(
     attention_slicing: bool = typer.Option(False, "--attention-slicing"),
     allow_unsafe_pickle: bool = typer.Option(False, "--allow-unsafe-pickle",
                                              help="Allow .ckpt/.bin/.pt checkpoints (pickle can run code)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
 ) -> None:
     """Generate (or, with --init/--mask/--outpaint, edit) images; outputs are sealed."""
-    from .schema import GenerationRequest, LoraRef, Outpaint
+    import os
 
-    fmt = _FORMATS.get(out.suffix.lower(), "png")
+    from .schema import GenerationRequest, LoraRef, Outpaint
+    from .writer import check_output_targets
+
+    out_path = Path(out).expanduser()
+    if out.endswith(("/", os.sep)) and not out_path.is_dir():
+        try:  # creating it now is what makes the engine (which only sees a Path) write into it
+            check_output_targets(out_path, names=[])
+        except RequestError as exc:
+            _fail(str(exc))
+    fmt = _FORMATS.get(out_path.suffix.lower(), "png")
     try:
         request = GenerationRequest.build(
             prompt=prompt, negative_prompt=negative, model=model, seed=seed, steps=steps, width=width,
@@ -88,8 +100,8 @@ def generate(
             bar.update(task, description="denoising", completed=step, total=total)
 
         try:
-            result = default_studio().generate(request, out=out, progress=on_step,
-                                               allow_pickle=allow_unsafe_pickle)
+            result = default_studio().generate(request, out=out_path, progress=on_step,
+                                               allow_pickle=allow_unsafe_pickle, overwrite=overwrite)
         except RequestError as exc:
             _fail(str(exc))
         except StudioError as exc:

@@ -15,7 +15,7 @@ from .errors import RequestError, StudioError
 from .metadata import package_versions
 from .registry import ModelEntry, Registry
 from .schema import GenerationRecord, GenerationRequest
-from .writer import Output, seal_derived, seal_outputs
+from .writer import Output, check_output_targets, seal_derived, seal_outputs
 
 log = logging.getLogger(__name__)
 ImageInput = Union[str, Path, bytes, "PIL.Image.Image"]  # noqa: F821
@@ -145,11 +145,13 @@ class Studio:
         preview: Optional[PreviewFn] = None,
         preview_every: int = 5,
         allow_pickle: bool = False,
+        overwrite: bool = False,
         **fields,
     ) -> Result:
         """Run one request. `init_image`/`mask` may be paths, bytes or PIL images (the request then records
         their hashes); `out` is a file or directory to write the sealed outputs to. `preview(step, total,
-        output)` receives a sealed low-cost preview of the first image every `preview_every` steps."""
+        output)` receives a sealed low-cost preview of the first image every `preview_every` steps. An existing
+        output file is refused before anything is loaded unless `overwrite`."""
         if request is None:
             if init_image is not None and not isinstance(init_image, (str, Path)):
                 fields["init_image"] = "<in-memory>"
@@ -165,15 +167,20 @@ class Studio:
         with self._lock:
             return self._generate(request, out=Path(out) if out else None, init_value=init_image,
                                   mask_value=mask, progress=progress, preview=preview,
-                                  preview_every=max(1, preview_every), allow_pickle=allow_pickle)
+                                  preview_every=max(1, preview_every), allow_pickle=allow_pickle,
+                                  overwrite=overwrite)
 
     def _generate(self, request, *, out, init_value, mask_value, progress, preview, preview_every,
-                  allow_pickle) -> Result:
+                  allow_pickle, overwrite=False) -> Result:
         import pipelines
         import schedulers
 
         started = time.perf_counter()
         entry = self.registry.resolve(request.model)
+        # Before the model loads: a bad output target should cost nothing, not a whole render.
+        check_output_targets(out, request.output_format, request.batch, seed=request.seed, overwrite=overwrite,
+                             inputs={"init image": init_value if init_value is not None else request.init_image,
+                                     "mask": mask_value if mask_value is not None else request.mask})
         init = _read_input(init_value if init_value is not None else request.init_image, "init image", "RGB") \
             if request.init_image else None
         mask = _read_input(mask_value if mask_value is not None else request.mask, "mask", "L") \
@@ -242,7 +249,7 @@ class Studio:
             sampler=request.sampler, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
             versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3), input_hashes=inputs,
         )
-        outputs = seal_outputs(images, record, seeds=seeds, out=out,
+        outputs = seal_outputs(images, record, seeds=seeds, out=out, overwrite=overwrite,
                                parent=init.data if init else None, parent_format=init.fmt if init else None)
         record.outputs = [o.record for o in outputs]
         return Result(record=record, outputs=outputs)

@@ -12,17 +12,26 @@ import io
 import json
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
 import safety
 
 from .config import config_dir
+from .errors import RequestError
 from .metadata import claim_generator, output_params, png_text_for
 from .schema import GenerationRecord, OutputRecord
 
 EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+# What an output file name may end in, and the format each spelling means.
+WRITABLE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+OVERWRITE_HINT = "pass --overwrite (overwrite=True in Python) to replace it"
+
+
+class OutputExists(RequestError):
+    """An output would replace an existing file and overwriting was not asked for."""
 
 
 @dataclass
@@ -46,10 +55,11 @@ class Output:
         im.load()
         return im
 
-    def save(self, path: os.PathLike | str) -> Path:
-        """Write the sealed bytes (byte-identical, so the C2PA manifest stays valid)."""
+    def save(self, path: os.PathLike | str, *, overwrite: bool = False) -> Path:
+        """Write the sealed bytes (byte-identical, so the C2PA manifest stays valid); an existing file is
+        refused (`OutputExists`) unless `overwrite`."""
         target = Path(path)
-        write_atomic(target, self.data)
+        write_atomic(target, self.data, overwrite=overwrite)
         self.record.path = str(target)
         return target
 
@@ -107,18 +117,162 @@ def watermark_id_for(record: GenerationRecord, index: int, seed: int) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask. Linux reports it in /proc without changing it; elsewhere it can only be read by
+    setting it, which briefly affects files other threads create, hence the lock and the immediate restore."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, data: bytes, *, overwrite: bool = True) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part.
+
+    With `overwrite=False` an existing `path` is never replaced, even one created by someone else after
+    the up-front `check_output_targets` (the final link refuses an existing name atomically)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600 (right for a temp file), but the renamed file is the user's output and gets
+        # the permissions any file they create would get.
+        mode = 0o666 & ~_umask()
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        else:  # pragma: no cover - Windows
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _link_no_clobber(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExists(f"{path} already exists: {OVERWRITE_HINT}") from None
+    except OSError:
+        # No hard links on this file system (FAT, some network shares): a check then a rename, which
+        # leaves only the window between the two.
+        if os.path.lexists(path):
+            raise OutputExists(f"{path} already exists: {OVERWRITE_HINT}") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink(missing_ok=True)
+
+
+def _is_dir_target(out: Path) -> bool:
+    text = str(out)
+    return out.is_dir() or text.endswith(os.sep) or (os.altsep is not None and text.endswith(os.altsep))
+
+
+def _check_suffix(out: Path, fmt: str) -> None:
+    suffix = out.suffix.lower()
+    if not suffix:
+        return  # a bare name gets the format's extension (documented): `-o star` writes star.png
+    if suffix not in WRITABLE_SUFFIXES:
+        raise RequestError(f"cannot write {out.name!r}: outputs are .png, .jpg/.jpeg or .webp files "
+                           f"(or a folder: end the path with {os.sep})")
+    if WRITABLE_SUFFIXES[suffix] != fmt:
+        raise RequestError(f"{out.name!r} names a {WRITABLE_SUFFIXES[suffix]} file but the output format is "
+                           f"{fmt}: make them agree")
+
+
+def _check_folder(folder: Path, *, create: bool) -> None:
+    """Fail now, not after minutes of rendering, when the folder cannot receive files."""
+    probe = folder
+    while not os.path.lexists(probe) and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is not a folder" if probe.exists() else "does not exist"
+        raise RequestError(f"cannot write into {folder}: {probe} {what}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise RequestError(f"cannot write into {folder}: {probe} is not writable")
+    if create and probe != folder:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RequestError(f"cannot create output folder {folder}: {exc.strerror or exc}") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.resolve() == b.resolve()
+
+
+def check_output_targets(
+    out: Optional[os.PathLike | str],
+    fmt: str = "png",
+    count: int = 1,
+    *,
+    seed: Optional[int] = None,
+    names: Optional[Sequence[str]] = None,
+    inputs: Optional[dict] = None,
+    overwrite: bool = False,
+    replaceable: Iterable[os.PathLike | str] = (),
+    create: bool = True,
+) -> list[Path]:
+    """The one up-front check of where outputs will go, shared by the engine (API, CLI, UI) and the job
+    validator, so every front door refuses the same things before any model is loaded:
+
+    * an extension the studio cannot write, or one that disagrees with `fmt`;
+    * a folder that cannot be created or written to (created here unless `create=False`);
+    * an output that is a folder, or is the same file as one of `inputs` (`{"init image": path, ...}`;
+      values that are not paths are ignored) -- refused even with `overwrite`;
+    * an existing file, unless `overwrite` or it is in `replaceable` (a job's own interrupted writes).
+
+    `out` is a file or folder as `output_paths` reads it; `names` instead lists file names inside the folder
+    `out` (jobs name their own files). Returns the planned paths: empty for a folder when `seed` is None,
+    since the names carry the seed chosen later (the final write still never replaces a file)."""
+    if out is None:
+        return []
+    out = Path(out).expanduser()
+    as_dir = names is not None or _is_dir_target(out)
+    if not as_dir:
+        _check_suffix(out, fmt)
+    _check_folder(out if as_dir else (out.parent if str(out.parent) else Path(".")), create=create)
+    if names is not None:
+        paths = [out / name for name in names]
+    elif as_dir and seed is None:
+        paths = []
+    else:
+        paths = output_paths(out, fmt, [(seed or 0) + i for i in range(count)])
+    own = {Path(p).resolve() for p in replaceable}
+    sources = {what: Path(v).expanduser() for what, v in (inputs or {}).items() if isinstance(v, (str, Path))}
+    existing = []
+    for path in paths:
+        for what, source in sources.items():
+            if _same_file(path, source):
+                raise RequestError(f"output {path} is the {what}: write the result to another file")
+        if path.is_dir():
+            raise RequestError(f"output {path} is a folder")
+        if os.path.lexists(path) and not overwrite and path.resolve() not in own:
+            existing.append(path)
+    if existing:
+        more = f" (and {len(existing) - 1} more output(s))" if len(existing) > 1 else ""
+        raise OutputExists(f"{existing[0]} already exists{more}: {OVERWRITE_HINT}")
+    return paths
 
 
 def output_paths(out: Optional[Path], fmt: str, seeds: Sequence[int]) -> list[Optional[Path]]:
@@ -126,9 +280,11 @@ def output_paths(out: Optional[Path], fmt: str, seeds: Sequence[int]) -> list[Op
     if out is None:
         return [None] * len(seeds)
     ext = EXTENSIONS[fmt]
-    if out.is_dir() or str(out).endswith(os.sep):
+    if _is_dir_target(out):
         return [out / f"studio-{seed}{ext}" for seed in seeds]
-    stem = out.with_suffix("") if out.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"} else out
+    stem = out
+    if WRITABLE_SUFFIXES.get(out.suffix.lower()) == fmt:
+        stem, ext = out.with_suffix(""), out.suffix  # the user's spelling: -o a.jpeg writes a.jpeg
     if len(seeds) == 1:
         return [stem.with_name(stem.name + ext)]
     return [stem.with_name(f"{stem.name}-{i}{ext}") for i in range(len(seeds))]
@@ -142,8 +298,10 @@ def seal_outputs(
     out: Optional[Path] = None,
     parent: Optional[bytes] = None,
     parent_format: Optional[str] = None,
+    overwrite: bool = False,
 ) -> list[Output]:
-    """Seal each image (watermark, encode with metadata, sign) and write it if `out` is given."""
+    """Seal each image (watermark, encode with metadata, sign) and write it if `out` is given; an existing
+    file is replaced only with `overwrite`."""
     fmt = record.request.output_format
     paths = output_paths(out, fmt, seeds)
     outputs = []
@@ -167,7 +325,7 @@ def seal_outputs(
             watermark_id=sealed.watermark_id, watermark_status=sealed.watermark_status,
         )
         if path is not None:
-            write_atomic(path, sealed.data)
+            write_atomic(path, sealed.data, overwrite=overwrite)
         outputs.append(Output(data=sealed.data, record=rec, manifest=sealed.manifest))
     return outputs
 
