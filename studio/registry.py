@@ -2,6 +2,9 @@
 config dir, and direct paths (diffusers folders, single-file checkpoints)."""
 from __future__ import annotations
 
+import json
+import logging
+import struct
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,8 +18,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+log = logging.getLogger(__name__)
+
 USER_FILE = "models.toml"
 FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
+_SAFE_SUFFIXES = (".safetensors", ".sft")
+_PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
+# A safetensors header is JSON metadata only; anything this large is not one (and must not be read into memory).
+_MAX_HEADER = 100 * 1024 * 1024
+_DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "I16": 2, "U16": 2,
+                "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
 
 
 @dataclass(frozen=True)
@@ -83,8 +94,124 @@ def _looks_like_path(source: str) -> bool:
         ".safetensors", ".ckpt", ".bin", ".pt", ".pth"} or p.exists()
 
 
+def check_safetensors(path: Path) -> dict:
+    """The parsed header of a `.safetensors` file, or StudioError saying why the file is not a complete one.
+
+    Read by hand rather than with `safe_open`: a copy cut short keeps a valid header, and only comparing the
+    data offsets with the file's size tells that its tensors are missing."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise StudioError(f"{path.name} is not a safetensors file ({size} bytes, no header)")
+        (n,) = struct.unpack("<Q", head)
+        if n < 2 or n > _MAX_HEADER:
+            raise StudioError(f"{path.name} is not a safetensors file (header length {n} is implausible)")
+        if 8 + n > size:
+            raise StudioError(f"{path.name} is truncated: its header needs {8 + n} bytes, the file has {size}")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise StudioError(f"{path.name} is not a safetensors file (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise StudioError(f"{path.name} is not a safetensors file (its header is not a JSON object)")
+    data_len = size - 8 - n
+    tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+    if not tensors:
+        raise StudioError(f"{path.name} holds no tensors")
+    for key, spec in tensors.items():
+        try:
+            begin, end = (int(x) for x in spec["data_offsets"])
+            count = 1
+            for d in spec["shape"]:
+                count *= int(d)
+            itemsize = _DTYPE_BYTES.get(spec["dtype"])
+        except (KeyError, TypeError, ValueError):
+            raise StudioError(f"{path.name}: tensor {key!r} has a malformed header entry") from None
+        if not 0 <= begin <= end:
+            raise StudioError(f"{path.name}: tensor {key!r} has invalid data offsets")
+        if end > data_len:
+            raise StudioError(f"{path.name} is truncated: tensor {key!r} ends at byte {8 + n + end}, "
+                              f"the file has {size}")
+        if itemsize is not None and end - begin != count * itemsize:
+            raise StudioError(f"{path.name}: tensor {key!r} does not match its shape and dtype")
+    return header
+
+
+def _file_family(path: Path) -> Optional[str]:
+    """The family read from a checkpoint's keys, or None when the keys do not say."""
+    from pipelines.loading import detect_single_file
+
+    try:
+        model_type, family, _cfg, _patches = detect_single_file(path)
+    except Exception as exc:  # detection reads only the header; any failure means "cannot tell"
+        log.debug("family detection failed for %s: %s", path, exc)
+        return None
+    if family == "other":
+        return None
+    if model_type == "v1":
+        # diffusers falls back to "v1" for keys it does not recognise (a LoRA, a VAE, anything): only trust it
+        # when the file really has an SD UNet.
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            if not any(k.startswith("model.diffusion_model.") for k in f.keys()):
+                return None
+    return family
+
+
+def _folder_family(folder: Path) -> Optional[str]:
+    from pipelines.loading import family_from_pipeline
+
+    index = folder / "model_index.json"
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StudioError(f"{folder.name} is not a diffusers folder (no model_index.json)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise StudioError(f"{folder.name}/model_index.json is not readable JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise StudioError(f"{folder.name}/model_index.json is not a JSON object")
+    xdim = None
+    try:
+        xdim = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8")).get("cross_attention_dim")
+    except (OSError, ValueError, AttributeError):
+        pass
+    family = family_from_pipeline(str(data.get("_class_name", "")), {"cross_attention_dim": xdim})
+    return None if family == "other" else family
+
+
+def validate_source(source: str, family: Optional[str] = None) -> tuple[str, Optional[str]]:
+    """(source, family) for a new entry, checked the way loading would fail later: a path must exist and be a
+    complete `.safetensors` file or a diffusers folder with a readable model_index.json, and its family must be
+    detectable or given. A hub id cannot be checked offline and is kept as given."""
+    if not _looks_like_path(source):
+        if source.count("/") != 1 or not all(source.split("/")):
+            raise StudioError(f"{source!r} is neither a path on this machine nor a hub id (org/name)")
+        return source, family
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise StudioError(f"{source} does not exist")
+    path = path.resolve()
+    if path.is_dir():
+        detected = _folder_family(path)
+    elif path.suffix.lower() in _SAFE_SUFFIXES:
+        check_safetensors(path)
+        detected = _file_family(path)
+    elif path.suffix.lower() in _PICKLE_SUFFIXES:
+        # Reading a pickle's keys would run it; its family has to be given.
+        detected = None
+    else:
+        raise StudioError(f"{path.name}: a model file must be .safetensors (or a pickle checkpoint with a family)")
+    if family is None and detected is None:
+        raise StudioError(f"cannot tell the model family of {path.name}; give it explicitly "
+                          f"({', '.join(FAMILIES)})")
+    return str(path), family or detected
+
+
 class Registry:
-    """Built-in entries overlaid by the user's `models.toml`:
+    """Built-in entries plus the user's `models.toml`:
 
     ```toml
     [models.myxl]
@@ -92,10 +219,15 @@ class Registry:
     family = "sdxl"          # optional: detected from the weights otherwise
     width = 1024             # optional defaults: width, height, steps, guidance, sampler
     ```
+
+    Built-in names are reserved: `add` refuses them, and a `models.toml` entry named like one is ignored with a
+    warning (in `problems` and the log) so a stray entry can never silently change what `mini` means; the rest of
+    the file still loads, so one such entry does not lock the user out of every other model.
     """
 
     def __init__(self, user_file: Optional[Path] = None):
         self.user_file = user_file if user_file is not None else config_dir() / USER_FILE
+        self.problems: list[str] = []
         self.entries: dict[str, ModelEntry] = builtin_entries()
         self.entries.update(self._load_user())
 
@@ -116,6 +248,12 @@ class Registry:
                 raise StudioError(f"{self.user_file}: model {name!r} has unknown keys {sorted(unknown)}")
             if spec.get("family") not in (None, *FAMILIES):
                 raise StudioError(f"{self.user_file}: model {name!r} family must be one of {', '.join(FAMILIES)}")
+            if name in self.entries and self.entries[name].builtin:
+                msg = (f"{self.user_file}: ignoring model {name!r}: {name!r} is a built-in model name; rename the "
+                       f"entry to use it")
+                self.problems.append(msg)
+                log.warning("%s", msg)
+                continue
             base = {k: v for k, v in spec.items()}
             out[name] = ModelEntry(name=name, origin=str(self.user_file), **base)
         return out
@@ -144,11 +282,20 @@ class Registry:
         )
 
     def add(self, name: str, source: str, family: Optional[str] = None, **defaults) -> ModelEntry:
-        """Add or replace a user entry and persist it to `models.toml`."""
+        """Add or replace a user entry and persist it to `models.toml`, after checking that it can load
+        (`validate_source`); the detected family is stored with it."""
         import tomli_w
 
+        name = (name or "").strip()
+        if not name:
+            raise StudioError("a model needs a name")
+        builtins = builtin_entries()
+        if name in builtins:
+            raise StudioError(f"{name!r} is a built-in model name and cannot be replaced; pick another name "
+                              f"(built-in: {', '.join(builtins)})")
         if family not in (None, *FAMILIES):
             raise StudioError(f"family must be one of {', '.join(FAMILIES)}")
+        source, family = validate_source(source, family)
         data = {}
         if self.user_file.exists():
             data = tomllib.loads(self.user_file.read_text(encoding="utf-8"))
