@@ -30,6 +30,12 @@ class MediaError(Exception):
     pass
 
 
+# Decoding is where a small file becomes a large allocation (an 8 kbit/s MP3 of 60 MB is ~17 h of float32
+# samples; a 16k x 16k H.264 stream is 768 MB a frame), so these bounds apply before the samples exist.
+MAX_AUDIO_SECONDS = 20 * 60
+MAX_VIDEO_FRAME_PIXELS = 4096 * 4096
+
+
 def normalize_fmt(fmt: str) -> str:
     f = (fmt or "").lower().lstrip(".")
     f = _ALIASES.get(f, f)
@@ -166,13 +172,25 @@ def probe_audio_rate(path: str) -> Tuple[int, int]:
     return int(m.group(1)), ch
 
 
-def decode_audio(data: bytes, fmt: str) -> Tuple[np.ndarray, int]:
-    """-> (float32 samples (n,) or (n, ch), sample rate) at the file's native rate."""
+def _check_duration(seconds: float, max_seconds: float, *, truncated: bool = False) -> None:
+    if seconds > max_seconds:
+        length = f"longer than {_duration(max_seconds)}" if truncated else f"{_duration(seconds)} long"
+        raise MediaError(f"audio is {length}: at most {_duration(max_seconds)} can be decoded")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def decode_audio(data: bytes, fmt: str, max_seconds: float = MAX_AUDIO_SECONDS) -> Tuple[np.ndarray, int]:
+    """-> (float32 samples (n,) or (n, ch), sample rate) at the file's native rate. Longer audio than
+    `max_seconds` is refused (MediaError) before its samples are allocated."""
     if fmt == "wav":
         try:
             with wave.open(io.BytesIO(data)) as w:
                 if w.getsampwidth() == 2:
                     sr, ch = w.getframerate(), w.getnchannels()
+                    _check_duration(w.getnframes() / max(1, sr), max_seconds)
                     x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
                     return (x if ch == 1 else x.reshape(-1, ch)), sr
         except (wave.Error, EOFError):
@@ -181,8 +199,11 @@ def decode_audio(data: bytes, fmt: str) -> Tuple[np.ndarray, int]:
         path = os.path.join(td, "in." + fmt)
         Path(path).write_bytes(data)
         sr, ch = probe_audio_rate(path)
-        raw = _run(["-i", path, "-vn", "-f", "f32le", "-acodec", "pcm_f32le", "-ac", str(ch), "pipe:1"])
+        # One sample past the limit tells "too long" apart from "exactly the limit" without decoding the rest.
+        raw = _run(["-i", path, "-vn", "-t", f"{max_seconds + 1.0 / sr:.6f}", "-f", "f32le", "-acodec",
+                    "pcm_f32le", "-ac", str(ch), "pipe:1"])
     x = np.frombuffer(raw, "<f4")
+    _check_duration(len(x) / ch / sr, max_seconds, truncated=True)
     return (x if ch == 1 else x.reshape(-1, ch)), sr
 
 
@@ -226,6 +247,10 @@ def decode_mp4_frames(data: bytes, max_frames: int = 48) -> np.ndarray:
             gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", output_params=["-frames:v", str(max_frames)])
             meta = next(gen)
             w, h = meta["size"]
+            if w * h > MAX_VIDEO_FRAME_PIXELS:
+                gen.close()
+                raise MediaError(f"video frames are {w}x{h}: at most {MAX_VIDEO_FRAME_PIXELS:,} pixels a frame "
+                                 f"can be decoded")
             frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen]
         except (RuntimeError, StopIteration, OSError, KeyError) as e:
             raise MediaError(f"cannot decode video: {e}")
