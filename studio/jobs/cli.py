@@ -60,6 +60,8 @@ def render_command(
     cpu_threads: Optional[int] = typer.Option(None, "--cpu-threads", min=1,
                                               help="torch CPU threads per worker (CPU pixels depend on it; "
                                                    "default: this machine's, or the folder's recorded value)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files that this folder's manifest "
+                                                              "does not record as finished."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render every item of a prompt file into sealed files + manifest.jsonl; re-run to resume."""
@@ -119,7 +121,8 @@ def render_command(
         summary = render(file, out, model=model, defaults=defaults, seed=seed, executor=executor,
                          workers=workers or (1 if executor == "local" else 0), address=address,
                          skip_invalid=skip_invalid, cancel=cancel, on_item=on_item, on_start=on_start,
-                         warn=lambda m: err.print(f"[yellow]warning:[/] {m}"), cpu_threads=cpu_threads)
+                         warn=lambda m: err.print(f"[yellow]warning:[/] {m}"), cpu_threads=cpu_threads,
+                         overwrite=overwrite)
     except InvalidJob as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_REQUEST)

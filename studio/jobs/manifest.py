@@ -21,6 +21,7 @@ from typing import Optional
 
 MANIFEST = "manifest.jsonl"
 LOCK = ".studio-job.lock"
+WRITING = ".studio-job.writing"
 
 
 @dataclass
@@ -129,6 +130,48 @@ class ManifestWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class WriteIntents:
+    """`.studio-job.writing`: the names of an item's files, fsynced just before they are renamed into place.
+
+    Between that rename and the item's manifest line a crash leaves files the manifest does not list; this
+    record lets the next run tell them (this job's own, replaceable) from files someone else put there
+    (refused without --overwrite). Removed once every item it names is recorded done."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / WRITING
+
+    def read(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except OSError:
+            return out
+        for raw in lines:
+            try:
+                obj = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # a torn last line: its rename never happened
+            if isinstance(obj, dict) and isinstance(obj.get("id"), str) and isinstance(obj.get("paths"), list):
+                out.setdefault(obj["id"], []).extend(str(p) for p in obj["paths"])
+        return out
+
+    def record(self, key: str, names: list[str]) -> None:
+        with open(self.path, "ab") as fh:
+            fh.write((json.dumps({"id": key, "paths": names}) + "\n").encode("utf-8"))
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def settle(self, done: set[str]) -> None:
+        """Forget the items recorded done (their files are listed in the manifest now)."""
+        left = {k: v for k, v in self.read().items() if k not in done}
+        if not left:
+            self.path.unlink(missing_ok=True)
+            return
+        tmp = self.path.with_name(self.path.name + ".new")
+        tmp.write_text("".join(json.dumps({"id": k, "paths": v}) + "\n" for k, v in left.items()))
+        os.replace(tmp, self.path)
 
 
 class JobLock:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import queue
 import re
 import secrets
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 from ..errors import RequestError, StudioError
 from ..schema import GenerationRequest
-from .manifest import MANIFEST, JobLock, ManifestWriter, read_manifest
+from .manifest import MANIFEST, JobLock, ManifestState, ManifestWriter, WriteIntents, read_manifest
 from .spec import Invalid, JobItem, JobSpec, assign_seeds, load_job
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,7 @@ def render(
     on_start: Optional[Callable[[JobSpec, int, int], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
     cpu_threads: Optional[int] = None,
+    overwrite: bool = False,
 ) -> JobSummary:
     """Render a job file (or a list of items: dicts, prompts or `GenerationRequest`s) into `out_dir`.
 
@@ -308,7 +310,11 @@ def render(
     (listing every invalid line) unless `skip_invalid`, and `StudioError` when the folder's manifest belongs
     to an incompatible job (another job seed or other models). `cpu_threads`: torch CPU threads per worker
     (default: this process's count, or the one recorded in the folder's manifest); CPU pixels depend on it, so
-    it is fixed per job and applied by every worker, whatever the executor or worker count."""
+    it is fixed per job and applied by every worker, whatever the executor or worker count. An item whose
+    output file already exists but is not recorded done in the folder's manifest is invalid unless
+    `overwrite` (files of this job's own interrupted writes excepted)."""
+    from ..writer import OutputExists  # here: the writer pulls in the safety stack, workers need none of it
+
     started = time.perf_counter()
     out_dir = Path(out_dir)
     cancel = cancel or threading.Event()
@@ -330,12 +336,19 @@ def render(
         spec = load_job(Path(source), defaults=job_defaults, check_model=check_model)
     else:
         spec = load_job(list(source), defaults=job_defaults, check_model=check_model)
+    problems, refused = _output_problems(spec, out_dir, overwrite)
+    if problems:
+        spec.invalid = sorted(spec.invalid + problems, key=lambda i: i.line)
+        spec.items = [item for item in spec.items if item.key not in refused]
     if spec.invalid and not skip_invalid:
         raise InvalidJob(spec.source, spec.invalid)
     if not spec.items:
         raise RequestError(f"{spec.source or 'job'}: no valid items to render")
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RequestError(f"cannot create output folder {out_dir}: {exc.strerror or exc}") from None
     manifest_path = out_dir / MANIFEST
     with JobLock(out_dir):
         state = read_manifest(manifest_path)
@@ -357,6 +370,8 @@ def render(
         assign_seeds(spec, job_seed)
 
         done = state.done()
+        intents = WriteIntents(out_dir)
+        own_files = {name for names in intents.read().values() for name in names}
         keys = {item.key for item in spec.items}
         mismatched = [(item, done[item.key]) for item in spec.items
                       if item.key in done and done[item.key].get("model") != item.model]
@@ -421,8 +436,21 @@ def render(
                         on_item(outcome, counter["done"], total)
                     return
                 written.add(key)
+                names = _result_names(item, result) if status == "ok" else []
+                clash = next((n for n in names if not overwrite and n not in own_files
+                              and os.path.lexists(out_dir / n)), None)
+                if clash is not None:  # appeared since validation: someone else's file
+                    status, result = "failed", {**result, "error_type": "OutputExists",
+                                                "error": f"{out_dir / clash} appeared while the job ran; not replaced"}
                 if status == "ok":
-                    entry, outcome = _write_ok(out_dir, item, result)
+                    replace = {n for n in names if overwrite or n in own_files}
+                    intents.record(key, names)
+                    own_files.update(names)
+                    try:
+                        entry, outcome = _write_ok(out_dir, item, result, names, replace)
+                    except OutputExists as exc:
+                        status, result = "failed", {**result, "error_type": "OutputExists", "error": str(exc)}
+                if status == "ok":
                     mh = entry.get("model_hash")
                     old = prior_hash.get(item.model)
                     if old and mh and old != mh and item.model not in warned_models:
@@ -458,10 +486,48 @@ def render(
                     summary.cancelled += len(unfinished)
                 summary.elapsed_s = time.perf_counter() - started
                 manifest.append({"type": "summary", "finished_at": _now(), **summary.to_dict()})
+                intents.settle(set(read_manifest(manifest_path).done()))
     return summary
 
 
-def _write_ok(out_dir: Path, item: JobItem, result: dict) -> tuple[dict, ItemOutcome]:
+def item_output_names(item: JobItem, count: Optional[int] = None, fmt: Optional[str] = None) -> list[str]:
+    """The file names an item's outputs get in the job folder (`count`/`fmt`: what the render returned)."""
+    n = item.request.batch if count is None else count
+    ext = EXTENSIONS.get(fmt or item.request.output_format or "png", ".png")
+    return [item.name + ("" if n == 1 else f"-{i}") + ext for i in range(n)]
+
+
+def _result_names(item: JobItem, result: dict) -> list[str]:
+    outputs = result.get("outputs") or []
+    return [item_output_names(item, len(outputs), o["record"].get("format"))[i] for i, o in enumerate(outputs)]
+
+
+def _output_problems(spec: JobSpec, out_dir: Path, overwrite: bool) -> tuple[list[Invalid], set[str]]:
+    """The writer's output check for every item that will render, with the rules of the other front doors;
+    files named in the folder's `writing` lines are this job's own (a run killed mid-write) and replaceable."""
+    from ..writer import check_output_targets
+
+    check_output_targets(out_dir, names=[], create=False)  # the folder: one error for the job, not one per item
+    manifest = out_dir / MANIFEST
+    state = read_manifest(manifest) if manifest.is_file() else ManifestState()
+    done = state.done()
+    own = [out_dir / name for names in WriteIntents(out_dir).read().values() for name in names]
+    problems, refused = [], set()
+    for item in spec.items:
+        if item.key in done:
+            continue  # resumed: skipped, its files are the job's
+        try:
+            check_output_targets(out_dir, names=item_output_names(item), overwrite=overwrite, replaceable=own,
+                                 inputs={"init image": item.request.init_image, "mask": item.request.mask},
+                                 create=False)
+        except RequestError as exc:
+            problems.append(Invalid(item.line, str(exc)))
+            refused.add(item.key)
+    return problems, refused
+
+
+def _write_ok(out_dir: Path, item: JobItem, result: dict, names: list[str],
+              replace: set[str]) -> tuple[dict, ItemOutcome]:
     from ..writer import write_atomic
 
     t0 = time.perf_counter()
@@ -469,14 +535,12 @@ def _write_ok(out_dir: Path, item: JobItem, result: dict) -> tuple[dict, ItemOut
     outputs = result["outputs"]
     out_records = []
     paths = []
-    for i, out in enumerate(outputs):
+    for out, name in zip(outputs, names):
         rec = dict(out["record"])
-        ext = EXTENSIONS.get(rec.get("format") or "png", ".png")
-        name = item.name + ("" if len(outputs) == 1 else f"-{i}") + ext
         path = out_dir / name
         if not _inside(out_dir, path):  # names are [a-z0-9-] + hash, so this cannot happen; belt and braces
             raise StudioError(f"refusing to write outside {out_dir}: {name!r}")
-        write_atomic(path, out["data"])
+        write_atomic(path, out["data"], overwrite=name in replace)
         rec["path"] = name
         out_records.append(rec)
         paths.append(str(path))

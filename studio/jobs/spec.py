@@ -37,18 +37,28 @@ from typing import Any, Iterable, Optional, Union
 
 from ..errors import RequestError
 from ..schema import GenerationRequest, LoraRef, Outpaint
+from .checks import image_problem, sampler_problem
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml", ".json": "yaml"}
 JOB_FIELDS = {"id", "repeats"}
 ALIASES = {"init": "init_image", "negative": "negative_prompt", "lora": "loras"}
 NOT_IDENTITY = {"model", "device", "dtype", "memory", "accelerate"}
 MAX_REPEATS = 10_000
+# Bounds checked before parsing, so a wrong or hostile file costs a stat and a line count, not minutes of
+# validation and gigabytes of items.
+MAX_FILE_BYTES = 16 * 2**20
+MAX_ITEMS = 100_000  # items after repeats
 SEED_SPACE = 2**32
 _REQUEST_FIELDS = set(GenerationRequest.model_fields)
 
 
 class JobFileError(RequestError):
-    """The job file cannot be read at all (unknown format, not UTF-8, broken YAML...)."""
+    """The job file cannot be read at all (unknown format, not UTF-8, broken YAML, a malformed CSV header,
+    a duplicate YAML key...). `line` is where, when known; `load_job` prefixes `FILE:LINE:`."""
+
+    def __init__(self, message: str, line: Optional[int] = None):
+        super().__init__(message)
+        self.line = line
 
 
 @dataclass
@@ -106,12 +116,25 @@ def _coerce_text_value(key: str, value: str) -> Any:
     return value
 
 
+def _looks_like_json(line: str) -> bool:
+    if not line.startswith(("{", "[")):
+        return False
+    try:
+        return isinstance(json.loads(line), (dict, list))
+    except ValueError:
+        return False  # `{a|b}` wildcards, `[cat:dog:5]` prompt editing: prompts
+
+
 def _read_txt(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
     """One prompt a line; `#` comments and blank lines are skipped; ` | key=value` overrides may follow."""
     items, bad = [], []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
+            continue
+        if _looks_like_json(line):
+            # rendering the JSON text as a prompt is never what was meant
+            bad.append(Invalid(number, "this line is JSON, not a prompt: put JSON items in a .jsonl file"))
             continue
         prompt, *opts = [p.strip() for p in line.split(" | ")]
         fields: dict = {"prompt": prompt}
@@ -121,6 +144,10 @@ def _read_txt(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
                 if not sep or not key.strip():
                     raise RequestError(f"override {opt!r} is not key=value")
                 key = ALIASES.get(key.strip(), key.strip())
+                if key == "prompt":
+                    raise RequestError("the prompt is the text before the first ' | ', not an override")
+                if key in fields:
+                    raise RequestError(f"{key} is set twice on this line")
                 fields[key] = _coerce_text_value(key, value)
         except (RequestError, ValueError) as exc:
             bad.append(Invalid(number, str(exc)))
@@ -132,10 +159,10 @@ def _read_txt(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
 def _header(obj: dict, line: int) -> dict:
     unknown = set(obj) - {"defaults", "seed"}
     if unknown:
-        raise JobFileError(f"line {line}: header has unknown keys {sorted(unknown)} (allowed: defaults, seed)")
+        raise JobFileError(f"header has unknown keys {sorted(map(str, unknown))} (allowed: defaults, seed)", line)
     defaults = obj.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise JobFileError(f"line {line}: 'defaults' must be a mapping")
+        raise JobFileError("'defaults' must be a mapping", line)
     return {"defaults": defaults, "seed": obj.get("seed")}
 
 
@@ -149,6 +176,19 @@ def _add_item(items: list[RawItem], bad: list[Invalid], number: int, obj: Any) -
         bad.append(Invalid(number, f"an item must be a mapping or a string, not {type(obj).__name__}"))
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(f"key {key!r} appears twice in one object (JSON would keep only the last)")
+        seen[key] = value
+    return seen
+
+
 def _read_jsonl(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
     header: dict = {}
     items, bad = [], []
@@ -158,7 +198,11 @@ def _read_jsonl(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
         if not line or line.startswith("#") or line.startswith("//"):
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_no_duplicates)
+        except _DuplicateKey as exc:
+            bad.append(Invalid(number, str(exc)))
+            first = False
+            continue
         except json.JSONDecodeError as exc:
             bad.append(Invalid(number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
             first = False
@@ -172,20 +216,38 @@ def _read_jsonl(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
     return header, items, bad
 
 
+def _csv_columns(row: list[str], number: int) -> list[str]:
+    columns = [ALIASES.get(c.strip(), c.strip()) for c in row]
+    if "prompt" not in columns:
+        raise JobFileError(f"the CSV header row needs a 'prompt' column (got {row})", number)
+    if any(not c for c in columns):
+        raise JobFileError(f"the CSV header has an empty column name (column {columns.index('') + 1})", number)
+    unknown = [c for c in columns if c not in _REQUEST_FIELDS | JOB_FIELDS]
+    if unknown:
+        raise JobFileError(f"unknown CSV column(s) {', '.join(map(repr, unknown))}", number)
+    seen: dict[str, str] = {}
+    for raw, col in zip(row, columns):
+        if col in seen:
+            also = "" if seen[col] == raw.strip() else f" (as {seen[col]!r} and {raw.strip()!r})"
+            raise JobFileError(f"CSV column {col!r} appears twice{also}", number)
+        seen[col] = raw.strip()
+    return columns
+
+
 def _read_csv(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
     reader = csv.reader(io.StringIO(text))
     items, bad = [], []
     columns: Optional[list[str]] = None
+    end = 0
     for row in reader:
-        number = reader.line_num
+        number, end = end + 1, reader.line_num  # a quoted cell may span lines: report where the row starts
         if not row or all(not c.strip() for c in row) or row[0].lstrip().startswith("#"):
             continue
         if columns is None:
-            columns = [ALIASES.get(c.strip(), c.strip()) for c in row]
-            if "prompt" not in columns:
-                raise JobFileError(f"line {number}: the CSV header row needs a 'prompt' column (got {row})")
+            columns = _csv_columns(row, number)
             continue
-        if len(row) > len(columns):
+        if len(row) != len(columns):
+            # a missing or extra comma shifts every later cell into the wrong field
             bad.append(Invalid(number, f"{len(row)} cells but the header has {len(columns)} columns"))
             continue
         fields = {}
@@ -201,12 +263,46 @@ def _read_csv(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
     return {}, items, bad
 
 
+def _strict_yaml_loader(text: str):
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` then overriding a key is the point of merge keys
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise JobFileError(f"key {key!r} appears twice in one mapping (first on line {seen[key]})",
+                                       line)
+                seen[key] = line
+            except TypeError:
+                continue  # an unhashable key: construct_mapping reports it
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return StrictLoader(text)
+
+
 def _read_yaml(text: str) -> tuple[dict, list[RawItem], list[Invalid]]:
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    loader = _strict_yaml_loader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and isinstance(node, yaml.MappingNode):
+            items_node = next((v for k, v in node.value if k.value == "items"), None)
+        else:
+            items_node = node
+        if isinstance(items_node, yaml.SequenceNode) and len(items_node.value) > MAX_ITEMS:
+            raise JobFileError(f"{len(items_node.value)} items, over the limit of {MAX_ITEMS} per job file "
+                               f"(split it)")
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise JobFileError(f"not valid YAML: {' '.join(str(exc).split())}") from None
@@ -302,7 +398,9 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
         spec.job_seed = None
     ids: dict[str, int] = {}
     repeats_used: dict[str, int] = {}
-    model_checked: dict[str, Optional[str]] = {}
+    model_checked: dict[str, tuple[Any, Optional[str]]] = {}
+    images: dict[str, Any] = {}
+    expanded = 0
     for raw in raw_items:
         try:
             fields = {**merged_defaults, **_normalise(raw.fields)}
@@ -327,10 +425,21 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
             resolved = {"init_image": _resolve_path(base_dir, written.init_image),
                         "mask": _resolve_path(base_dir, written.mask),
                         "model": _resolve_model(base_dir, written.model)}
+            sizes = {}
             for what in ("init_image", "mask"):
-                if resolved[what] is not None and not Path(resolved[what]).is_file():
+                if resolved[what] is None:
+                    continue
+                if not Path(resolved[what]).is_file():
                     raise RequestError(f"{what} {getattr(written, what)!r} does not exist "
                                        f"(paths are relative to the job file)")
+                if resolved[what] not in images:
+                    images[resolved[what]] = image_problem(resolved[what])
+                sizes[what] = images[resolved[what]]
+                if isinstance(sizes[what], str):
+                    raise RequestError(f"{what} {getattr(written, what)!r} is not a readable image ({sizes[what]})")
+            if len(sizes) == 2 and sizes["init_image"] != sizes["mask"]:
+                (iw, ih), (mw, mh) = sizes["init_image"], sizes["mask"]
+                raise RequestError(f"mask is {mw}x{mh} but init image is {iw}x{ih}: they must be the same size")
             loras = [LoraRef(path=_resolve_path(base_dir, l.path), weight=l.weight) for l in written.loras]
             for l in loras:
                 if not Path(l.path).is_file():
@@ -338,16 +447,22 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
             if check_model is not None:
                 if resolved["model"] not in model_checked:
                     try:
-                        check_model(resolved["model"])
-                        model_checked[resolved["model"]] = None
+                        model_checked[resolved["model"]] = (check_model(resolved["model"]), None)
                     except RequestError as exc:
-                        model_checked[resolved["model"]] = str(exc)
-                if model_checked[resolved["model"]]:
-                    raise RequestError(model_checked[resolved["model"]])
+                        model_checked[resolved["model"]] = (None, str(exc))
+                entry, problem = model_checked[resolved["model"]]
+                # a registry entry (not just "the name is known") says enough to judge the sampler now
+                problem = problem or sampler_problem(entry, written.sampler)
+                if problem:
+                    raise RequestError(problem)
             request = written.model_copy(update={**resolved, "loras": loras})
         except (RequestError, ValueError, TypeError) as exc:
             spec.invalid.append(Invalid(raw.line, str(exc)))
             continue
+        expanded += repeats
+        if expanded > MAX_ITEMS:
+            raise JobFileError(f"{source or 'job'}:{raw.line}: more than {MAX_ITEMS} items after repeats, the "
+                               f"limit per job (split it)", raw.line)
         if item_id is not None:
             ids[item_id] = raw.line
         base = item_id if item_id is not None else content_hash(written)
@@ -379,6 +494,8 @@ def load_job(source: Union[str, Path, list, tuple], *, defaults: Optional[dict] 
              job_seed: Optional[int] = None, check_model=None) -> JobSpec:
     """Parse and validate a job file, or a list of items (dicts or prompt strings) from the Python API."""
     if isinstance(source, (list, tuple)):
+        if len(source) > MAX_ITEMS:
+            raise JobFileError(f"{len(source)} items, over the limit of {MAX_ITEMS} per job (split it)")
         raw, bad = [], []
         for n, obj in enumerate(source, start=1):
             if isinstance(obj, str):
@@ -398,13 +515,25 @@ def load_job(source: Union[str, Path, list, tuple], *, defaults: Optional[dict] 
         raise JobFileError(f"{path}: unknown job file type {path.suffix!r} "
                            f"(use {', '.join(sorted(FORMATS))})")
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # not stat: a pipe or a growing file has no honest size
     except OSError as exc:
         raise JobFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise JobFileError(f"{path}: larger than the {MAX_FILE_BYTES // 2**20} MiB limit for job files (split it)")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise JobFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    header, raw, bad = READERS[fmt](text)
+    if fmt != "yaml":  # one item a line at most; YAML counts its items once composed (_read_yaml)
+        lines = sum(1 for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+        if lines > MAX_ITEMS + 1:  # + a header line
+            raise JobFileError(f"{path}: {lines} lines, over the limit of {MAX_ITEMS} items per job file "
+                               f"(split it)")
+    try:
+        header, raw, bad = READERS[fmt](text)
+    except JobFileError as exc:
+        where = f"{path}:{exc.line}" if exc.line else str(path)
+        raise JobFileError(f"{where}: {exc}", exc.line) from None
     return build_spec(header, raw, bad, source=path.resolve(), file_sha256=hashlib.sha256(data).hexdigest(),
                       defaults=defaults, job_seed=job_seed, check_model=check_model)

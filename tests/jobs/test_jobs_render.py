@@ -82,20 +82,23 @@ def test_changed_model_and_seed_are_refused_or_reported(tmp_path, fake):
 
 
 def test_failure_isolation_and_retry_on_resume(tmp_path, fake):
-    (tmp_path / "broken.png").write_bytes(b"not an image")
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "broken.png")  # readable when validated...
     job = tmp_path / "j.jsonl"
     job.write_text("\n".join(json.dumps(x) for x in [
         {"prompt": "fine"}, {"prompt": "FAIL oom"}, {"prompt": "edit", "init_image": "broken.png"},
         {"prompt": "also fine"}]))
     out = tmp_path / "out"
-    s = render(job, out, studio=fake, seed=2)
+    s = render(job, out, studio=fake, seed=2,  # ...and broken before it renders: a render-time RequestError
+               on_start=lambda *_: (tmp_path / "broken.png").write_bytes(b"not an image"))
     assert (s.succeeded, s.failed, s.exit_code) == (2, 2, 1)
     items = {e["request"]["prompt"]: e for e in _items(out / MANIFEST)}
     assert items["FAIL oom"]["status"] == "failed" and "out of memory" in items["FAIL oom"]["error"]
     assert items["edit"]["error_type"] == "RequestError" and "not a readable image" in items["edit"]["error"]
     assert items["FAIL oom"]["line"] == 2
-    s = render(job, out, studio=fake)  # failed items are retried, done ones skipped
-    assert (s.skipped, s.failed) == (2, 2)
+    s = render(job, out, studio=fake, skip_invalid=True)  # failed items are retried, done ones skipped
+    assert (s.skipped, s.failed) == (2, 1) and "not a readable image" in s.invalid[0].message
 
 
 def test_invalid_job_refused_unless_skip_invalid(tmp_path, fake):
