@@ -169,12 +169,50 @@ def models(
 
 
 @app.command()
-def samplers() -> None:
-    """List the sampler catalog."""
+def samplers(
+    model: Optional[str] = typer.Option(None, "--model", "-m",
+                                        help="Mark which samplers this model accepts and show its default."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List the sampler catalog; with --model, which samplers that model accepts and which it refuses."""
     import schedulers
 
+    if model is None:
+        # No model, no default: which sampler a model starts from, and which it refuses, depends on its
+        # scheduler config (mini, an sd1 model, refuses the sd1 family's usual Karras default).
+        rows = [{"name": n, "kind": s.kind, "description": s.description} for n, s in schedulers.SAMPLERS.items()]
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        for r in rows:
+            typer.echo(f"{r['name']:<22} {r['kind']:<5} {r['description']}")
+        typer.echo("\nstudio samplers --model NAME: which of these a model accepts, and its default")
+        return
+    from .jobs.checks import default_sampler_for, sampler_problem, scheduler_context
+    from .registry import Registry
+
+    try:
+        entry = Registry().resolve(model)
+    except StudioError as exc:
+        _fail(str(exc))
+    family, config = scheduler_context(entry)
+    default = default_sampler_for(entry)
+    rows = []
     for name, spec in schedulers.SAMPLERS.items():
-        typer.echo(f"{name:<22} {spec.kind:<5} {spec.description}")
+        problem = sampler_problem(entry, name)
+        rows.append({"name": name, "kind": spec.kind, "accepted": problem is None, "default": name == default,
+                     "description": spec.description if problem is None else problem.split(": ", 1)[-1]})
+    if as_json:
+        typer.echo(json.dumps({"model": entry.name, "family": family, "default": default, "samplers": rows},
+                              indent=2))
+        return
+    basis = "its scheduler config" if config else ("its family only (no scheduler config on disk)" if family
+                                                    else "nothing yet (family unknown until it loads)")
+    typer.echo(f"{entry.name}: {family or 'family unknown'}, default sampler {default or 'chosen at load'}; "
+               f"checked against {basis}")
+    for r in rows:
+        mark = "default" if r["default"] else ("ok" if r["accepted"] else "refused")
+        typer.echo(f"{r['name']:<22} {r['kind']:<5} {mark:<8} {r['description']}")
 
 
 @app.command()
