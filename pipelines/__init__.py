@@ -9,21 +9,24 @@ from .loading import (
     MissingTokenizer,
     ModelLoadError,
     ModelNotAvailable,
+    SourceInfo,
     UnsafeCheckpoint,
     content_hash,
     detect_single_file,
     file_sha256,
     find_tokenizer,
     from_pipeline,
+    inspect_source,
     load_model,
 )
-from .lora import apply_loras, clear_loras, loras_applied
+from .lora import apply_loras, check_lora_file, clear_loras, loras_applied
 from .memory import apply_memory_options
 from .preview import latent_preview
 
 __all__ = [
     "FAMILIES", "MODES", "TOKENIZERS", "LoadedModel", "MissingTokenizer", "ModelLoadError", "ModelNotAvailable",
-    "UnsafeCheckpoint", "apply_loras", "apply_memory_options", "clear_loras", "content_hash", "detect_single_file",
-    "file_sha256", "find_tokenizer", "from_pipeline", "latent_preview", "load_model", "loras_applied", "outpaint_canvas",
-    "pick_device_dtype", "resolve_device", "resolve_dtype", "run_image",
+    "SourceInfo", "UnsafeCheckpoint", "apply_loras", "apply_memory_options", "check_lora_file", "clear_loras",
+    "content_hash", "detect_single_file", "file_sha256", "find_tokenizer", "from_pipeline", "inspect_source",
+    "latent_preview", "load_model", "loras_applied", "outpaint_canvas", "pick_device_dtype", "resolve_device",
+    "resolve_dtype", "run_image",
 ]

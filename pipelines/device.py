@@ -23,9 +23,20 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    try:
+        dev = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError):
+        # torch's own message lists every backend it was built with (ipu, xla, vulkan...), not what runs here
+        raise ValueError(f"device {device!r} is not a device name: use cpu, cuda, cuda:N or mps (or auto)") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {str(dev)!r} is not supported: use cpu, cuda, cuda:N or mps (or auto)")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(dev)!r} requested but CUDA is not available")
+        raise ValueError(f"device {str(dev)!r} requested but CUDA is not available on this machine (use cpu)")
+    count = torch.cuda.device_count() if dev.type == "cuda" else 0
+    # torch itself accepts any index here and fails only at first use ("invalid device ordinal")
+    if dev.index is not None and 0 < count <= dev.index:
+        raise ValueError(f"device {str(dev)!r} requested but this machine has {count} CUDA device"
+                         f"{'s' if count != 1 else ''} (cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
     if dev.type == "mps" and not _mps_available():
         raise ValueError("device 'mps' requested but MPS is not available")
     return dev
@@ -49,6 +60,8 @@ def resolve_dtype(dtype: str | torch.dtype | None = None, device: str | torch.de
     if key not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; use one of fp16, bf16, fp32 (or auto)")
     out = _DTYPES[key]
+    if dev.type == "cuda" and out == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"dtype bf16 is not supported by this GPU ({torch.cuda.get_device_name(dev)}); use fp16")
     if dev.type == "cpu" and out == torch.float16:
         warnings.warn("fp16 on CPU is slow and some ops are unsupported; fp32 is recommended", stacklevel=2)
     return out

@@ -212,6 +212,12 @@ def _folder_family(folder: Path) -> str:
     return family_from_pipeline(idx.get("_class_name", ""), {"cross_attention_dim": xdim})
 
 
+def _first_line(exc: BaseException) -> str:
+    """A library's message reduced to one line: tracebacks and config dumps stay in the log."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
 def _refuse_pickle(path: Path, what: str = "checkpoint") -> None:
     raise UnsafeCheckpoint(
         f"refusing to load the pickle {what} {path}: pickle files ({', '.join(PICKLE_SUFFIXES)}) can run arbitrary "
@@ -367,8 +373,12 @@ def read_checkpoint_shapes(path: Path, allow_pickle: bool = False) -> dict[str, 
     if path.suffix in SAFE_SUFFIXES:
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {k: _Shape(f.get_slice(k).get_shape()) for k in f.keys()}
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return {k: _Shape(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception:  # noqa: BLE001 - safetensors raises its own SafetensorError (header too large, ...)
+            raise ModelLoadError(f"{path.name} is not a valid .safetensors file (corrupt, truncated or another "
+                                 "format)") from None
     if not allow_pickle:
         _refuse_pickle(path)
     sd = torch.load(str(path), map_location="cpu", weights_only=False, mmap=False)
@@ -444,7 +454,7 @@ def _load_single_file(path: Path, *, family, dtype, allow_pickle, single_file_co
         except ModelLoadError:
             raise
         except Exception as e:  # noqa: BLE001 - diffusers raises OSError/ValueError/SingleFileComponentError/...
-            raise ModelLoadError(f"could not load {path.name} as {idx['_class_name']} ({model_type}): {e}") from e
+            raise ModelLoadError(f"could not load {path.name} as {idx['_class_name']} ({model_type}): {_first_line(e)}") from e
     return pipe, family
 
 
@@ -477,6 +487,81 @@ def _load_folder(folder: Path, family, device, dtype, allow_pickle: bool, error)
     return pipe, fam, dev, dt
 
 
+@dataclass(frozen=True)
+class SourceInfo:
+    """What is known about a model source without loading its weights (see :func:`inspect_source`)."""
+
+    kind: str  # "folder" | "single_file" | "hub"
+    family: str | None  # None: only known after loading
+    scheduler_config: dict | None  # the config the pipeline's scheduler will be built from; None: not on disk
+    vae_scale_factor: int | None = None
+
+
+def _read_json(path) -> dict | None:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError, TypeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _vae_scale(vae_config: dict | None) -> int | None:
+    blocks = (vae_config or {}).get("block_out_channels")
+    return 2 ** (len(blocks) - 1) if isinstance(blocks, list) and blocks else None
+
+
+def inspect_source(source, *, family: str | None = None, allow_pickle: bool = False) -> SourceInfo:
+    """Check ``source`` the way :func:`load_model` would and read its family and scheduler config, without
+    loading weights (a few small JSON files, a safetensors header): a request that cannot run on this model
+    fails in milliseconds instead of after a load. Raises the same errors as ``load_model``. Hub ids are
+    looked up in the local cache only; what is not cached is left None (the load reports it)."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    src = os.fspath(source)
+    path = Path(os.path.expanduser(src))
+    if path.is_file():
+        if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
+            _refuse_pickle(path)
+        if path.suffix not in WEIGHT_SUFFIXES:
+            raise ModelLoadError(f"{path}: not a checkpoint file (expected {', '.join(WEIGHT_SUFFIXES)})")
+        if path.suffix not in SAFE_SUFFIXES:
+            return SourceInfo("single_file", family, None)  # reading a pickle's keys means loading it
+        _, det_family, shipped, _ = detect_single_file(path)
+        cfg_dir = CONFIG_DIR / shipped if shipped else None
+        return SourceInfo("single_file", family or det_family,
+                          _read_json(cfg_dir / "scheduler" / "scheduler_config.json") if cfg_dir else None,
+                          _vae_scale(_read_json(cfg_dir / "vae" / "config.json")) if cfg_dir else None)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ModelLoadError(f"{path} is a folder but not a diffusers pipeline (no model_index.json)")
+        _check_folder_weights(path, allow_pickle)
+        return SourceInfo("folder", family or _folder_family(path),
+                          _read_json(path / "scheduler" / "scheduler_config.json"),
+                          _vae_scale(_read_json(path / "vae" / "config.json")))
+    if _looks_like_path(src):
+        raise ModelNotAvailable(f"no such file or directory: {src!r} (give an existing .safetensors file, a "
+                                f"diffusers folder, or a hub id like 'owner/name')")
+    if not re.match(r"^[\w.\-]+/[\w.\-]+$", src):
+        raise ModelNotAvailable(f"{src!r} is neither an existing path nor a hub id of the form 'owner/name'")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        def cached(name: str) -> dict | None:
+            hit = try_to_load_from_cache(src, name)
+            return _read_json(hit) if isinstance(hit, str) else None
+
+        index, sched, vae = cached("model_index.json"), cached("scheduler/scheduler_config.json"), \
+            cached("vae/config.json")
+        unet = cached("unet/config.json") if index and family is None else None
+    except Exception:  # noqa: BLE001 - a broken cache: the load reports it properly
+        index = sched = vae = unet = None
+    fam = family
+    if fam is None and index:
+        fam = family_from_pipeline(str(index.get("_class_name", "")),
+                                   {"cross_attention_dim": (unet or {}).get("cross_attention_dim")})
+    return SourceInfo("hub", fam, sched, _vae_scale(vae))
+
+
 def load_model(source, *, family: str | None = None, device=None, dtype=None, allow_pickle: bool = False,
                local_files_only: bool | None = None, single_file_config=None, tokenizers_dir=None) -> LoadedModel:
     """Load ``source`` (hub id, diffusers folder, or single checkpoint file) into a :class:`LoadedModel`.
@@ -502,7 +587,7 @@ def load_model(source, *, family: str | None = None, device=None, dtype=None, al
             raise ModelLoadError(f"{path} is a folder but not a diffusers pipeline (no model_index.json)")
         pipe, fam, dev, dt = _load_folder(
             path, family, device, dtype, allow_pickle,
-            lambda e: ModelLoadError(f"could not load diffusers folder {path}: {e}"))
+            lambda e: ModelLoadError(f"could not load diffusers folder {path}: {_first_line(e)}"))
         chash, kind = content_hash(path), "folder"
     elif _looks_like_path(src):
         raise ModelNotAvailable(f"no such file or directory: {src!r} (give an existing .safetensors file, a "
@@ -516,7 +601,7 @@ def load_model(source, *, family: str | None = None, device=None, dtype=None, al
         except Exception as e:  # noqa: BLE001 - huggingface_hub raises several kinds
             raise _not_available(src, type(e).__name__) from e
         pipe, fam, dev, dt = _load_folder(folder, family, device, dtype, allow_pickle,
-                                          lambda e: _not_available(src, str(e)))
+                                          lambda e: _not_available(src, _first_line(e)))
         chash, kind = content_hash(folder), "hub"
     if family is None:
         fam = family_from_pipeline(pipe) if fam in (None, "other") else fam

@@ -24,18 +24,35 @@ def clear_loras(model: LoadedModel) -> None:
             pass
 
 
+def check_lora_file(path: str | os.PathLike, *, allow_pickle: bool = False) -> None:
+    """Everything about a LoRA file that can be checked without a model: it exists, has a weights suffix, is
+    not a refused pickle, and a .safetensors file has a readable header (corrupt files otherwise fail deep
+    inside diffusers with "Unable to load weights from checkpoint file")."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelNotAvailable(f"LoRA file not found: {p}")
+    if p.suffix in PICKLE_SUFFIXES and not allow_pickle:
+        _refuse_pickle(p, "LoRA")
+    if p.suffix not in SAFE_SUFFIXES + PICKLE_SUFFIXES:
+        raise ValueError(f"{p}: not a LoRA weights file (expected {', '.join(SAFE_SUFFIXES)})")
+    if p.suffix in SAFE_SUFFIXES:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(p), framework="pt", device="cpu") as f:
+                f.keys()
+        except Exception:  # noqa: BLE001 - SafetensorError (header too large, invalid JSON, ...)
+            raise ValueError(f"LoRA {p} is not a valid .safetensors file (corrupt, truncated or another "
+                             "format)") from None
+
+
 def apply_loras(model: LoadedModel, loras: Iterable[tuple[str | os.PathLike, float]], *,
                 allow_pickle: bool = False) -> list[str]:
     """Replace the active LoRAs with ``loras`` [(path, weight), ...]; ``[]`` clears them.
     Returns the sha256 of each LoRA file, in order."""
     loras = [(Path(p), float(w)) for p, w in loras]
     for p, _ in loras:
-        if not p.is_file():
-            raise ModelNotAvailable(f"LoRA file not found: {p}")
-        if p.suffix in PICKLE_SUFFIXES and not allow_pickle:
-            _refuse_pickle(p, "LoRA")
-        if p.suffix not in SAFE_SUFFIXES + PICKLE_SUFFIXES:
-            raise ValueError(f"{p}: not a LoRA weights file")
+        check_lora_file(p, allow_pickle=allow_pickle)
     clear_loras(model)
     if not loras:
         return []

@@ -13,6 +13,15 @@ from .ledger import Ledger
 from .pki import c2pa_settings
 
 EXIT_OK, EXIT_INVALID, EXIT_NO_CREDENTIALS, EXIT_UNREADABLE = 0, 1, 2, 3
+# verify() reads a whole file into memory and decodes its pixels for the watermark; anyone can hand it a file
+# (the CLI, the web app's upload), so both are bounded before the work. A PNG declaring 20000x20000 pixels
+# can be a few KB on disk: the declared size is checked from the header, before decoding.
+MAX_VERIFY_BYTES = 512 << 20
+MAX_VERIFY_PIXELS = 8192 * 8192
+
+
+class _TooLarge(Exception):
+    """The input is over one of the limits above (the message names it)."""
 
 
 @dataclass
@@ -119,8 +128,36 @@ def summarize_manifest(active: dict) -> dict:
 
 def _load(path_or_bytes) -> bytes:
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        size = len(path_or_bytes)
+    else:
+        size = Path(path_or_bytes).stat().st_size
+    if size > MAX_VERIFY_BYTES:
+        raise _TooLarge(f"file is {size / 2**20:.0f} MiB, over the verify limit of {MAX_VERIFY_BYTES >> 20} MiB")
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         return bytes(path_or_bytes)
     return Path(path_or_bytes).read_bytes()
+
+
+def _check_pixels(data: bytes, fmt: str) -> None:
+    """Refuse an image whose header declares more pixels than MAX_VERIFY_PIXELS, before anything decodes it."""
+    if M.KIND[fmt] != "image":
+        return
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            # PIL warns (and past twice its own limit raises) on huge images; ours is the lower, named limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:
+        raise _TooLarge(f"image declares more than {MAX_VERIFY_PIXELS:,} pixels, the verify limit") from None
+    except Exception:  # noqa: BLE001 - a header PIL cannot parse: the decode below reports it as unreadable
+        return
+    if w * h > MAX_VERIFY_PIXELS:
+        raise _TooLarge(f"image is {w}x{h} = {w * h:,} pixels, over the verify limit of {MAX_VERIFY_PIXELS:,}")
 
 
 def _detect_watermark(data: bytes, fmt: str):
@@ -146,6 +183,8 @@ def verify(path_or_bytes: Union[str, Path, bytes], config: Optional[SafetyConfig
         data = _load(path_or_bytes)
     except OSError as e:
         return VerifyReport(state="unreadable", exit_code=EXIT_UNREADABLE, error=f"cannot read file: {e}")
+    except _TooLarge as e:
+        return VerifyReport(state="unreadable", exit_code=EXIT_UNREADABLE, error=str(e))
     if not data:
         return VerifyReport(state="unreadable", exit_code=EXIT_UNREADABLE, error="empty file")
     fmt = M.sniff(data)
@@ -157,6 +196,11 @@ def verify(path_or_bytes: Union[str, Path, bytes], config: Optional[SafetyConfig
         return VerifyReport(state="unreadable", exit_code=EXIT_UNREADABLE,
                             error=f"unsupported format {name} (supported: PNG, JPEG, WebP, WAV, FLAC, MP3, MP4)")
     rep = VerifyReport(state="none", exit_code=EXIT_NO_CREDENTIALS, fmt=fmt, mime=M.MIME[fmt])
+    try:
+        _check_pixels(data, fmt)
+    except _TooLarge as e:
+        rep.state, rep.exit_code, rep.error = "unreadable", EXIT_UNREADABLE, str(e)
+        return rep
 
     # media must decode, else the file is unreadable whatever the manifest says
     wm_err = None

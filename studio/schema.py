@@ -5,6 +5,7 @@ extend it instead of forking it.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,6 +17,8 @@ ImageFormat = Literal["png", "jpeg", "webp"]
 Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
 MAX_SIDE = 4096
 MAX_BATCH = 64
+MAX_OUTPAINT = 2048
+LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -4.0, 4.0
 
 
 def _multiple_of_8(name: str, value: Optional[int]) -> Optional[int]:
@@ -26,38 +29,76 @@ def _multiple_of_8(name: str, value: Optional[int]) -> Optional[int]:
     return value
 
 
+def _finite(name: str, value: Any) -> Any:
+    """NaN compares false with every bound, so pydantic would report it as out of range ("should be <= 50");
+    say what is wrong instead. Runs before the bounds, on the raw input (text from CSV/JSON included)."""
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        return value  # not numeric at all: pydantic's own "should be a valid number" says so
+    if number is not None and math.isnan(number):
+        raise ValueError(f"{name} is not a number (got {value!r})")
+    if number is not None and math.isinf(number):
+        raise ValueError(f"{name} must be a finite number (got {value!r})")
+    return value
+
+
+def _build(cls, _prefix: str = "invalid request: ", _loc: bool = True, **fields: Any):
+    try:
+        return cls(**fields)
+    except ValidationError as exc:
+        raise RequestError(format_validation_error(exc, prefix=_prefix, loc=_loc)) from None
+
+
 class LoraRef(BaseModel):
     """A LoRA file and the weight it is applied with."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: str = Field(min_length=1)
-    weight: float = Field(default=1.0, ge=-4.0, le=4.0)
+    weight: float = 1.0
+
+    @field_validator("weight", mode="before")
+    @classmethod
+    def _weight_finite(cls, v: Any) -> Any:
+        return _finite("weight", v)
+
+    @field_validator("weight")
+    @classmethod
+    def _weight_range(cls, v: float) -> float:
+        # Checked here rather than with Field(ge, le) so the message states the range, not one bound.
+        if not LORA_WEIGHT_MIN <= v <= LORA_WEIGHT_MAX:
+            raise ValueError(f"weight must be in [{LORA_WEIGHT_MIN:g}, {LORA_WEIGHT_MAX:g}] (got {v:g})")
+        return v
 
     @classmethod
     def parse(cls, text: str) -> "LoraRef":
         """Parse the CLI form `PATH[:WEIGHT]`."""
         path, sep, weight = text.rpartition(":")
         if not sep or not path:
-            return cls(path=text)
+            return _build(cls, path=text)
         try:
-            return cls(path=path, weight=float(weight))
+            value = float(weight)
         except ValueError:
             # A colon that is part of the path (C:\...) rather than a weight.
-            return cls(path=text)
+            return _build(cls, path=text)
+        return _build(cls, _prefix=f"LoRA {path!r}: ", _loc=False, path=path, weight=value)
 
 
 class Outpaint(BaseModel):
     """Pixels to add on each side of the init image; each a multiple of 8."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    left: int = Field(default=0, ge=0, le=2048)
-    top: int = Field(default=0, ge=0, le=2048)
-    right: int = Field(default=0, ge=0, le=2048)
-    bottom: int = Field(default=0, ge=0, le=2048)
+    left: int = 0
+    top: int = 0
+    right: int = 0
+    bottom: int = 0
 
     @field_validator("left", "top", "right", "bottom")
     @classmethod
     def _eight(cls, v: int, info) -> int:
+        # The bounds are checked here, not with Field(ge, le), so every message names its side.
+        if not 0 <= v <= MAX_OUTPAINT:
+            raise ValueError(f"outpaint {info.field_name} margin {v} must be in [0, {MAX_OUTPAINT}]")
         return _multiple_of_8(f"outpaint {info.field_name} margin", v)
 
     @model_validator(mode="after")
@@ -79,7 +120,8 @@ class Outpaint(BaseModel):
             left, top, right, bottom = (int(p) for p in parts)
         except ValueError:
             raise RequestError(f"outpaint margins must be integers, got {text!r}") from None
-        return cls(left=left, top=top, right=right, bottom=bottom)
+        return _build(cls, _prefix=f"outpaint {text!r}: ", _loc=False, left=left, top=top, right=right,
+                      bottom=bottom)
 
 
 class MemoryOptions(BaseModel):
@@ -127,6 +169,11 @@ class GenerationRequest(BaseModel):
             raise ValueError("prompt is empty")
         return v
 
+    @field_validator("guidance", "strength", mode="before")
+    @classmethod
+    def _number(cls, v: Any, info) -> Any:
+        return _finite(info.field_name, v)
+
     @field_validator("width", "height")
     @classmethod
     def _size(cls, v: Optional[int], info) -> Optional[int]:
@@ -166,22 +213,23 @@ class GenerationRequest(BaseModel):
     @classmethod
     def build(cls, **fields: Any) -> "GenerationRequest":
         """Validate and raise `RequestError` with one readable line instead of pydantic's report."""
-        try:
-            return cls(**fields)
-        except ValidationError as exc:
-            raise RequestError(format_validation_error(exc)) from None
+        return _build(cls, **fields)
 
 
-def format_validation_error(exc: ValidationError) -> str:
+def format_validation_error(exc: ValidationError, prefix: str = "invalid request: ", loc: bool = True) -> str:
+    """pydantic's report as one line: `field: message` per error, without its URLs or input dumps. `loc=False`
+    drops the field names (for a one-field text form like `--outpaint`, whose messages name the side)."""
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__")
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "__root__") if loc else ""
         msg = err.get("msg", "invalid")
         msg = msg.removeprefix("Value error, ")
         if err.get("type") == "extra_forbidden":
             msg = "unknown field"
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "invalid request: " + "; ".join(parts)
+        if where and "." not in where and msg.split(" ", 1)[0] == where:
+            where = ""  # "width 250 is not a multiple of 8" already names its field
+        parts.append(f"{where}: {msg}" if where else msg)
+    return prefix + " ".join("; ".join(parts).split())  # one line even when a message has line breaks
 
 
 class OutputRecord(BaseModel):
