@@ -17,9 +17,13 @@ from typing import Optional
 import ui  # noqa: F401  (sets GRADIO_ANALYTICS_ENABLED=False before gradio is imported)
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from . import batch as batch_mod
+from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
 from .errors import user_message
+from .login_throttle import LoginThrottle, LoginThrottleMiddleware
+from .served_files import ServedFilesGuard
 from .handlers import (DEFAULT_SAMPLER, SIZE_PRESETS, Handlers, caption, params_view, verdict_html)
 
 log = logging.getLogger("ui")
@@ -105,6 +109,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
     out = Path(out_dir).expanduser().resolve() if out_dir else default_out_dir()
     _gradio_dirs(out)
     h = Handlers(studio, out, verify_on_write=verify_on_write)
+    roots = browser_roots(out)  # the only places a browser-sent path may lead (see ui.browser_paths)
 
     def as_gr_error(fn, exc):
         msg = user_message(exc, out)
@@ -366,6 +371,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         @guarded
         def do_generate(prompt, negative, model, sampler, steps, guidance, width, height, seed, count,
                         request: gr.Request, progress=gr.Progress()):
+            model = checked_model(model, "model", h.registry)
             cancel = h.cancel_event(session(request), reset=True)
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
                                       guidance=guidance, size="Custom", width=width, height=height, seed=seed,
@@ -430,6 +436,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         @guarded
         def do_edit(source, mode, editor, mask, strength, left, top, right, bottom, prompt, negative, model,
                     sampler, steps, guidance, seed, request: gr.Request, progress=gr.Progress()):
+            source, mask = checked_path(source, "source image", roots), checked_path(mask, "mask file", roots)
+            editor, model = checked_editor(editor, roots), checked_model(model, "model", h.registry)
             cancel = h.cancel_event(session(request), reset=True)
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
                                       guidance=guidance, size="Model default", seed=seed, batch=1)
@@ -458,7 +466,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         # -- batch
         @guarded
         def on_batch_file(path):
-            rows, errors = batch_mod.validate(path, h.registry, out)
+            rows, errors = batch_mod.validate(path, h.registry, out)  # checks the file's and items' paths
             if not path:
                 return [], "", gr.update(interactive=False)
             if errors:
@@ -523,6 +531,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         def do_verify(path):
             if not path:
                 return "", "", None
+            path = checked_path(path, "file to verify", roots)
             head, details, data = h.verify(path)
             return verdict_html(head), details, data
 
@@ -548,7 +557,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
 
 def launch(studio=None, out_dir=None, *, host: str = "127.0.0.1", port: Optional[int] = 7860,
            auth: Optional[tuple[str, str]] = None, max_file_size=DEFAULT_MAX_FILE_SIZE, block: bool = True,
-           demo: Optional[gr.Blocks] = None, quiet: bool = False, **launch_kwargs):
+           demo: Optional[gr.Blocks] = None, quiet: bool = False, login_throttle: Optional[LoginThrottle] = None,
+           **launch_kwargs):
     """Build (unless `demo` is given) and serve the app. Binds 127.0.0.1 unless `host` says otherwise; serves
     only the output folder; uploads are capped at `max_file_size`. With `block=False` returns at once (the
     server runs in a thread; `demo.close()` stops it)."""
@@ -564,7 +574,13 @@ def launch(studio=None, out_dir=None, *, host: str = "127.0.0.1", port: Optional
     blocked = [str(home)]
     if _inside(home, out):  # the output folder may live in the config dir; keep keys, ledger and registry blocked
         blocked = [str(p) for p in home.iterdir() if not _inside(p, out) and not _inside(out, p)]
+    app_kwargs = dict(launch_kwargs.pop("app_kwargs", None) or {})
+    # Passed to the FastAPI constructor, so they are in place before the server starts (Starlette refuses
+    # middleware added later); Gradio's CORS and compression wrap them.
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(ServedFilesGuard),
+                                Middleware(LoginThrottleMiddleware, throttle=login_throttle or LoginThrottle())]
     demo.launch(
+        app_kwargs=app_kwargs,
         server_name=host, server_port=port, auth=auth, allowed_paths=[str(out)], blocked_paths=blocked,
         max_file_size=max_file_size, show_error=False, ssr_mode=False, share=False, inbrowser=False,
         prevent_thread_lock=not block, quiet=quiet, footer_links=[], theme=_theme(), css=CSS,

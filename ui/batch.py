@@ -2,7 +2,9 @@
 progress and cancel, and hand back the outputs + manifest.jsonl as one zip."""
 from __future__ import annotations
 
+import ast
 import json
+import re
 import threading
 import time
 import uuid
@@ -12,7 +14,8 @@ from typing import Callable, Optional
 
 from studio import RequestError
 
-from .errors import sanitize
+from .browser_paths import PathRefused, browser_roots, checked_model, checked_path
+from .errors import hide_paths, sanitize
 
 MAX_ITEMS = 1000
 ProgressFn = Callable[[int, int, str], None]
@@ -31,26 +34,80 @@ def _jobs():
 
 
 def validate(path: Optional[str], registry, out_dir: Path) -> tuple[list[list], list[str]]:
-    """(rows for the preview table, one line per problem). Nothing is rendered."""
+    """(rows for the preview table, one line per problem). Nothing is rendered. The file and every path an item
+    names come from a browser: they must lie in the uploads or the outputs, and models must be registry names."""
     if not path:
         return [], []
-    _, load_job = _jobs()
+    roots = browser_roots(out_dir)
     try:
-        spec = load_job(Path(path), check_model=registry.resolve)
+        job = Path(checked_path(path, "prompt file", roots))
+    except PathRefused as exc:
+        return [], [str(exc)]
+    _, load_job = _jobs()
+
+    def check_model(name):
+        if name is not None:
+            checked_model(name, "model", registry)
+        registry.resolve(name)
+
+    try:
+        spec = load_job(job, check_model=check_model)
     except RequestError as exc:
         return [], [sanitize(str(exc), out_dir)]
+    refused: dict[int, str] = {}
+    for item in spec.items:
+        if item.line not in refused:
+            try:
+                item_paths_allowed(item.request, roots, item.line)
+            except PathRefused as exc:
+                refused[item.line] = str(exc)
     rows = []
     for item in spec.items:
+        if item.line in refused:
+            continue
         r = item.request
         rows.append([item.line, item.key, r.prompt[:120], r.model or "default", r.mode,
                      f"{r.width or 'auto'}×{r.height or 'auto'}", r.steps or "default", r.batch])
-    errors = [f"line {i.line}: {sanitize(i.message, out_dir)}" for i in spec.invalid]
+    problems = [(i.line, _missing_or_refused(i.message, job.parent, roots, i.line)) for i in spec.invalid]
+    problems += list(refused.items())
+    errors = [m if m.startswith(f"line {n}:") else f"line {n}: {sanitize(m, out_dir)}"
+              for n, m in sorted(problems, key=lambda p: p[0])]
     if not spec.items and not errors:
         errors.append("the file has no items")
     if len(spec.items) > MAX_ITEMS:
         errors.append(f"{len(spec.items)} items: the web app runs at most {MAX_ITEMS} per job "
                       f"(use `studio render` for more)")
     return rows, errors
+
+
+def item_paths_allowed(request, roots, line: int) -> None:
+    """PathRefused unless the item's init image, mask and LoRAs are uploads or outputs (already resolved
+    relative to the job file by `load_job`)."""
+    checked_path(request.init_image, "init_image", roots, line=line)
+    checked_path(request.mask, "mask", roots, line=line)
+    for lora in request.loras:
+        checked_path(lora.path, "loras", roots, line=line)
+
+
+_MISSING = re.compile(r"^(init_image|mask|LoRA) (?P<repr>'.*'|\".*\") does not exist")
+
+
+def _missing_or_refused(message: str, base: Path, roots, line: int) -> str:
+    """`load_job` reports a missing file before this module sees the item; for a path outside the allowed
+    folders say "refused" instead, so a visitor cannot probe which server files exist."""
+    m = _MISSING.match(message)
+    if not m:
+        return message
+    try:
+        written = ast.literal_eval(m.group("repr"))
+    except (ValueError, SyntaxError):
+        return message
+    field = "loras" if m.group(1) == "LoRA" else m.group(1)
+    try:
+        checked_path(written, field, roots, line=line, base=base)
+    except PathRefused as exc:
+        return str(exc)
+    return message
 
 
 def run(handlers, path: Optional[str], *, progress: Optional[ProgressFn] = None,
@@ -62,6 +119,7 @@ def run(handlers, path: Optional[str], *, progress: Optional[ProgressFn] = None,
     rows, errors = validate(path, handlers.registry, handlers.out_dir)
     if errors:
         raise RequestError(f"{len(errors)} problem(s) in the prompt file; first: {errors[0]}")
+    path = checked_path(path, "prompt file", browser_roots(handlers.out_dir))
     render, _ = _jobs()
     job_dir = handlers.out_dir / "batches" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     total_items = max(1, len(rows))
@@ -111,10 +169,7 @@ def _record_outputs(handlers, job_dir: Path) -> list[dict]:
             continue
         if obj.get("type") != "item" or obj.get("status") != "ok":
             continue
-        req = dict(obj.get("request") or {})
-        for key in ("init_image", "mask"):
-            if req.get(key):
-                req[key] = Path(req[key]).name
+        req = public_request(obj.get("request") or {})
         for out in obj.get("outputs", []):
             file = (job_dir / out["path"]).resolve()
             entry = {
@@ -132,11 +187,53 @@ def _record_outputs(handlers, job_dir: Path) -> list[dict]:
     return entries
 
 
+def public_request(req: dict) -> dict:
+    """A request as the browser may see it: its input files by name only."""
+    req = dict(req)
+    for key in ("init_image", "mask"):
+        if req.get(key):
+            req[key] = Path(req[key]).name
+    req["loras"] = [{**l, "path": Path(l["path"]).name} if isinstance(l, dict) and l.get("path") else l
+                    for l in req.get("loras") or []]
+    return req
+
+
+# Free text a user typed: left as written (it is theirs, and not a server path even when it looks like one).
+_USER_TEXT = {"prompt", "negative_prompt"}
+
+
+def public_manifest(text: str, job_dir: Path) -> str:
+    """manifest.jsonl for the download: every server path (job file, inputs, LoRAs, model folders, the job
+    folder itself, paths inside error messages) relative to the job folder, or just a file name."""
+    root = str(Path(job_dir).resolve())
+
+    def clean(v, key=None):
+        if isinstance(v, dict):
+            return {clean(k): clean(x, k) for k, x in v.items()}
+        if isinstance(v, list):
+            return [clean(x, key) for x in v]
+        if isinstance(v, str) and key not in _USER_TEXT:
+            return "." if v == root else hide_paths(v, job_dir)
+        return v
+
+    lines = []
+    for line in text.splitlines():
+        try:
+            lines.append(json.dumps(clean(json.loads(line)), ensure_ascii=False))
+        except json.JSONDecodeError:
+            lines.append(hide_paths(line, job_dir))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def _zip(job_dir: Path, zip_path: Path) -> None:
-    """The sealed files byte for byte (stored, not recompressed) plus manifest.jsonl."""
+    """The sealed files byte for byte (stored, not recompressed) plus manifest.jsonl without server paths."""
     tmp = zip_path.with_suffix(".zip.tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
         for f in sorted(job_dir.iterdir()):
-            if f.is_file() and not f.name.startswith("."):
+            if not f.is_file() or f.name.startswith("."):
+                continue
+            if f.name == "manifest.jsonl":
+                zf.writestr(f"{job_dir.name}/{f.name}", public_manifest(f.read_text(encoding="utf-8"), job_dir))
+            else:
                 zf.write(f, arcname=f"{job_dir.name}/{f.name}")
     tmp.replace(zip_path)

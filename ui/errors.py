@@ -18,21 +18,26 @@ class Cancelled(Exception):
     """Raised from a progress callback when the user pressed Cancel."""
 
 
-def sanitize(text: str, out_dir: Optional[Path] = None) -> str:
-    """Hide server paths (a path inside the output folder becomes relative to it, any other one its file name),
-    key material and line breaks; cut to one short line."""
-    text = _PEM.sub("[key material hidden]", str(text))
-    root = str(Path(out_dir).resolve()) if out_dir else None
+def hide_paths(text: str, root: Optional[Path] = None) -> str:
+    """Server paths in `text` rewritten: one inside `root` becomes relative to it, any other one its file name.
+    Nothing else changes (no cut, line breaks kept), so it suits whole records as well as messages."""
+    root_s = str(Path(root).resolve()) if root else None
 
     def repl(m: re.Match) -> str:
         p = m.group(0)
-        if root and (p == root or p.startswith(root + "/")):
-            rel = p[len(root):].lstrip("/")
+        if root_s and (p == root_s or p.startswith(root_s + "/")):
+            rel = p[len(root_s):].lstrip("/")
             return rel or "output folder"
         name = re.split(r"[/\\]", p.rstrip("/\\"))[-1]
         return name or "[path]"
 
-    text = _PATH.sub(repl, text)
+    return _PATH.sub(repl, str(text))
+
+
+def sanitize(text: str, out_dir: Optional[Path] = None) -> str:
+    """Hide server paths (a path inside the output folder becomes relative to it, any other one its file name),
+    key material and line breaks; cut to one short line."""
+    text = hide_paths(_PEM.sub("[key material hidden]", str(text)), out_dir)
     text = " ".join(text.split())
     if len(text) > MAX_LEN:
         text = text[: MAX_LEN - 1] + "…"
