@@ -1,10 +1,12 @@
 """Job files: formats, defaults and overrides, validation with line numbers, identity, seeds, safe names."""
 import json
 import random
+import re
+from pathlib import Path
 
 import pytest
 
-from studio.jobs.spec import JobFileError, derive_seed, load_job, safe_name
+from studio.jobs.spec import FORMATS, JobFileError, derive_seed, load_job, safe_name
 
 
 def _png(path, size=(16, 16)):
@@ -156,12 +158,67 @@ def test_safe_names_never_escape():
     assert safe_name("a", "same") != safe_name("b", "same")
 
 
-@pytest.mark.parametrize("name", ["prompts.txt", "job.jsonl", "job.csv", "job.yaml"])
-def test_shipped_samples_validate(name):
-    from pathlib import Path
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE_JOBS = sorted(p.name for p in (ROOT / "samples" / "batch").iterdir() if p.suffix in FORMATS)
+
+
+def _refused_by(model: str, sampler: str):
+    """Whether the engine would refuse the sampler, judged from the model's own scheduler config on disk
+    (independently of the job validator, so this also holds the validator to it)."""
+    import schedulers
 
     from studio.registry import Registry
 
-    path = Path(__file__).resolve().parents[2] / "samples" / "batch" / name
-    spec = load_job(path, check_model=Registry().resolve)
+    entry = Registry().resolve(model)
+    config = json.loads((Path(entry.source) / "scheduler" / "scheduler_config.json").read_text())
+    try:
+        schedulers.make_scheduler(sampler, config, entry.family)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def test_every_sample_job_is_covered():
+    assert {"prompts.txt", "job.jsonl", "job.csv", "job.yaml"} <= set(SAMPLE_JOBS)
+
+
+@pytest.mark.parametrize("name", SAMPLE_JOBS)
+def test_shipped_samples_validate(name):
+    from studio.registry import Registry
+
+    spec = load_job(ROOT / "samples" / "batch" / name, check_model=Registry().resolve)
     assert spec.items and not spec.invalid, spec.invalid
+    refused = {(i.line, i.request.sampler): _refused_by(i.request.model or "mini", i.request.sampler)
+               for i in spec.items if i.request.sampler}
+    assert not {k: v for k, v in refused.items() if v}, refused
+
+
+def test_readme_samplers_are_accepted_by_the_model_they_run_on():
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", readme, flags=re.S)
+    checked = 0
+    for line in (l for b in blocks for l in b.splitlines() if "--sampler" in l):
+        args = shlex.split(line.split("  #")[0])
+        sampler = args[args.index("--sampler") + 1]
+        model = args[args.index("--model") + 1] if "--model" in args else "mini"  # the default model
+        assert _refused_by(model, sampler) is None, (line, _refused_by(model, sampler))
+        checked += 1
+    assert checked, "the README shows no --sampler example any more: drop this test"
+
+
+def test_samplers_command_shows_what_a_model_refuses_and_its_real_default(capsys):
+    from studio.cli import main
+
+    assert main(["samplers"]) == 0
+    listing = capsys.readouterr().out
+    assert "DPM++ 2M Karras" in listing and "default" not in listing.split("\n\n")[0].lower()
+    assert main(["samplers", "--model", "mini"]) == 0
+    rows = {line[:22].strip(): line[22:].split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["Euler"] == "default" and rows["DPM++ 2M"] == "ok"
+    assert rows["DPM++ 2M Karras"] == rows["Heun"] == rows["Flow-match Euler"] == "refused"
+    assert main(["samplers", "--model", "mini", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["default"] == "Euler" and all(r["accepted"] == (_refused_by("mini", r["name"]) is None)
+                                              for r in data["samplers"])
