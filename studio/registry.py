@@ -281,11 +281,9 @@ class Registry:
             f"(org/name), a diffusers folder or a .safetensors file"
         )
 
-    def add(self, name: str, source: str, family: Optional[str] = None, **defaults) -> ModelEntry:
-        """Add or replace a user entry and persist it to `models.toml`, after checking that it can load
-        (`validate_source`); the detected family is stored with it."""
-        import tomli_w
-
+    @staticmethod
+    def check_name(name: str) -> str:
+        """`name` stripped, or StudioError when it is empty or a built-in's."""
         name = (name or "").strip()
         if not name:
             raise StudioError("a model needs a name")
@@ -293,6 +291,14 @@ class Registry:
         if name in builtins:
             raise StudioError(f"{name!r} is a built-in model name and cannot be replaced; pick another name "
                               f"(built-in: {', '.join(builtins)})")
+        return name
+
+    def add(self, name: str, source: str, family: Optional[str] = None, **defaults) -> ModelEntry:
+        """Add or replace a user entry and persist it to `models.toml`, after checking that it can load
+        (`validate_source`); the detected family is stored with it."""
+        import tomli_w
+
+        name = self.check_name(name)
         if family not in (None, *FAMILIES):
             raise StudioError(f"family must be one of {', '.join(FAMILIES)}")
         source, family = validate_source(source, family)

@@ -11,6 +11,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +22,7 @@ from starlette.middleware import Middleware
 
 from . import batch as batch_mod
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
-from .errors import user_message
+from .errors import Cancelled, sanitize, user_message
 from .login_throttle import LoginThrottle, LoginThrottleMiddleware
 from .served_files import ServedFilesGuard
 from .handlers import (DEFAULT_SAMPLER, SIZE_PRESETS, Handlers, caption, params_view, verdict_html)
@@ -68,29 +69,77 @@ def _theme():
                           font_mono=mono)
 
 
-def _progress(progress):
-    def fn(done: int, total: int, desc: str) -> None:
+def _md_escape(text: str) -> str:
+    """A message as literal Markdown text (a file name like my_model.safetensors must not turn italic)."""
+    return "".join("\\" + c if c in "\\`*_[]<>#|~" else c for c in text)
+
+
+def _secs(s: float) -> str:
+    return f"{s:.1f}s" if s < 60 else f"{int(s // 60)}m{int(s % 60):02d}s"
+
+
+class _Progress:
+    """The `(done, total, desc)` callback handed to the handlers. It feeds gr.Progress (whose bar shows on the
+    results only, see `show_progress_on`) and builds one status line with the count, the elapsed time and an ETA
+    for the tab's status text: Gradio's own timer restarts at every streamed preview, so it cannot say either.
+
+    `unit` names what done/total count ("steps", "items"); None when they are not whole units (ui/batch.py
+    reports thousandths of an item, and names the item in its description), so the bar shows a fraction."""
+
+    def __init__(self, progress, unit: Optional[str] = "steps", on_line=None, interval: float = 0.25):
+        self.progress, self.unit, self.on_line, self.interval = progress, unit, on_line, interval
+        self.t0 = time.monotonic()
+        self.phase = None  # (key, start time, start fraction): ETA only extrapolates the current phase
+        self.last_line_at = float("-inf")
+
+    def line(self, done: int, total: int, desc: str, now: float) -> str:
+        frac = done / total if total else None
+        key = (desc if self.unit else None, total)
+        if self.phase is None or self.phase[0] != key:
+            self.phase = (key, now, frac or 0.0)
+        parts = [desc]
+        if self.unit and total and done:
+            parts.append(f"{self.unit[:-1] if self.unit.endswith('s') else self.unit} {done}/{total}")
+        parts.append(f"{_secs(now - self.t0)} elapsed")
+        _, start, start_frac = self.phase
+        if frac is not None and done and frac > start_frac and frac < 1:
+            parts.append("ETA " + _secs((now - start) / (frac - start_frac) * (1 - frac)))
+        return " · ".join(parts)
+
+    def __call__(self, done: int, total: int, desc: str) -> None:
+        now = time.monotonic()
+        text = self.line(done, total, desc, now)
         try:
-            progress((int(done), int(total) if total else None), desc=desc, unit="steps")
+            if self.unit:
+                self.progress((int(done), int(total) if total else None), desc=text, unit=self.unit)
+            else:
+                self.progress(done / total if total else None, desc=text)
         except Exception:  # progress is cosmetic
             pass
+        finished = bool(total) and done >= total
+        if self.on_line is not None and (finished or now - self.last_line_at >= self.interval):
+            self.last_line_at = now
+            self.on_line(text)
 
-    return fn
+
+def _progress(progress, unit: Optional[str] = "steps", on_line=None) -> _Progress:
+    return _Progress(progress, unit, on_line)
 
 
 _DONE = object()
 
 
 def _streamed(run):
-    """Run `run(on_preview)` in a worker thread; yield ("preview", path) as sealed previews arrive, then
-    ("done", result). The worker runs in a copy of this context so gr.Progress keeps working."""
+    """Run `run(on_preview, on_status)` in a worker thread; yield ("preview", path) and ("status", line) as they
+    arrive, then ("done", result). The worker runs in a copy of this context so gr.Progress keeps working."""
     updates: queue.Queue = queue.Queue()
     box: dict = {}
     ctx = contextvars.copy_context()
 
     def work():
         try:
-            box["value"] = run(updates.put)
+            box["value"] = run(lambda path: updates.put(("preview", path)),
+                               lambda line: updates.put(("status", line)))
         except BaseException as exc:  # noqa: BLE001 -- re-raised in the event's thread below
             box["error"] = exc
         finally:
@@ -98,7 +147,7 @@ def _streamed(run):
 
     threading.Thread(target=ctx.run, args=(work,), daemon=True, name="ui-generate").start()
     while (item := updates.get()) is not _DONE:
-        yield "preview", item
+        yield item
     if "error" in box:
         raise box["error"]
     yield "done", box["value"]
@@ -116,16 +165,42 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         log.warning("%s failed: %s", fn.__name__, msg)
         return gr.Error(msg, print_exception=False)
 
-    def guarded(fn):
+    def failure_line(exc, msg):
+        if isinstance(exc, Cancelled):
+            return msg[:1].upper() + msg[1:] + "."
+        return "**Error:** " + _md_escape(msg)
+
+    def guarded(fn=None, *, status: Optional[int] = None, outputs: int = 1):
+        """Every failure becomes one sanitized line (the traceback goes to the log only). With `status` (the
+        index of the tab's status Markdown among the event's `outputs`), that line is also written there: a
+        `queue=False` event's gr.Error never reaches the page (the browser shows a bare "Error"), and a queued
+        one's toast disappears after a while. A streaming handler shows the line, then raises gr.Error for the
+        toast; a plain one returns the line (the Models tab's events are `queue=False`)."""
+        if fn is None:
+            return lambda f: guarded(f, status=status, outputs=outputs)
+
+        def status_only(exc, msg):
+            line = failure_line(exc, msg)
+            if outputs == 1:
+                return line
+            return tuple(line if i == status else gr.skip() for i in range(outputs))
+
+        def explain(exc):
+            if isinstance(exc, gr.Error):
+                return exc, exc.message
+            err = as_gr_error(fn, exc)
+            return err, err.message
+
         if inspect.isgeneratorfunction(fn):
             @functools.wraps(fn)
             def gen_wrapper(*args, **kwargs):
                 try:
                     yield from fn(*args, **kwargs)
-                except gr.Error:
-                    raise
                 except Exception as exc:  # noqa: BLE001 -- every failure becomes one sanitized line
-                    raise as_gr_error(fn, exc) from None
+                    err, msg = explain(exc)
+                    if status is not None:
+                        yield status_only(exc, msg)
+                    raise err from None
 
             return gen_wrapper
 
@@ -133,10 +208,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         def wrapper(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except gr.Error:
-                raise
             except Exception as exc:  # noqa: BLE001 -- every failure becomes one sanitized line
-                raise as_gr_error(fn, exc) from None
+                err, msg = explain(exc)
+                if status is not None:
+                    return status_only(exc, msg)
+                raise err from None
 
         return wrapper
 
@@ -152,7 +228,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             model = gr.Dropdown(h.model_choices(), value=model0, label="Model", elem_id=f"{prefix}-model")
             sampler = gr.Dropdown(samplers, value=sampler0, label="Sampler", elem_id=f"{prefix}-sampler")
         with gr.Row():
-            steps = gr.Slider(1, 150, value=steps0, step=1, label="Steps", elem_id=f"{prefix}-steps")
+            # Minimum 0, not 1: the slider clamps a typed value to its minimum without a word, so a typed 0 would
+            # run 1 step; from 0 it reaches Handlers.request_fields, which refuses it like the CLI does.
+            steps = gr.Slider(0, 150, value=steps0, step=1, label="Steps", elem_id=f"{prefix}-steps")
             guidance = gr.Slider(0, 20, value=guid0, step=0.5, label="Guidance (CFG)", elem_id=f"{prefix}-guidance")
         return model, sampler, steps, guidance
 
@@ -181,10 +259,12 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                         with gr.Row():
                             g_size = gr.Dropdown(list(SIZE_PRESETS), value="Model default", label="Size",
                                                  elem_id="g-size", scale=2, min_width=150)
-                            g_width = gr.Number(value=w0, label="Width", precision=0, step=8, minimum=64,
-                                                maximum=4096, elem_id="g-width", scale=1, min_width=90)
-                            g_height = gr.Number(value=h0, label="Height", precision=0, step=8, minimum=64,
-                                                 maximum=4096, elem_id="g-height", scale=1, min_width=90)
+                            # No Gradio-side bounds or rounding: their errors name no field and a
+                            # non-number sent through the API crashes them; request_fields checks instead.
+                            g_width = gr.Number(value=w0, label="Width", precision=None, step=8,
+                                                elem_id="g-width", scale=1, min_width=90)
+                            g_height = gr.Number(value=h0, label="Height", precision=None, step=8,
+                                                 elem_id="g-height", scale=1, min_width=90)
                         with gr.Row(equal_height=True):
                             g_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="g-seed",
                                                scale=4)
@@ -337,7 +417,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                     with gr.Row():
                         m_add = gr.Button("Add model", variant="primary", elem_id="m-add", scale=0)
                         m_refresh = gr.Button("Refresh", elem_id="m-refresh", scale=0)
-                    m_status = gr.Markdown("", elem_id="m-status")
+                    # A models.toml entry the registry ignored (a built-in's name) is said here too.
+                    m_status = gr.Markdown("  \n".join("**Ignored:** " + _md_escape(sanitize(p, out))
+                                                       for p in h.registry_problems()), elem_id="m-status")
 
         # ====================================================================================== wiring
         def session(request: Optional[gr.Request]) -> str:
@@ -368,7 +450,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         g_seed_rand.click(lambda: -1, None, [g_seed], queue=False)
         g_seed_reuse.click(lambda s: s if s is not None else -1, [last_seed], [g_seed], queue=False)
 
-        @guarded
+        @guarded(status=2, outputs=8)
         def do_generate(prompt, negative, model, sampler, steps, guidance, width, height, seed, count,
                         request: gr.Request, progress=gr.Progress()):
             model = checked_model(model, "model", h.registry)
@@ -377,10 +459,13 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                                       guidance=guidance, size="Custom", width=width, height=height, seed=seed,
                                       batch=count)
             sess = session(request)
-            for kind, value in _streamed(lambda on_preview: h.generate(
-                    fields, progress=_progress(progress), cancel=cancel, preview=on_preview, session=sess)):
+            for kind, value in _streamed(lambda on_preview, on_status: h.generate(
+                    fields, progress=_progress(progress, on_line=on_status), cancel=cancel, preview=on_preview,
+                    session=sess)):
                 if kind == "preview":
                     yield (gr.skip(),) * 7 + (gr.update(value=value, visible=True),)
+                elif kind == "status":
+                    yield (gr.skip(),) * 2 + (value,) + (gr.skip(),) * 5
             entries = value
             first = entries[0]
             seeds = ", ".join(str(e["seed"]) for e in entries)
@@ -394,7 +479,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             do_generate,
             [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height, g_seed, g_batch],
             [g_gallery, g_files, g_status, last_seed, g_entries, g_params, g_selected, g_live],
-            concurrency_id="device", concurrency_limit=1)
+            # One progress bar, on the results: on every output it would cover the live preview and the status.
+            show_progress_on=[g_gallery], concurrency_id="device", concurrency_limit=1)
         g_prompt.submit(lambda: None, None, None, queue=False)
 
         def do_cancel(request: gr.Request):
@@ -433,7 +519,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         e_mode.change(on_mode, [e_mode], [e_editor, e_mask, e_strength, e_out_row, e_preview], queue=False)
         e_source.change(lambda p: (p, p), [e_source], [e_editor, e_preview], queue=False)
 
-        @guarded
+        @guarded(status=2, outputs=5)
         def do_edit(source, mode, editor, mask, strength, left, top, right, bottom, prompt, negative, model,
                     sampler, steps, guidance, seed, request: gr.Request, progress=gr.Progress()):
             source, mask = checked_path(source, "source image", roots), checked_path(mask, "mask file", roots)
@@ -442,12 +528,14 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
                                       guidance=guidance, size="Model default", seed=seed, batch=1)
             sess = session(request)
-            for kind, value in _streamed(lambda on_preview: h.edit(
+            for kind, value in _streamed(lambda on_preview, on_status: h.edit(
                     fields, source=source, mode=mode, editor_value=editor, mask_file=mask, strength=strength,
-                    outpaint=(left, top, right, bottom), progress=_progress(progress), cancel=cancel,
-                    preview=on_preview, session=sess)):
+                    outpaint=(left, top, right, bottom), progress=_progress(progress, on_line=on_status),
+                    cancel=cancel, preview=on_preview, session=sess)):
                 if kind == "preview":
                     yield (gr.skip(),) * 4 + (gr.update(value=value, visible=True),)
+                elif kind == "status":
+                    yield gr.skip(), gr.skip(), value, gr.skip(), gr.skip()
             entries = value
             first = entries[0]
             status = (f"{mode}: sealed image in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
@@ -460,7 +548,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             do_edit,
             [e_source, e_mode, e_editor, e_mask, e_strength, e_left, e_top, e_right, e_bottom, e_prompt,
              e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed],
-            [e_gallery, e_files, e_status, e_params, e_live], concurrency_id="device", concurrency_limit=1)
+            [e_gallery, e_files, e_status, e_params, e_live], show_progress_on=[e_gallery],
+            concurrency_id="device", concurrency_limit=1)
         e_cancel.click(do_cancel, None, [e_status], cancels=[e_event], queue=False)
 
         # -- batch
@@ -480,7 +569,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         @guarded
         def do_batch(path, request: gr.Request, progress=gr.Progress()):
             cancel = h.cancel_event(session(request), reset=True)
-            zip_path, summary, entries = batch_mod.run(h, path, progress=_progress(progress), cancel=cancel)
+            zip_path, summary, entries = batch_mod.run(h, path, progress=_progress(progress, unit=None), cancel=cancel)
             return zip_path, summary, gallery_value(entries)
 
         b_event = b_go.click(do_batch, [b_file], [b_zip, b_status, b_gallery], concurrency_id="device",
@@ -544,7 +633,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
 
         m_refresh.click(refresh_models, None, [m_table, g_model, e_model], queue=False)
 
-        @guarded
+        @guarded(status=3, outputs=4)
         def add_model(name, path, family):
             added = h.add_model(name, path, family)
             rows, g_upd, e_upd = refresh_models()

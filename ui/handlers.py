@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import math
 import re
 import shutil
 import threading
@@ -62,6 +63,10 @@ class Handlers:
     def registry(self):
         return self.studio.registry
 
+    def registry_problems(self) -> list[str]:
+        """Entries of models.toml the registry ignored, each with its reason."""
+        return list(getattr(self.registry, "problems", []))
+
     def model_choices(self) -> list[tuple[str, str]]:
         out = []
         for e in self.registry.entries.values():
@@ -88,10 +93,13 @@ class Handlers:
         return rows
 
     def add_model(self, name: str, path: str, family: Optional[str]) -> str:
+        """Register a local model; the registry checks that it would load (complete .safetensors, readable
+        model_index.json, known family) before anything is saved."""
         name = (name or "").strip()
         path = (path or "").strip()
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise RequestError("model name must be non-empty and use only letters, digits, '-', '_' and '.'")
+        self.registry.check_name(name)  # a reserved name is the first thing to say, whatever the path
         if not path:
             raise RequestError("give the local path of a diffusers folder or a .safetensors file")
         p = Path(path).expanduser()
@@ -112,24 +120,28 @@ class Handlers:
     # -- generation -----------------------------------------------------------------------------------------
     def request_fields(self, *, prompt, negative="", model=None, sampler=None, steps=None, guidance=None,
                        size="Model default", width=None, height=None, seed=None, batch=1) -> dict:
-        """Form values -> GenerationRequest fields (None: the model's default)."""
+        """Form values -> GenerationRequest fields (None: the model's default). Values arrive from the browser or
+        straight through the API, so each is checked here with a line naming the field: Gradio's own bound checks
+        do not name it, and its sliders clamp a typed 0 to their minimum without saying so."""
         w, h = SIZE_PRESETS.get(size, (None, None))
         if size == "Custom":
-            w, h = _int_or_none(width), _int_or_none(height)
-        seed = _int_or_none(seed)
+            w = _number(width, "width", whole=True, minimum=64)
+            h = _number(height, "height", whole=True, minimum=64)
+        seed = _number(seed, "seed", whole=True)
         if seed is not None and seed < 0:
             seed = None  # -1: random
+        batch = _number(batch, "number of images", whole=True, minimum=1)
         return {
             "prompt": prompt or "",
             "negative_prompt": negative or "",
             "model": model or None,
             "sampler": None if sampler in (None, "", DEFAULT_SAMPLER) else sampler,
-            "steps": _int_or_none(steps),
-            "guidance": None if guidance is None else float(guidance),
+            "steps": _number(steps, "steps", whole=True, minimum=1),
+            "guidance": _number(guidance, "guidance", minimum=0),
             "width": w,
             "height": h,
             "seed": seed,
-            "batch": _int_or_none(batch) or 1,
+            "batch": 1 if batch is None else batch,
         }
 
     def generate(self, fields: dict, *, init_image: Optional[str] = None, mask: Optional[str] = None,
@@ -227,17 +239,17 @@ class Handlers:
             raise RequestError("upload a source image first (or send one from the Generate tab)")
         fields = dict(fields)
         mask = None
-        if mode == "img2img":
-            fields["strength"] = strength
-        elif mode == "inpaint":
-            fields["strength"] = strength
+        if mode in ("img2img", "inpaint"):
+            fields["strength"] = _number(strength, "strength", minimum=0)
+        if mode == "inpaint":
             mask = mask_file or self.mask_from_editor(editor_value, source)
         elif mode == "outpaint":
-            left, top, right, bottom = (int(v or 0) for v in outpaint)
+            left, top, right, bottom = (_number(v, f"{side} padding", whole=True, minimum=0) or 0
+                                        for v, side in zip(outpaint, ("left", "top", "right", "bottom")))
             fields["outpaint"] = {"left": left, "top": top, "right": right, "bottom": bottom}
             if fields.get("width") is None or fields.get("height") is None:
                 fields["width"] = fields["height"] = None
-        else:
+        elif mode != "img2img":
             raise RequestError(f"unknown edit mode {mode!r}")
         return self.generate(fields, init_image=source, mask=mask, progress=progress, cancel=cancel,
                              source="edit", preview=preview, session=session)
@@ -300,10 +312,26 @@ def _available(entry) -> bool:
         return False
 
 
-def _int_or_none(v) -> Optional[int]:
-    if v is None or v == "":
+def _number(v, name: str, *, whole: bool = False, minimum=None):
+    """A form value as a number (int when `whole`), None when empty; RequestError naming the field otherwise.
+    Nothing is rounded or clamped: a value the user did not ask for must not run silently."""
+    if v is None or (isinstance(v, str) and not v.strip()):
         return None
-    return int(round(float(v)))
+    if isinstance(v, bool):
+        raise RequestError(f"{name} must be a number")
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise RequestError(f"{name} must be a number, not {str(v)[:20]!r}") from None
+    if not math.isfinite(x):
+        raise RequestError(f"{name} must be a finite number")
+    if whole:
+        if x != int(x):
+            raise RequestError(f"{name} must be a whole number, not {x:g}")
+        x = int(x)
+    if minimum is not None and x < minimum:
+        raise RequestError(f"{name} must be at least {minimum}")
+    return x
 
 
 def _inside(path: Path, root: Path) -> bool:
