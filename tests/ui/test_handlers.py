@@ -217,8 +217,11 @@ def test_add_model_validates_the_path(handlers, tmp_path):
     pickle.write_bytes(b"x")
     with pytest.raises(RequestError, match="safetensors"):
         handlers.add_model("m2", str(pickle), None)
-    st = tmp_path / "m.safetensors"
-    st.write_bytes(b"x")
+    import torch
+    from safetensors.torch import save_file
+
+    st = tmp_path / "m.safetensors"  # a complete SD checkpoint (header and data): the family is detected
+    save_file({"model.diffusion_model.output_blocks.11.0.skip_connection.weight": torch.zeros(4, 4)}, str(st))
     assert handlers.add_model("m3", str(st), "auto") == "m3"
     assert "m3" in dict((v, k) for k, v in handlers.model_choices())
     row = next(r for r in handlers.model_rows() if r[0] == "m3")
