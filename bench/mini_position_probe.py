@@ -8,6 +8,11 @@ centre of mass; 11.1% is what ignoring the position words scores) with ``evaluat
     python bench/mini_position_probe.py --arch base --steps 400                 # mini's UNet from scratch
     python bench/mini_position_probe.py --arch deep --steps 400                 # + a 4x4 level, from scratch
     python bench/mini_position_probe.py --arch base --steps 400 --from-shipped  # continue the shipped weights
+    python bench/mini_position_probe.py --steps 400 --text-encoder WORK/text_encoder  # fresh UNet, frozen encoder
+    python bench/mini_position_probe.py --steps 400 --text-encoder studio/mini/weights/text_encoder  # v2's, frozen
+    python bench/mini_position_probe.py --steps 400 --hand-made  # fixed random vector per attribute value
+
+With ``--text-encoder`` or ``--hand-made`` only the UNet trains (from scratch); the conditioning is frozen.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import json
 import random
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -46,7 +52,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--from-shipped", action="store_true", help="start from the shipped mini UNet + text encoder")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--text-encoder", default="", help="a CLIPTextModel folder to condition on, frozen")
+    ap.add_argument("--hand-made", action="store_true",
+                    help="condition on a fixed random 128-d vector per attribute value (issue 14's baseline)")
+    ap.add_argument("--json", default="", help="also write the probe history to this file")
     args = ap.parse_args()
+    if sum(map(bool, (args.from_shipped, args.text_encoder, args.hand_made))) > 1:
+        ap.error("--from-shipped, --text-encoder and --hand-made exclude each other")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tok = build_tokenizer()
@@ -60,8 +72,17 @@ def main() -> None:
         te = CLIPTextModel.from_pretrained(weights_path() / "text_encoder", dtype=torch.float32)
     else:
         unet, te = (deep_unet() if args.arch == "deep" else make_unet()), make_text_encoder(len(tok))
+    frozen = bool(args.text_encoder or args.hand_made)
+    if args.text_encoder:
+        from studio.mini.text_encoder import load_frozen
+
+        te = load_frozen(args.text_encoder)
+    elif args.hand_made:
+        from studio.mini.text_encoder import HandMadeConditioning
+
+        te = HandMadeConditioning(tok)
     scaling = float(json.loads((weights_path() / "vae" / "config.json").read_text())["scaling_factor"])
-    params = list(unet.parameters()) + list(te.parameters())
+    params = list(unet.parameters()) + ([] if frozen else list(te.parameters()))
     opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01)
     rng = random.Random(0)
     t999 = torch.full((args.batch,), 999)
@@ -74,24 +95,33 @@ def main() -> None:
         te.eval()
         res = first_step_layout(unet, te, tok, alpha_last=0.0, scaling=scaling, v_pred=True)
         unet.train()
-        te.train()
+        if not frozen:
+            te.train()
         return res["position_correct"]
 
-    print(f"{args.arch}{' from shipped' if args.from_shipped else ''}: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M"
-          f" UNet parameters; position from the first step before training {probe():.1f}%", flush=True)
+    cond_name = ("hand-made vectors" if args.hand_made else f"frozen {args.text_encoder}" if args.text_encoder
+                 else "shipped UNet + text encoder" if args.from_shipped else "joint text encoder")
+    hist = [{"step": 0, "position": probe()}]
+    print(f"{args.arch}, {cond_name}: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M"
+          f" UNet parameters; position from the first step before training {hist[0]['position']:.1f}%", flush=True)
     t0, seed = time.time(), 5 * 10**8
     for step in range(1, args.steps + 1):
         scenes, _, z = render_batch(range(seed, seed + args.batch))
         seed += args.batch
         x0 = torch.from_numpy(z) * scaling
-        pred = unet(torch.randn_like(x0), t999, te(ids([W.caption(s, rng) for s in scenes])).last_hidden_state).sample
+        with torch.set_grad_enabled(not frozen):
+            cond = te(ids([W.caption(s, rng) for s in scenes])).last_hidden_state
+        pred = unet(torch.randn_like(x0), t999, cond).sample
         loss = F.mse_loss(pred, -x0)  # v at zero SNR is -x0
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % 100 == 0:
-            print(f"step {step} loss {loss.item():.4f} position {probe():.1f}% ({time.time() - t0:.0f}s)", flush=True)
+            hist.append({"step": step, "loss": round(loss.item(), 4), "position": probe(), "seconds": round(time.time() - t0)})
+            print(f"step {step} loss {loss.item():.4f} position {hist[-1]['position']:.1f}% ({time.time() - t0:.0f}s)", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "conditioning": cond_name, "history": hist}, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 
     python -m studio.mini.train --out studio/mini/weights --seed 0
 
-Stages (``--stage all`` runs them in order; ``vae`` and ``unet`` are independent and may run at the
-same time in two processes, then ``export`` joins them):
+Stages (``--stage all`` runs vae, unet and export in order; ``vae`` and ``unet`` are independent and may
+run at the same time in two processes, then ``export`` joins them):
+  text    (mini v3) the CLIP text encoder alone, with linear heads on every token state that predict each
+          object's colour, shape, size and position and the background (``studio/mini/text_encoder.py``);
+          writes ``--work``/text_encoder, which ``--stage unet --text-encoder PATH`` loads frozen.
   vae     AutoencoderKL (8x, 4 latent channels) initialised to the closed-form latent of
           ``studio/mini/latent.py`` (cell-mean colour + object coverage), then trained: the decoder to
           paint sharp scenes from (slightly noised) target latents, the encoder to regress the targets.
-  unet    UNet2DConditionModel + CLIP text encoder, trained jointly on target latents computed straight
+  unet    UNet2DConditionModel + CLIP text encoder, trained jointly (or, with ``--text-encoder PATH``, the
+          UNet alone on that frozen encoder) on target latents computed straight
           from freshly rendered training scenes (no VAE in the loop, every batch new): v-prediction
           on scaled_linear betas rescaled to zero terminal SNR (``--prediction``, ``--zero-snr``: with
           signal left at t=999 the UNet copies the background from it instead of reading the caption),
@@ -276,7 +280,7 @@ def unet_hparams(args) -> dict:
     return {"unet_steps_planned": args.unet_steps, "batch_size": args.batch_size, "lr": args.lr,
             "min_snr_gamma": args.min_snr, "ema_decay": args.ema, "t_high_frac": args.t_high_frac,
             "offset_noise": args.offset_noise, "prediction_type": args.prediction,
-            "zero_terminal_snr": args.zero_snr}
+            "zero_terminal_snr": args.zero_snr, "frozen_text_encoder": args.text_encoder or None}
 
 
 def _meta(args, work: Path, ck: dict, final: bool) -> dict:
@@ -306,10 +310,19 @@ def train_unet(args, work: Path, tok):
     scaling, _ = latent_scaling()
     log(f"latent scaling factor {scaling:.4f}")
     unet = make_unet()
-    te = make_text_encoder(len(tok))
-    params = list(unet.parameters()) + list(te.parameters())
+    frozen = bool(args.text_encoder)
+    if frozen:  # mini v3: a text encoder trained before the UNet (--stage text), never updated here
+        from .text_encoder import load_frozen
+
+        te = load_frozen(args.text_encoder)
+        frozen_sd = {k: v.clone() for k, v in te.state_dict().items()}
+        log(f"text encoder: {args.text_encoder} (frozen)")
+    else:
+        te = make_text_encoder(len(tok))
+    params = list(unet.parameters()) + ([] if frozen else list(te.parameters()))
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
-    ema_u, ema_t = copy.deepcopy(unet).eval(), copy.deepcopy(te).eval()
+    ema_u = copy.deepcopy(unet).eval()
+    ema_t = te if frozen else copy.deepcopy(te).eval()
     for p in list(ema_u.parameters()) + list(ema_t.parameters()):
         p.requires_grad_(False)
     sched = make_scheduler_train(unet_hparams(args))
@@ -328,6 +341,7 @@ def train_unet(args, work: Path, tok):
     step, seed, prev_s, runs = 0, 10**7 * (args.seed + 1), 0, 1
     if args.resume and (work / "unet_state.pt").exists():
         st = torch.load(work / "unet_state.pt", weights_only=False)
+        _check_frozen_match(st, te, frozen)
         unet.load_state_dict(st["unet"])
         te.load_state_dict(st["te"])
         opt.load_state_dict(st["opt"])
@@ -338,6 +352,7 @@ def train_unet(args, work: Path, tok):
     elif args.resume and (work / "unet_ema.pt").exists():
         # only the EMA weights of an earlier run: start from them with a fresh optimizer
         st = torch.load(work / "unet_ema.pt", weights_only=False)
+        _check_frozen_match(st, te, frozen)
         for m in (unet, ema_u):
             m.load_state_dict(st["unet"])
         for m in (te, ema_t):
@@ -355,7 +370,7 @@ def train_unet(args, work: Path, tok):
         torch.save(ck, work / "unet_ema.pt")
         torch.save({"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
                     "ema_unet": ema_u.state_dict(), "ema_te": ema_t.state_dict(), "step": step, "seed": seed,
-                    "seconds": secs, "runs": runs}, work / "unet_state.pt")
+                    "seconds": secs, "runs": runs, "hparams": unet_hparams(args)}, work / "unet_state.pt")
         vae, which = load_vae(work)
         if vae is not None:
             export(Path(args.out), vae, ema_u, ema_t, tok, scaling, _meta(args, work, ck, final) | {"vae_export": which},
@@ -380,7 +395,11 @@ def train_unet(args, work: Path, tok):
         n_high = round(args.t_high_frac * len(t))  # layout (position, count) is decided at high noise
         t[:n_high] = torch.randint(500, 1000, (n_high,))
         xt = sched.add_noise(x0, noise, t)
-        cond = te(ids).last_hidden_state
+        if frozen:
+            with torch.no_grad():
+                cond = te(ids).last_hidden_state
+        else:
+            cond = te(ids).last_hidden_state
         pred = unet(xt, t, cond).sample
         target = sched.get_velocity(x0, noise, t) if vpred else noise
         loss = (F.mse_loss(pred, target, reduction="none").mean((1, 2, 3)) * weight[t]).mean()
@@ -397,7 +416,7 @@ def train_unet(args, work: Path, tok):
         opt.step()
         d = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for e, p in zip(list(ema_u.parameters()) + list(ema_t.parameters()), params):
+            for e, p in zip(list(ema_u.parameters()) + ([] if frozen else list(ema_t.parameters())), params):
                 e.lerp_(p, 1 - d)
         step += 1
         if step % 50 == 0:
@@ -409,7 +428,21 @@ def train_unet(args, work: Path, tok):
         if step % args.export_every == 0:
             save(False)
     save(True)
+    if frozen:
+        assert all(torch.equal(v, frozen_sd[k]) for k, v in te.state_dict().items()), "frozen text encoder changed"
     return step
+
+
+def _check_frozen_match(st: dict, te, frozen: bool) -> None:
+    """A run on a frozen encoder resumes only with that same encoder, and a joint run only without one
+    (checkpoints from before v3 hold no such key: joint)."""
+    import torch
+
+    was = bool((st.get("hparams") or {}).get("frozen_text_encoder"))
+    if frozen and (not was or not all(torch.equal(v, st["te"][k]) for k, v in te.state_dict().items())):
+        raise SystemExit("--resume: the checkpoint in --work was not trained on this frozen --text-encoder")
+    if not frozen and was:
+        raise SystemExit("--resume: the checkpoint in --work was trained on a frozen text encoder; pass --text-encoder")
 
 
 def export_stage(args, work: Path, tok) -> None:
@@ -458,7 +491,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).parent / "weights"))
     p.add_argument("--work", default="/tmp/mini_work", help="folder for the VAE and UNet checkpoints")
-    p.add_argument("--stage", choices=("all", "vae", "unet", "export", "unpack"), default="all")
+    p.add_argument("--stage", choices=("all", "text", "vae", "unet", "export", "unpack"), default="all")
     p.add_argument("--from", dest="src", default=str(Path(__file__).parent / "weights"),
                    help="unpack stage: the shipped model folder to continue from")
     p.add_argument("--seed", type=int, default=0)
@@ -488,6 +521,12 @@ def main(argv=None) -> None:
     p.add_argument("--zero-snr", action=argparse.BooleanOptionalAction, default=True,
                    help="rescale the betas to zero terminal SNR (Lin et al. 2024), so that t=999 is pure noise "
                         "and the UNet cannot read the layout from signal the schedule leaves there")
+    p.add_argument("--text-encoder", default="",
+                   help="unet stage: load this CLIPTextModel folder (e.g. WORK/text_encoder from --stage text) and "
+                        "train the UNet on it frozen (never updated, exported as is)")
+    p.add_argument("--text-steps", type=int, default=1500, help="text stage: training steps")
+    p.add_argument("--text-batch", type=int, default=64, help="text stage: captions per step")
+    p.add_argument("--text-lr", type=float, default=1e-3, help="text stage: peak AdamW learning rate")
     p.add_argument("--export-every", type=int, default=500)
     p.add_argument("--time-budget-min", type=float, default=90, help="stop UNet training after this many minutes")
     args = p.parse_args(argv)
@@ -495,6 +534,8 @@ def main(argv=None) -> None:
         p.error(f"--vae-crop must be a multiple of 8 between 8 and {W.SIZE} px, got {args.vae_crop}")
     if not 0.0 <= args.t_high_frac <= 1.0:
         p.error(f"--t-high-frac must be between 0 and 1, got {args.t_high_frac}")
+    if args.text_encoder and not (Path(args.text_encoder) / "config.json").exists():
+        p.error(f"--text-encoder {args.text_encoder}: no CLIPTextModel folder there (config.json missing)")
     if args.zero_snr and args.prediction == "epsilon":
         p.error("--zero-snr needs --prediction v_prediction: at zero SNR the noise is the input itself")
     args.command = "python -m studio.mini.train " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -510,6 +551,10 @@ def main(argv=None) -> None:
     tok = build_tokenizer()
     if args.stage == "unpack":
         unpack_stage(args, work)
+    if args.stage == "text":
+        from .text_encoder import train_text
+
+        train_text(args, work, tok)
     if args.stage in ("all", "vae"):
         (work / "vae.running").touch()  # tells a concurrent unet stage that the VAE is still training
         try:
