@@ -599,7 +599,7 @@ def load_model(source, *, family: str | None = None, device=None, dtype=None, al
         try:
             folder = Path(DiffusionPipeline.download(src, local_files_only=lfo))
         except Exception as e:  # noqa: BLE001 - huggingface_hub raises several kinds
-            raise _not_available(src, type(e).__name__) from e
+            raise _not_available(src, "not in the local Hugging Face cache" if lfo else _first_line(e)) from e
         pipe, fam, dev, dt = _load_folder(folder, family, device, dtype, allow_pickle,
                                           lambda e: _not_available(src, _first_line(e)))
         chash, kind = content_hash(folder), "hub"

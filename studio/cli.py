@@ -18,8 +18,13 @@ EXIT_FAILED = 1
 _FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
+def _one_line(message: str, limit: int = 600) -> str:
+    text = " ".join(str(message).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _fail(message: str, code: int = EXIT_BAD_REQUEST) -> None:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {_one_line(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -97,7 +102,10 @@ def generate(
         task = bar.add_task("loading model", total=None)
 
         def on_step(step: int, total: int) -> None:
-            bar.update(task, description="denoising", completed=step, total=total)
+            # after the last step come the VAE decode and the seal: seconds (minutes at 4096 px on CPU) in
+            # which a bar standing at total/total would look hung
+            bar.update(task, description="denoising" if step < total else "decoding and sealing",
+                       completed=step, total=total)
 
         try:
             result = default_studio().generate(request, out=out_path, progress=on_step,
@@ -288,13 +296,31 @@ def main(argv: Optional[list[str]] = None) -> int:
         typer.echo("interrupted", err=True)
         return 130
     except Exception as exc:  # click usage errors and anything unexpected: one line, non-zero
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
+        if isinstance(exc, _click_exceptions()):
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # a bare `studio`: the help is the answer
+                return exc.exit_code
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"error: {_one_line(exc.format_message()).rstrip('.')}{hint}", err=True)
             return exc.exit_code
-        typer.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+        # A bug, not a bad request: exit 1 and name the exception type so a report can be matched to it, on
+        # one line; DIFFUSION_STUDIO_DEBUG=1 prints the traceback too.
+        if os.environ.get("DIFFUSION_STUDIO_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        typer.echo(f"error: internal error ({type(exc).__name__}): {_one_line(exc, 300)} -- please report it "
+                   "(DIFFUSION_STUDIO_DEBUG=1 shows the traceback)", err=True)
         return EXIT_FAILED
+
+
+def _click_exceptions() -> tuple:
+    """click's ClickException and the copy typer vendors (typer >= 0.17 raises its own, not click's)."""
+    import click
+
+    vendored = [c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"]
+    return (click.ClickException, *vendored)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from . import limits
 from .errors import RequestError, StudioError
 from .metadata import package_versions
 from .registry import ModelEntry, Registry
@@ -48,29 +49,199 @@ class _Input:
     label: str
 
 
+def _too_many_pixels(what: str, label: str, w: int, h: int) -> RequestError:
+    return RequestError(f"{what} {label} is {w}x{h} = {w * h:,} pixels, over the input limit of "
+                        f"{limits.MAX_INPUT_PIXELS:,} ({_side(limits.MAX_INPUT_PIXELS)}x"
+                        f"{_side(limits.MAX_INPUT_PIXELS)}): downscale it first")
+
+
+def _side(pixels: int) -> int:
+    return int(pixels ** 0.5) // 8 * 8
+
+
 def _read_input(value: ImageInput, what: str, mode: str) -> _Input:
+    """Read an init image or mask within limits.MAX_INPUT_BYTES / MAX_INPUT_PIXELS: the byte size before
+    reading, the declared pixel size before decoding (a tiny PNG can declare 20000x20000)."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    cap = limits.MAX_INPUT_BYTES
     if isinstance(value, (str, Path)):
         path = Path(value).expanduser()
         if not path.is_file():
             raise RequestError(f"{what} {str(value)!r} does not exist or is not a file")
-        data, label = path.read_bytes(), str(path)
+        label = repr(str(value))
+        size = path.stat().st_size
+        if size > cap:
+            raise RequestError(f"{what} {label} is {size / limits.MiB:.0f} MiB, over the input limit of "
+                               f"{cap // limits.MiB} MiB")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RequestError(f"{what} {label} cannot be read ({exc.strerror or 'I/O error'})") from None
     elif isinstance(value, (bytes, bytearray)):
-        data, label = bytes(value), "<bytes>"
+        label = "(bytes)"  # never the object's repr: "<_io.BytesIO object at 0x...>" tells the user nothing
+        if len(value) > cap:
+            raise RequestError(f"{what} {label} is {len(value) / limits.MiB:.0f} MiB, over the input limit of "
+                               f"{cap // limits.MiB} MiB")
+        data = bytes(value)
     elif isinstance(value, Image.Image):
+        label = "(PIL image)"
+        if value.width * value.height > limits.MAX_INPUT_PIXELS:
+            raise _too_many_pixels(what, label, value.width, value.height)
         buf = io.BytesIO()
-        value.save(buf, format="PNG")
-        data, label = buf.getvalue(), "<PIL image>"
+        try:
+            value.save(buf, format="PNG")
+        except (OSError, ValueError):
+            raise RequestError(f"{what} {label} in mode {value.mode} cannot be stored as PNG: convert it to RGB "
+                               "or L first") from None
+        data = buf.getvalue()
     else:
         raise RequestError(f"{what} must be a path, bytes or a PIL image, not {type(value).__name__}")
     try:
-        img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():
+            # PIL warns past its own limit and raises past twice that; the named limit below is lower
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise RequestError(f"{what} {label} declares more than {limits.MAX_INPUT_PIXELS:,} pixels, the input "
+                           "limit: downscale it first") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise RequestError(f"{what} {label} is not a readable image (PNG, JPEG, WebP, ...)") from None
+    if img.width * img.height > limits.MAX_INPUT_PIXELS:
+        raise _too_many_pixels(what, label, img.width, img.height)
+    try:
         img.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise RequestError(f"{what} {label!r} is not a readable image ({exc})") from None
+        converted = img.convert(mode)
+    except (OSError, ValueError, SyntaxError):  # truncated or corrupt pixel data (PIL raises all three)
+        raise RequestError(f"{what} {label} is corrupt or truncated: its pixels cannot be decoded") from None
     fmt = (img.format or "").lower() or None
-    return _Input(img.convert(mode), data, {"jpg": "jpeg"}.get(fmt, fmt), label)
+    return _Input(converted, data, {"jpg": "jpeg"}.get(fmt, fmt), label)
+
+
+@dataclass
+class _Checked:
+    """What the pre-flight learned, reused by the generation that follows it."""
+
+    entry: ModelEntry
+    init: Optional[_Input]
+    mask: Optional[_Input]
+    source: object  # pipelines.SourceInfo
+
+
+def _dtype_name(dtype) -> str:
+    return {"float16": "fp16", "bfloat16": "bf16"}.get(str(dtype).replace("torch.", ""), "fp32")
+
+
+def _pixel_budget(device, dtype) -> tuple[int, str]:
+    """(pixels, what the budget is) for width x height x batch on ``device``."""
+    import torch
+
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        # blocks torch has cached but not handed out are as good as free for this process
+        free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        per_pixel = limits.CUDA_BYTES_PER_PIXEL[_dtype_name(dtype)]
+        return free // per_pixel, (f"the budget of {device} ({free / 2**30:.1f} GiB free at ~{per_pixel} bytes "
+                                   f"per pixel in {_dtype_name(dtype)})")
+    return limits.CPU_PIXEL_BUDGET, f"the {device.type.upper()} budget"
+
+
+def _check_size(request: GenerationRequest, entry: ModelEntry, init: Optional[_Input], scale: int,
+                device, dtype) -> None:
+    """The output size as resolve() will fill it in, against the schema's bounds and the device's budget."""
+    w, h, where = request.width, request.height, ""
+    if init is not None and (w is None or h is None):
+        iw, ih = init.image.size
+        if request.outpaint:
+            o = request.outpaint
+            iw, ih = iw + o.left + o.right, ih + o.top + o.bottom
+            where = f" (the init image {init.image.width}x{init.image.height} plus the outpaint margins)"
+        else:
+            where = " (the init image's size; pass --width/--height to choose another)"
+        w, h = w or max(scale, iw // scale * scale), h or max(scale, ih // scale * scale)
+    w, h = w or entry.width, h or entry.height
+    from .schema import MAX_SIDE
+
+    for side, value in (("width", w), ("height", h)):
+        if not 64 <= value <= MAX_SIDE:
+            raise RequestError(f"{side} {value}{where} must be in [64, {MAX_SIDE}]")
+        if value % scale:
+            raise RequestError(f"{side} {value} must be a multiple of {scale} for model {entry.name}")
+    if device is None:
+        return
+    budget, what = _pixel_budget(device, dtype)
+    total = w * h * request.batch
+    if total > budget:
+        fit = _side(budget)
+        hint = " or a CUDA device" if device.type != "cuda" else ""
+        raise RequestError(
+            f"{w}x{h} x batch {request.batch} = {total / 1e6:.1f} megapixels is over {what} of "
+            f"{budget / 1e6:.1f} megapixels (about {fit}x{fit} x 1): use a smaller size or batch{hint}")
+
+
+def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None, mask_value=None,
+               allow_pickle: bool = False, check_device: bool = True) -> _Checked:
+    import warnings
+
+    import pipelines
+    import schedulers
+
+    try:
+        source = pipelines.inspect_source(entry.source, family=entry.family, allow_pickle=allow_pickle)
+    except (pipelines.ModelLoadError, ValueError) as exc:
+        raise RequestError(str(exc)) from None
+    device = dtype = None
+    if check_device:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # fp16-on-CPU advice: the load gives it, once
+                device = pipelines.resolve_device(request.device)
+                dtype = pipelines.resolve_dtype(request.dtype, device, source.family)
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+    for lora in request.loras:
+        try:
+            pipelines.check_lora_file(lora.path)
+        except (pipelines.ModelLoadError, ValueError) as exc:
+            raise RequestError(str(exc)) from None
+    sampler = request.sampler or entry.sampler
+    if sampler:
+        try:
+            if source.scheduler_config is not None and source.family:
+                schedulers.make_scheduler(sampler, source.scheduler_config, source.family)
+            elif source.family not in (None, "other"):
+                # without the model's config only its family is known: enough for flow vs epsilon
+                schedulers.check_compatible(sampler, None, source.family)
+        except ValueError as exc:  # IncompatibleSampler / UnknownSampler
+            raise RequestError(str(exc)) from None
+    init = _read_input(init_value if init_value is not None else request.init_image, "init image", "RGB") \
+        if request.init_image else None
+    mask = _read_input(mask_value if mask_value is not None else request.mask, "mask", "L") \
+        if request.mask else None
+    if mask is not None and init is not None and mask.image.size != init.image.size:
+        raise RequestError(
+            f"mask is {mask.image.width}x{mask.image.height} but init image is "
+            f"{init.image.width}x{init.image.height}: they must be the same size")
+    _check_size(request, entry, init, max(8, source.vae_scale_factor or 8), device, dtype)
+    return _Checked(entry, init, mask, source)
+
+
+def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *,
+              init_image: Optional[ImageInput] = None, mask: Optional[ImageInput] = None,
+              allow_pickle: bool = False, check_device: bool = True) -> None:
+    """Check everything about ``request`` that can be checked without loading its model, in milliseconds:
+    the model source (exists, not a refused pickle, readable header), device and dtype, LoRA files, the
+    sampler against the model's scheduler config (read from disk), init image and mask (readable, within
+    `studio.limits`, same size) and the output size against the device's pixel budget.
+
+    Raises `RequestError` with one line. `init_image`/`mask` are the in-memory inputs when the request only
+    names them. `check_device=False` skips device, dtype and budget (a validator on a machine other than
+    the one that renders)."""
+    registry = registry or Registry()
+    _preflight(request, registry.resolve(request.model), init_value=init_image, mask_value=mask,
+               allow_pickle=allow_pickle, check_device=check_device)
 
 
 class Studio:
@@ -100,6 +271,11 @@ class Studio:
         return model
 
     # -- requests -------------------------------------------------------------------------------------------
+    def check(self, request: GenerationRequest, *, init_image: Optional[ImageInput] = None,
+              mask: Optional[ImageInput] = None, allow_pickle: bool = False) -> None:
+        """`preflight` against this studio's registry: raises `RequestError` without loading anything."""
+        preflight(request, self.registry, init_image=init_image, mask=mask, allow_pickle=allow_pickle)
+
     def resolve(self, request: GenerationRequest, entry: ModelEntry, family: str,
                 init: Optional[_Input], mask: Optional[_Input], scale: int = 8,
                 scheduler_config: Optional[dict] = None) -> GenerationRequest:
@@ -174,6 +350,7 @@ class Studio:
                   allow_pickle, overwrite=False) -> Result:
         import pipelines
         import schedulers
+        import torch
 
         started = time.perf_counter()
         entry = self.registry.resolve(request.model)
@@ -181,10 +358,10 @@ class Studio:
         check_output_targets(out, request.output_format, request.batch, seed=request.seed, overwrite=overwrite,
                              inputs={"init image": init_value if init_value is not None else request.init_image,
                                      "mask": mask_value if mask_value is not None else request.mask})
-        init = _read_input(init_value if init_value is not None else request.init_image, "init image", "RGB") \
-            if request.init_image else None
-        mask = _read_input(mask_value if mask_value is not None else request.mask, "mask", "L") \
-            if request.mask else None
+        # Everything checkable without the model, so a bad request fails in milliseconds, not after a load.
+        checked = _preflight(request, entry, init_value=init_value, mask_value=mask_value,
+                             allow_pickle=allow_pickle)
+        init, mask = checked.init, checked.mask
 
         try:
             model = self.load(entry, device=request.device, dtype=request.dtype, allow_pickle=allow_pickle)
@@ -201,7 +378,16 @@ class Studio:
         except ValueError as exc:  # IncompatibleSampler / UnknownSampler
             raise RequestError(str(exc)) from None
 
-        lora_hashes = pipelines.apply_loras(model, [(l.path, l.weight) for l in request.loras])
+        try:
+            lora_hashes = pipelines.apply_loras(model, [(l.path, l.weight) for l in request.loras])
+        except Exception as exc:  # noqa: BLE001 - diffusers/peft raise ValueError, KeyError, RuntimeError...
+            if isinstance(exc, torch.OutOfMemoryError):
+                raise
+            # peft's report lists every module it could not match, diffusers' is a bare KeyError: log them
+            log.info("LoRA load failed: %r", exc)
+            names = ", ".join(Path(l.path).name for l in request.loras)
+            raise RequestError(f"LoRA {names} could not be applied to model {entry.name} ({model.family}): made "
+                               "for another model family, or not a LoRA") from None
         pipelines.apply_memory_options(model, **request.memory.model_dump())
         handle = None
         if request.accelerate != "off":
@@ -232,6 +418,12 @@ class Studio:
                 outpaint=request.outpaint.as_tuple() if request.outpaint else None,
                 callback=callback if (progress or preview) else None,
             )
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one; so is the CPU allocator's failure
+            if not (isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)):
+                raise
+            raise StudioError(
+                f"out of memory on {model.device} rendering {request.width}x{request.height} x batch "
+                f"{request.batch}: use a smaller size or batch, or --vae-tiling / --offload model") from None
         finally:
             if handle is not None:
                 handle.undo()
