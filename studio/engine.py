@@ -162,11 +162,9 @@ def _check_size(request: GenerationRequest, entry: ModelEntry, init: Optional[_I
             where = " (the init image's size; pass --width/--height to choose another)"
         w, h = w or max(scale, iw // scale * scale), h or max(scale, ih // scale * scale)
     w, h = w or entry.width, h or entry.height
-    from .schema import MAX_SIDE
-
     for side, value in (("width", w), ("height", h)):
-        if not 64 <= value <= MAX_SIDE:
-            raise RequestError(f"{side} {value}{where} must be in [64, {MAX_SIDE}]")
+        if not 64 <= value <= limits.MAX_SIDE:
+            raise RequestError(f"{side} {value}{where} must be in [64, {limits.MAX_SIDE}]")
         if value % scale:
             raise RequestError(f"{side} {value} must be a multiple of {scale} for model {entry.name}")
     if device is None:
@@ -175,7 +173,7 @@ def _check_size(request: GenerationRequest, entry: ModelEntry, init: Optional[_I
     total = w * h * request.batch
     if total > budget:
         fit = _side(budget)
-        hint = " or a CUDA device" if device.type != "cuda" else ""
+        hint = ", or a CUDA device" if device.type != "cuda" else ""
         raise RequestError(
             f"{w}x{h} x batch {request.batch} = {total / 1e6:.1f} megapixels is over {what} of "
             f"{budget / 1e6:.1f} megapixels (about {fit}x{fit} x 1): use a smaller size or batch{hint}")
