@@ -50,10 +50,16 @@ def test_render_yaml_job_resume_and_replay(tmp_path, tiny_model, capsys):
         "  - prompt: bad init\n    init_image: inputs/broken.png\n")
     out = tmp_path / "out"
     args = ["render", str(jobdir / "job.yaml"), "--out", str(out), "--model", tiny_model, "--seed", "21"]
-    assert main(args) == 1  # one item failed; the others were rendered
-    assert "2 succeeded, 1 failed" in capsys.readouterr().out
+    assert main(args) == 2  # the unreadable init image is caught before anything renders
+    assert "job.yaml:8: init_image 'inputs/broken.png' is not a readable image" in capsys.readouterr().err
+    assert not out.exists()
+    args.append("--skip-invalid")
+    assert main(args) == 0  # the valid items render
+    captured = capsys.readouterr()
+    assert "2 succeeded, 0 failed, 0 skipped (already done), 1 invalid" in captured.out
+    assert "skipped invalid" in captured.err and "not a readable image" in captured.err
     entries = {e["request"]["prompt"]: e for e in _entries(out)}
-    assert entries["bad init"]["status"] == "failed" and "not a readable image" in entries["bad init"]["error"]
+    assert "bad init" not in entries
     edit = entries["a blue square"]
     assert edit["status"] == "ok" and edit["mode"] == "img2img" and edit["input_hashes"]["init_image"]
     assert entries["a red circle"]["id"] == "../../escape"
@@ -63,8 +69,8 @@ def test_render_yaml_job_resume_and_replay(tmp_path, tiny_model, capsys):
             assert len(e["model_hash"]) == 64 and o["pixel_sha256"] and o["generated_sha256"]
             report = safety.verify(out / o["path"], config=__import__("studio.writer").writer.safety_config())
             assert report.exit_code == 0, report.to_dict()  # sealed and signed by the engine's writer
-    assert main(args) == 1  # resume: the failed item is retried (and fails again), the rest are skipped
-    assert "0 succeeded, 1 failed, 2 skipped" in capsys.readouterr().out
+    assert main(args) == 0  # resume: the finished items are skipped
+    assert "0 succeeded, 0 failed, 2 skipped" in capsys.readouterr().out
     assert main(["replay", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["identical"] == 2 and report["differs"] == 0
