@@ -555,7 +555,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
         # -- batch
         @guarded
         def on_batch_file(path):
-            rows, errors = batch_mod.validate(path, h.registry, out)  # checks the file's and items' paths
+            rows, errors = batch_mod.validate_upload(path, h.registry, out)  # the file's and items' paths too
             if not path:
                 return [], "", gr.update(interactive=False)
             if errors:

@@ -33,16 +33,23 @@ def _jobs():
     return render, load_job
 
 
+def validate_upload(path: Optional[str], registry, out_dir: Path) -> tuple[list[list], list[str]]:
+    """`validate` for a file sent by a browser: the file itself must be an upload (or an output) too."""
+    if path:
+        try:
+            checked_path(path, "prompt file", browser_roots(out_dir))
+        except PathRefused as exc:
+            return [], [str(exc)]
+    return validate(path, registry, out_dir)
+
+
 def validate(path: Optional[str], registry, out_dir: Path) -> tuple[list[list], list[str]]:
-    """(rows for the preview table, one line per problem). Nothing is rendered. The file and every path an item
-    names come from a browser: they must lie in the uploads or the outputs, and models must be registry names."""
+    """(rows for the preview table, one line per problem). Nothing is rendered. Every path an item names comes
+    from a browser: it must lie in the uploads or the outputs, and models must be registry names."""
     if not path:
         return [], []
     roots = browser_roots(out_dir)
-    try:
-        job = Path(checked_path(path, "prompt file", roots))
-    except PathRefused as exc:
-        return [], [str(exc)]
+    job = Path(path).resolve()
     _, load_job = _jobs()
 
     def check_model(name):
@@ -116,7 +123,7 @@ def run(handlers, path: Optional[str], *, progress: Optional[ProgressFn] = None,
     history entries of the outputs)."""
     if not path:
         raise RequestError("upload a prompt file first")
-    rows, errors = validate(path, handlers.registry, handlers.out_dir)
+    rows, errors = validate_upload(path, handlers.registry, handlers.out_dir)
     if errors:
         raise RequestError(f"{len(errors)} problem(s) in the prompt file; first: {errors[0]}")
     path = checked_path(path, "prompt file", browser_roots(handlers.out_dir))

@@ -32,6 +32,8 @@ FILE_CSP = "default-src 'none'; sandbox"
 # Pages need Gradio's inline scripts and styles, so no script-src here; what this still buys: no framing by
 # other sites (clickjacking), no plugins, no <base> or form hijacking.
 PAGE_CSP = "frame-ancestors 'self'; object-src 'none'; base-uri 'self'; form-action 'self'"
+# The server's own records (real paths, every visitor's requests): handed out only rewritten, inside the zip.
+PRIVATE_NAMES = frozenset({"manifest.jsonl", "history.jsonl"})
 _FILE_ROUTES = ("/gradio_api/file=", "/gradio_api/file/", "/file=", "/file/")
 _UPLOAD_ROUTES = ("/gradio_api/upload", "/upload")
 
@@ -79,6 +81,8 @@ class ServedFilesGuard:
             if target.startswith(("http://", "https://", "//")):
                 # The file route would fetch and re-serve a remote URL from this origin; this app never needs it.
                 return await _plain(send, 403, "remote files are not served")
+            if name.lower() in PRIVATE_NAMES:
+                return await _plain(send, 404, "not found")
             return await self.app(scope, receive, self._file_headers(send, name))
         if scope.get("method") == "POST" and path.rstrip("/").endswith(_UPLOAD_ROUTES):
             return await self._upload(scope, receive, send)

@@ -96,8 +96,8 @@ def test_batch_file_itself_must_be_an_upload(app, tmp_path):
     outside = tmp_path / "server" / "job.txt"
     outside.parent.mkdir(parents=True)
     outside.write_text("a red circle\n")
-    rows, errors = batch.validate(str(outside), app.ui_handlers.registry, app.ui_out_dir)
-    assert rows == [] and errors and "prompt file" in errors[0] and str(tmp_path) not in errors[0]
+    rows, check, go = app_fn(app, "on_batch_file")(str(outside))
+    assert rows == [] and "prompt file" in check and str(tmp_path) not in check and go["interactive"] is False
     with pytest.raises(gr.Error, match="prompt file"):
         app_fn(app, "do_batch")(str(outside), request=None, progress=lambda *a, **k: None)
 
@@ -239,6 +239,21 @@ def test_media_is_served_inline_with_nosniff_and_a_sandbox_csp(served, tmp_path)
     assert page.headers["x-content-type-options"] == "nosniff"
     r = httpx.get(f"{base}/gradio_api/file=https://example.com/x.png", timeout=30)
     assert r.status_code == 403
+
+
+def test_the_servers_own_records_are_not_served(served):
+    import httpx
+
+    base, app = served
+    h = app.ui_handlers
+    h.generate(h.request_fields(prompt="x", model="fake"))
+    job_manifest = app.ui_out_dir / "batches" / "20260101-000000-abcdef" / "manifest.jsonl"
+    job_manifest.parent.mkdir(parents=True)
+    job_manifest.write_text('{"type": "job", "file": "/srv/private/job.jsonl"}\n')
+    for path in (h.history.file, job_manifest):
+        assert path.exists()
+        r = httpx.get(f"{base}/gradio_api/file={path}", timeout=30)
+        assert r.status_code == 404 and b"/srv/private" not in r.content, (path, r.status_code)
 
 
 def test_upload_of_a_type_off_the_allow_list_is_refused(served):
