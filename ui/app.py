@@ -91,6 +91,7 @@ class _Progress:
         self.t0 = time.monotonic()
         self.phase = None  # (key, start time, start fraction): ETA only extrapolates the current phase
         self.last_line_at = float("-inf")
+        self.last = None  # the last (done, total, text): see refresh()
 
     def line(self, done: int, total: int, desc: str, now: float) -> str:
         frac = done / total if total else None
@@ -109,6 +110,14 @@ class _Progress:
     def __call__(self, done: int, total: int, desc: str) -> None:
         now = time.monotonic()
         text = self.line(done, total, desc, now)
+        self.last = (done, total, text)
+        self._send(done, total, text)
+        finished = bool(total) and done >= total
+        if self.on_line is not None and (finished or now - self.last_line_at >= self.interval):
+            self.last_line_at = now
+            self.on_line(text)
+
+    def _send(self, done, total, text) -> None:
         try:
             if self.unit:
                 self.progress((int(done), int(total) if total else None), desc=text, unit=self.unit)
@@ -116,10 +125,11 @@ class _Progress:
                 self.progress(done / total if total else None, desc=text)
         except Exception:  # progress is cosmetic
             pass
-        finished = bool(total) and done >= total
-        if self.on_line is not None and (finished or now - self.last_line_at >= self.interval):
-            self.last_line_at = now
-            self.on_line(text)
+
+    def refresh(self) -> None:
+        """Send the last state again: the browser drops the bar whenever the event yields an output."""
+        if self.last is not None:
+            self._send(*self.last)
 
 
 def _progress(progress, unit: Optional[str] = "steps", on_line=None) -> _Progress:
@@ -129,25 +139,29 @@ def _progress(progress, unit: Optional[str] = "steps", on_line=None) -> _Progres
 _DONE = object()
 
 
-def _streamed(run):
-    """Run `run(on_preview, on_status)` in a worker thread; yield ("preview", path) and ("status", line) as they
-    arrive, then ("done", result). The worker runs in a copy of this context so gr.Progress keeps working."""
+def _streamed(run, tracker: Optional[_Progress] = None):
+    """Run `run(on_preview)` in a worker thread; yield ("preview", path) and, from `tracker`, ("status", line)
+    as they arrive, then ("done", result). The worker runs in a copy of this context so gr.Progress keeps
+    working."""
     updates: queue.Queue = queue.Queue()
     box: dict = {}
     ctx = contextvars.copy_context()
 
     def work():
         try:
-            box["value"] = run(lambda path: updates.put(("preview", path)),
-                               lambda line: updates.put(("status", line)))
+            box["value"] = run(lambda path: updates.put(("preview", path)))
         except BaseException as exc:  # noqa: BLE001 -- re-raised in the event's thread below
             box["error"] = exc
         finally:
             updates.put(_DONE)
 
+    if tracker is not None:
+        tracker.on_line = lambda line: updates.put(("status", line))
     threading.Thread(target=ctx.run, args=(work,), daemon=True, name="ui-generate").start()
     while (item := updates.get()) is not _DONE:
         yield item
+        if tracker is not None:
+            tracker.refresh()
     if "error" in box:
         raise box["error"]
     yield "done", box["value"]
@@ -459,9 +473,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                                       guidance=guidance, size="Custom", width=width, height=height, seed=seed,
                                       batch=count)
             sess = session(request)
-            for kind, value in _streamed(lambda on_preview, on_status: h.generate(
-                    fields, progress=_progress(progress, on_line=on_status), cancel=cancel, preview=on_preview,
-                    session=sess)):
+            tracker = _progress(progress)
+            for kind, value in _streamed(lambda on_preview: h.generate(
+                    fields, progress=tracker, cancel=cancel, preview=on_preview, session=sess), tracker):
                 if kind == "preview":
                     yield (gr.skip(),) * 7 + (gr.update(value=value, visible=True),)
                 elif kind == "status":
@@ -528,10 +542,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
                                       guidance=guidance, size="Model default", seed=seed, batch=1)
             sess = session(request)
-            for kind, value in _streamed(lambda on_preview, on_status: h.edit(
+            tracker = _progress(progress)
+            for kind, value in _streamed(lambda on_preview: h.edit(
                     fields, source=source, mode=mode, editor_value=editor, mask_file=mask, strength=strength,
-                    outpaint=(left, top, right, bottom), progress=_progress(progress, on_line=on_status),
-                    cancel=cancel, preview=on_preview, session=sess)):
+                    outpaint=(left, top, right, bottom), progress=tracker, cancel=cancel, preview=on_preview,
+                    session=sess), tracker):
                 if kind == "preview":
                     yield (gr.skip(),) * 4 + (gr.update(value=value, visible=True),)
                 elif kind == "status":
