@@ -59,6 +59,7 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
     started = time.perf_counter()
     results: list = []
     records = []
+    replaced = 0
     for n, item in enumerate(items, start=1):
         fields = {"model": model, "seed": seed + n, **item.fields}
         init = fields.pop("init_image", None)
@@ -69,7 +70,11 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
             init = results[ref - 1].outputs[0].path
         if init:
             fields["init_image"] = str(init)
-        result = studio.generate(out=out_dir / f"{n:02d}-{_slug(fields['prompt'])}.png", **fields)
+        target = out_dir / f"{n:02d}-{_slug(fields['prompt'])}.png"
+        # The demo's folder holds the demo's own fixed names: running it again re-renders them, and says so.
+        if target.exists():
+            replaced += 1
+        result = studio.generate(out=target, overwrite=True, **fields)
         results.append(result)
         records.append(json.loads(result.record.model_dump_json()))
         log(f"[{n}/{len(items)}] {result.paths[0]}")
@@ -80,6 +85,8 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
                  params={"kind": "contact-sheet", "items": [r.outputs[0].record.sha256 for r in results]})
     (out_dir / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     elapsed = time.perf_counter() - started
+    if replaced:
+        log(f"replaced {replaced} image(s) of an earlier demo run in {out_dir}")
     log(f"{len(results)} sealed images, contact sheet {sheet_path}, records {out_dir / 'records.jsonl'} "
         f"({elapsed:.1f}s)")
     return {"outputs": [str(r.paths[0]) for r in results], "contact_sheet": str(sheet_path), "elapsed_s": elapsed}

@@ -37,3 +37,14 @@ def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys):
     report = studio.verify(edit).to_dict()
     assert report["exit_code"] == 0 and "parentOf" in json.dumps(report)
     assert "contact sheet" in capsys.readouterr().out
+
+
+def test_demo_runs_again_into_its_own_folder(tmp_path, capsys):
+    """Outputs are never replaced silently, but the demo's folder is its own: a second run re-renders it."""
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red circle | steps=2\n")
+    out = tmp_path / "demo"
+    for _ in range(2):
+        assert main(["demo", "--out", str(out), "--prompts", str(prompts)]) == 0
+    assert "replaced 1 image(s) of an earlier demo run" in capsys.readouterr().out
+    assert len(list(out.glob("01-*.png"))) == 1
