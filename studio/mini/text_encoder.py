@@ -201,8 +201,11 @@ class Heads:
 
 
 # ---------------------------------------------------------------- training
-def train_text(args, work: Path, tok) -> dict:
-    """``--stage text``: train the encoder + heads on captions alone; write ``work/text_encoder``."""
+def train_text(args, work: Path, tok, evaluate: bool = True) -> dict:
+    """``--stage text``: train the encoder + heads on captions alone; write ``work/text_encoder`` (the
+    CLIPTextModel, its ``heads.pt`` and ``text_metrics.json``) and ``work/text_state.pt`` for ``--resume``.
+    ``args.text_stop_at`` (``--text-stop-at``) ends a run early at that step with the schedule of
+    ``--text-steps`` intact, so that a later ``--resume`` continues it exactly."""
     import torch
 
     from .train import log, make_text_encoder
@@ -235,13 +238,16 @@ def train_text(args, work: Path, tok) -> dict:
         te.save_pretrained(work / "text_encoder")
         torch.save({"heads": heads.linear.state_dict(), "layout": heads.layout}, work / "text_encoder" / "heads.pt")
 
-    while step < args.text_steps:
+    warm = max(1, min(100, args.text_steps // 10))  # warm-up steps
+    stop = min(args.text_steps, getattr(args, "text_stop_at", 0) or args.text_steps)
+    work.mkdir(parents=True, exist_ok=True)
+    while step < stop:
         caps = caption_batch(range(seed, seed + args.text_batch), rng)
         seed += args.text_batch
         ids, labels = encode_batch(tok, caps)
         loss = heads.loss(te(ids).last_hidden_state, labels)
         prog = step / args.text_steps
-        lr = args.text_lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
+        lr = args.text_lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
@@ -256,11 +262,12 @@ def train_text(args, work: Path, tok) -> dict:
     save()
     te.eval()
     metrics = {"steps": step, "seconds": prev_s + round(time.time() - t0), "runs": runs, "seed": args.seed,
-               "hparams": text_hparams(args), "heldout": heldout_accuracy(te, heads, tok),
-               "position_separation": position_separation(te, tok)}
+               "hparams": text_hparams(args), "final": step >= args.text_steps}
+    if evaluate:
+        metrics |= {"heldout": heldout_accuracy(te, heads, tok), "position_separation": position_separation(te, tok)}
+        log(f"text encoder at step {step}: {json.dumps(metrics['heldout']['summary'])}; "
+            f"position/colour shift {metrics['position_separation']['ratio']}")
     (work / "text_encoder" / "text_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    log(f"text encoder done: {json.dumps(metrics['heldout']['summary'])}; "
-        f"position/colour shift {metrics['position_separation']['ratio']}")
     return metrics
 
 
