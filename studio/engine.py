@@ -59,9 +59,10 @@ def _side(pixels: int) -> int:
     return int(pixels ** 0.5) // 8 * 8
 
 
-def _read_input(value: ImageInput, what: str, mode: str) -> _Input:
+def _read_input(value: ImageInput, what: str, mode: str, shown: Optional[str] = None) -> _Input:
     """Read an init image or mask within limits.MAX_INPUT_BYTES / MAX_INPUT_PIXELS: the byte size before
-    reading, the declared pixel size before decoding (a tiny PNG can declare 20000x20000)."""
+    reading, the declared pixel size before decoding (a tiny PNG can declare 20000x20000). `shown` names a
+    path in messages as the user wrote it (a job file's relative path) instead of as resolved."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -71,7 +72,7 @@ def _read_input(value: ImageInput, what: str, mode: str) -> _Input:
         path = Path(value).expanduser()
         if not path.is_file():
             raise RequestError(f"{what} {str(value)!r} does not exist or is not a file")
-        label = repr(str(value))
+        label = repr(shown if shown is not None else str(value))
         size = path.stat().st_size
         if size > cap:
             raise RequestError(f"{what} {label} is {size / limits.MiB:.0f} MiB, over the input limit of "
@@ -201,7 +202,7 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
             raise RequestError(str(exc)) from None
     for lora in request.loras:
         try:
-            pipelines.check_lora_file(lora.path)
+            pipelines.check_lora_file(lora.path, allow_pickle=allow_pickle)
         except (pipelines.ModelLoadError, ValueError) as exc:
             raise RequestError(str(exc)) from None
     sampler = request.sampler or entry.sampler
@@ -377,7 +378,9 @@ class Studio:
             raise RequestError(str(exc)) from None
 
         try:
-            lora_hashes = pipelines.apply_loras(model, [(l.path, l.weight) for l in request.loras])
+            # the pickle opt-in is one decision per request: it covers the LoRAs the message names too
+            lora_hashes = pipelines.apply_loras(model, [(l.path, l.weight) for l in request.loras],
+                                                allow_pickle=allow_pickle)
         except Exception as exc:  # noqa: BLE001 - diffusers/peft raise ValueError, KeyError, RuntimeError...
             if isinstance(exc, torch.OutOfMemoryError):
                 raise

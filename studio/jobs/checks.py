@@ -7,61 +7,20 @@ the family, decides for instance that a zero-terminal-SNR model such as `mini` r
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Optional
-
-SCHEDULER_CONFIG = "scheduler/scheduler_config.json"
-
-
-def _read_json(path) -> Optional[dict]:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _hub_file(repo: str, name: str) -> Optional[str]:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        hit = try_to_load_from_cache(repo, name)
-    except Exception:  # an id the hub client cannot parse: the engine reports it
-        return None
-    return hit if isinstance(hit, str) else None
-
-
-def _family_of_index(index: Optional[dict], unet_config: Optional[dict]) -> Optional[str]:
-    if not index:
-        return None
-    from pipelines.loading import family_from_pipeline
-
-    xdim = (unet_config or {}).get("cross_attention_dim")
-    return family_from_pipeline(str(index.get("_class_name", "")), {"cross_attention_dim": xdim})
 
 
 @lru_cache(maxsize=64)
 def _scheduler_context(source: str, family: Optional[str]) -> tuple[Optional[str], Optional[dict]]:
-    src = Path(source).expanduser()
-    if src.is_dir():
-        config = _read_json(src / SCHEDULER_CONFIG)
-        family = family or _family_of_index(_read_json(src / "model_index.json"),
-                                            _read_json(src / "unet" / "config.json"))
-        return family, config
-    if src.is_file() or src.suffix in (".safetensors", ".ckpt", ".bin", ".pt", ".pth"):
-        if family is None:
-            return None, None  # detected from the weights at load time
-        from pipelines.loading import CONFIG_DIR
+    import pipelines
 
-        return family, _read_json(CONFIG_DIR / family / SCHEDULER_CONFIG)
-    config_file = _hub_file(source, SCHEDULER_CONFIG)
-    config = _read_json(config_file) if config_file else None
-    if family is None:
-        index, unet = _hub_file(source, "model_index.json"), _hub_file(source, "unet/config.json")
-        family = _family_of_index(_read_json(index) if index else None, _read_json(unet) if unet else None)
-    return family, config
+    # The engine's preflight reads the same files the same way: one reader, so a job is judged as it renders.
+    try:
+        info = pipelines.inspect_source(source, family=family)
+    except Exception:  # noqa: BLE001 - a broken source is the engine's to report, with its own message
+        return family, None
+    return info.family, info.scheduler_config
 
 
 def scheduler_context(entry: Any) -> tuple[Optional[str], Optional[dict]]:
@@ -102,13 +61,13 @@ def sampler_problem(entry: Any, sampler: Optional[str]) -> Optional[str]:
                             sampler)
 
 
-def image_problem(path: str) -> Optional[tuple[int, int] | str]:
-    """The image's size, or (a str) why it cannot be read as the engine reads it (full decode)."""
-    from PIL import Image
+def image_problem(path: str, what: str, shown: str) -> tuple[int, int] | str:
+    """The image's size, or (a str) why the engine would refuse it: the engine's own bounded reader (byte
+    and pixel limits before decoding, then a full decode), so a job cannot pass what the render refuses."""
+    from ..engine import _read_input
+    from ..errors import RequestError
 
     try:
-        with Image.open(path) as im:
-            im.load()
-            return im.size
-    except Exception as exc:  # not an image, truncated, a decompression bomb...
-        return " ".join(str(exc).split()) or type(exc).__name__
+        return _read_input(path, what, "RGB", shown=shown).image.size
+    except RequestError as exc:
+        return str(exc)

@@ -432,11 +432,13 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
                 if not Path(resolved[what]).is_file():
                     raise RequestError(f"{what} {getattr(written, what)!r} does not exist "
                                        f"(paths are relative to the job file)")
-                if resolved[what] not in images:
-                    images[resolved[what]] = image_problem(resolved[what])
-                sizes[what] = images[resolved[what]]
+                # keyed with the label too: the message names the field and the path as this row wrote them
+                cache_key = (resolved[what], what, getattr(written, what))
+                if cache_key not in images:
+                    images[cache_key] = image_problem(resolved[what], what, getattr(written, what))
+                sizes[what] = images[cache_key]
                 if isinstance(sizes[what], str):
-                    raise RequestError(f"{what} {getattr(written, what)!r} is not a readable image ({sizes[what]})")
+                    raise RequestError(sizes[what])
             if len(sizes) == 2 and sizes["init_image"] != sizes["mask"]:
                 (iw, ih), (mw, mh) = sizes["init_image"], sizes["mask"]
                 raise RequestError(f"mask is {mw}x{mh} but init image is {iw}x{ih}: they must be the same size")
