@@ -167,11 +167,12 @@ def _streamed(run, tracker: Optional[_Progress] = None):
     yield "done", box["value"]
 
 
-def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.Blocks:
-    """The web app over `studio` (a `studio.Studio`; a default one when None), writing into `out_dir`."""
+def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models_dir=None) -> gr.Blocks:
+    """The web app over `studio` (a `studio.Studio`; a default one when None), writing into `out_dir`; the
+    Models tab adds models from `models_dir` only (default: `ui.handlers.default_models_dir()`)."""
     out = Path(out_dir).expanduser().resolve() if out_dir else default_out_dir()
     _gradio_dirs(out)
-    h = Handlers(studio, out, verify_on_write=verify_on_write)
+    h = Handlers(studio, out, verify_on_write=verify_on_write, models_dir=models_dir)
     roots = browser_roots(out)  # the only places a browser-sent path may lead (see ui.browser_paths)
 
     def as_gr_error(fn, exc):
@@ -424,8 +425,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
                 with gr.Accordion("Add a local model", open=True):
                     with gr.Row():
                         m_name = gr.Textbox(label="Name", elem_id="m-name", scale=2)
-                        m_path = gr.Textbox(label="Path on this machine (diffusers folder or .safetensors)",
-                                            elem_id="m-path", scale=5)
+                        m_path = gr.Textbox(label=f"Diffusers folder or .safetensors file in the server's models "
+                                                  f"folder ({h.models_dir.name}/)", elem_id="m-path", scale=5,
+                                            placeholder="myxl.safetensors")
                         m_family = gr.Dropdown(_FAMILIES, value="auto", label="Family", elem_id="m-family",
                                                scale=1)
                     with gr.Row():
@@ -511,18 +513,19 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
 
         g_gallery.select(on_gen_select, [g_entries], [g_params, g_selected], queue=False)
 
-        @guarded
-        def send_to_edit(entries, idx):
+        # These run with queue=False, where a raised gr.Error shows only "Error": the reason goes to a status line.
+        @guarded(status=7, outputs=8)
+        def send_to_edit(entries, idx, nothing="generate an image first"):
             if not entries:
-                raise gr.Error("generate an image first", print_exception=False)
+                raise gr.Error(nothing, print_exception=False)
             e = entries[idx if idx is not None and idx < len(entries) else 0]
             req = e.get("request", {})
             model = e.get("model") if e.get("model") in h.registry.entries else gr.update()
             return (e["file"], e["file"], gr.update(value="img2img"), req.get("prompt", ""),
-                    req.get("negative_prompt", ""), model, gr.Tabs(selected="edit"))
+                    req.get("negative_prompt", ""), model, gr.Tabs(selected="edit"), gr.skip())
 
         edit_targets = [e_source, e_editor, e_mode, e_prompt, e_negative, e_model, tabs]
-        g_to_edit.click(send_to_edit, [g_entries, g_selected], edit_targets, queue=False)
+        g_to_edit.click(send_to_edit, [g_entries, g_selected], edit_targets + [g_status], queue=False)
 
         # -- edit
         def on_mode(mode):
@@ -616,6 +619,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
 
         h_gallery.select(on_hist_select, [h_entries], [h_verdict, h_file, h_params, h_selected])
 
+        @guarded(status=12, outputs=13)
         def reuse(e):
             if not e:
                 raise gr.Error("pick an image in the gallery first", print_exception=False)
@@ -623,12 +627,13 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
             model = e.get("model") if e.get("model") in h.registry.entries else gr.update()
             return (r.get("prompt", ""), r.get("negative_prompt", ""), model,
                     r.get("sampler") or DEFAULT_SAMPLER, r.get("steps"), r.get("guidance"), "Custom",
-                    r.get("width"), r.get("height"), r.get("seed", -1), 1, gr.Tabs(selected="generate"))
+                    r.get("width"), r.get("height"), r.get("seed", -1), 1, gr.Tabs(selected="generate"), gr.skip())
 
         h_reuse.click(reuse, [h_selected],
                       [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_size, g_width, g_height,
-                       g_seed, g_batch, tabs], queue=False)
-        h_to_edit.click(lambda e: send_to_edit([e] if e else [], 0), [h_selected], edit_targets, queue=False)
+                       g_seed, g_batch, tabs, h_count], queue=False)
+        h_to_edit.click(lambda e: send_to_edit([e] if e else [], 0, "pick an image in the gallery first"),
+                        [h_selected], edit_targets + [h_count], queue=False)
 
         # -- verify
         @guarded
@@ -662,11 +667,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True) -> gr.
 def launch(studio=None, out_dir=None, *, host: str = "127.0.0.1", port: Optional[int] = 7860,
            auth: Optional[tuple[str, str]] = None, max_file_size=DEFAULT_MAX_FILE_SIZE, block: bool = True,
            demo: Optional[gr.Blocks] = None, quiet: bool = False, login_throttle: Optional[LoginThrottle] = None,
-           **launch_kwargs):
+           models_dir=None, **launch_kwargs):
     """Build (unless `demo` is given) and serve the app. Binds 127.0.0.1 unless `host` says otherwise; serves
     only the output folder; uploads are capped at `max_file_size`. With `block=False` returns at once (the
     server runs in a thread; `demo.close()` stops it)."""
-    demo = demo or build_app(studio, out_dir)
+    demo = demo or build_app(studio, out_dir, models_dir=models_dir)
     out: Path = demo.ui_out_dir
     _gradio_dirs(out)
     from studio import config_dir

@@ -36,8 +36,11 @@ def _inside(path: Path, roots: Iterable[Path]) -> bool:
     return any(path == r or path.is_relative_to(r) for r in roots)
 
 
+UPLOADS_OR_OUTPUTS = "a file uploaded to this app or one of its outputs"
+
+
 def checked_path(value, field: str, roots: Iterable[Path], *, line: Optional[int] = None,
-                 base: Optional[Path] = None) -> Optional[str]:
+                 base: Optional[Path] = None, allowed: str = UPLOADS_OR_OUTPUTS) -> Optional[str]:
     """`value` resolved (symlinks followed, relative to `base`), or PathRefused naming `field` (and `line`).
     Empty values pass through as None. Only the name the browser sent is echoed, never where it led."""
     if value is None or value == "":
@@ -53,8 +56,7 @@ def checked_path(value, field: str, roots: Iterable[Path], *, line: Optional[int
     except (OSError, RuntimeError):  # a symlink loop
         raise PathRefused(f"{_where(field, line)}: {Path(text).name!r} cannot be read") from None
     if not _inside(resolved, [Path(r).resolve() for r in roots]):
-        raise PathRefused(f"{_where(field, line)}: {Path(text).name!r} is not a file uploaded to this app or one "
-                          f"of its outputs")
+        raise PathRefused(f"{_where(field, line)}: {Path(text).name!r} is not {allowed}")
     return str(resolved)
 
 

@@ -15,6 +15,10 @@ def register(app: typer.Typer) -> None:
                                            help="Output folder (default: ./studio-outputs or "
                                                 "$DIFFUSION_STUDIO_UI_OUT); the only folder the server serves."),
         max_file_size: str = typer.Option("50mb", "--max-file-size", help="Upload size limit, e.g. 20mb."),
+        models_dir: Optional[Path] = typer.Option(None, "--models-dir",
+                                                  help="The only folder the Models tab may add models from "
+                                                       "(default: $DIFFUSION_STUDIO_MODELS_DIR or models/ in "
+                                                       "the config dir)."),
     ) -> None:
         """Start the web app (Gradio). Every output is sealed; the server serves only its output folder."""
         from ui.app import launch, parse_auth
@@ -25,4 +29,5 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
         typer.echo(f"diffusion-studio UI on http://{host}:{port}  (outputs: {out or 'studio-outputs'})")
-        launch(out_dir=out, host=host, port=port, auth=credentials, max_file_size=max_file_size, block=True)
+        launch(out_dir=out, host=host, port=port, auth=credentials, max_file_size=max_file_size, block=True,
+               models_dir=models_dir)

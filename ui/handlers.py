@@ -3,6 +3,7 @@ output folder (never pixels), so what leaves the server is the signed, watermark
 from __future__ import annotations
 
 import hashlib
+import os
 import html
 import math
 import re
@@ -16,6 +17,7 @@ from typing import Callable, Optional
 import studio
 from studio import GenerationRequest, RequestError, StudioError
 
+from .browser_paths import checked_path
 from .errors import Cancelled, sanitize
 from .history import History
 
@@ -38,9 +40,11 @@ VERIFY_GOOD = ("trusted", "valid")
 class Handlers:
     """One per app: the studio (registry + loaded model), the output folder and its history."""
 
-    def __init__(self, studio_obj=None, out_dir: Path | str = "studio-ui-out", verify_on_write: bool = True):
+    def __init__(self, studio_obj=None, out_dir: Path | str = "studio-ui-out", verify_on_write: bool = True,
+                 models_dir: Path | str | None = None):
         self.studio = studio_obj if studio_obj is not None else _default_studio()
         self.out_dir = Path(out_dir).expanduser().resolve()
+        self.models_dir = default_models_dir() if models_dir is None else Path(models_dir).expanduser().resolve()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.history = History(self.out_dir)
         self.verify_on_write = verify_on_write
@@ -101,10 +105,14 @@ class Handlers:
             raise RequestError("model name must be non-empty and use only letters, digits, '-', '_' and '.'")
         self.registry.check_name(name)  # a reserved name is the first thing to say, whatever the path
         if not path:
-            raise RequestError("give the local path of a diffusers folder or a .safetensors file")
-        p = Path(path).expanduser()
+            raise RequestError("give the path of a diffusers folder or a .safetensors file in the models folder")
+        # A browser may register only what the server's owner put in the models folder: any other path would let
+        # a logged-in visitor make the server read (and load, and hash) whatever file it names.
+        p = Path(checked_path(path, "model path", [self.models_dir], base=self.models_dir,
+                              allowed=f"inside the server's models folder ({self.models_dir.name}/; "
+                                      f"set with `studio ui --models-dir`)"))
         if not p.exists():
-            raise RequestError(f"{path} does not exist on the server")
+            raise RequestError(f"{Path(path).name} does not exist in the models folder")
         if p.is_file() and p.suffix.lower() != ".safetensors":
             raise RequestError("only .safetensors files or diffusers folders can be added here "
                                "(pickle checkpoints can run code)")
@@ -298,6 +306,12 @@ class Handlers:
 
 
 # -- helpers ------------------------------------------------------------------------------------------------
+def default_models_dir() -> Path:
+    """`DIFFUSION_STUDIO_MODELS_DIR`, else `models` in the studio's config dir."""
+    env = os.environ.get("DIFFUSION_STUDIO_MODELS_DIR")
+    return (Path(env) if env else studio.config_dir() / "models").expanduser().resolve()
+
+
 def _default_studio():
     try:
         return studio.Studio(quiet=True)  # the page shows progress; keep diffusers' tqdm out of the server log

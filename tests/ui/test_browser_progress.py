@@ -30,21 +30,23 @@ def test_edit_without_a_source_says_why(page, ui_server):
     assert text.startswith("Error:") and "Traceback" not in text
 
 
-def test_models_tab_refusals_say_why(page, ui_server, tmp_path):
+def test_models_tab_refusals_say_why(page, ui_server):
     url, handlers, model = ui_server
     before = set(handlers.registry.entries)
     open_tab(page, "Models")
-    short = tmp_path / "cut.safetensors"
+    short = handlers.models_dir / "cut.safetensors"  # the Models tab adds only from the models folder
+    short.parent.mkdir(parents=True, exist_ok=True)
     short.write_bytes((10_000).to_bytes(8, "little") + b'{"w": {"dtype": "F32", "shape": [4], ')
     for name, path, needle in [("mini", str(short), "built-in model name"),
-                               ("bad1", "/nonexistent/x.safetensors", "does not exist"),
+                               ("bad1", "/nonexistent/x.safetensors", "inside the server's models folder"),
+                               ("bad3", "nope.safetensors", "does not exist"),
                                ("bad2", str(short), "truncated")]:
         page.locator("#m-name textarea, #m-name input").first.fill(name)
         page.locator("#m-path textarea, #m-path input").first.fill(path)
         page.locator("#m-add").click()
         wait_until(lambda: needle in page.locator("#m-status").inner_text(), timeout=30)
         status = page.locator("#m-status").inner_text()
-        assert status.startswith("Error:") and "/nonexistent" not in status and str(tmp_path) not in status
+        assert status.startswith("Error:") and "/nonexistent" not in status and str(handlers.models_dir) not in status
     shot(page, "13-models-error")
     assert set(handlers.registry.entries) == before and handlers.registry.resolve("mini").builtin
 

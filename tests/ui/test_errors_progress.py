@@ -33,7 +33,7 @@ def registry(tmp_path):
 def demo(registry, tmp_path):
     from ui.app import build_app
 
-    return build_app(FakeStudio(registry), tmp_path / "out", verify_on_write=False)
+    return build_app(FakeStudio(registry), tmp_path / "out", verify_on_write=False, models_dir=tmp_path)
 
 
 def event_fn(demo, name):
@@ -235,3 +235,14 @@ def test_one_progress_bar_per_run_on_the_results(demo):
     for name, gallery in (("do_generate", "g-gallery"), ("do_edit", "e-gallery")):
         fn = event_fn(demo, name)
         assert [b.elem_id for b in fn.show_progress_on or []] == [gallery], name
+
+
+def test_send_to_edit_and_reuse_with_nothing_selected_say_why(demo):
+    """queue=False events never show a gr.Error's text: the reason must land in a status line."""
+    (result,), exc = run_all(demo, "send_to_edit", [], 0)
+    assert exc is None and "generate an image first" in result[-1] and result[-1].startswith("**Error:**")
+    (result,), exc = run_all(demo, "reuse", None)
+    assert exc is None and "pick an image in the gallery first" in result[-1]
+    history_event = next(f for f in demo.fns.values() if f.name == "<lambda>" and len(f.outputs) == 8)
+    result = history_event.fn(None)
+    assert "pick an image in the gallery first" in result[-1]

@@ -70,7 +70,7 @@ def registry(tmp_path):
 
 @pytest.fixture()
 def handlers(registry, tmp_path):
-    return Handlers(FakeStudio(registry), tmp_path / "out", verify_on_write=False)
+    return Handlers(FakeStudio(registry), tmp_path / "out", verify_on_write=False, models_dir=tmp_path)
 
 
 def app_fn(demo, name):
@@ -226,6 +226,25 @@ def test_add_model_validates_the_path(handlers, tmp_path):
     assert "m3" in dict((v, k) for k, v in handlers.model_choices())
     row = next(r for r in handlers.model_rows() if r[0] == "m3")
     assert row[3] == "local: m.safetensors"  # no server path in the table
+    assert handlers.add_model("m4", "m.safetensors", "auto") == "m4"  # relative to the models folder
+
+
+def test_add_model_takes_paths_only_inside_the_models_folder(registry, tmp_path):
+    """A logged-in visitor must not make the server read (load, hash) any file it can name."""
+    import torch
+    from safetensors.torch import save_file
+
+    models, elsewhere = tmp_path / "models", tmp_path / "elsewhere"
+    models.mkdir(), elsewhere.mkdir()
+    outside = elsewhere / "x.safetensors"
+    save_file({"model.diffusion_model.output_blocks.11.0.skip_connection.weight": torch.zeros(4, 4)}, str(outside))
+    (models / "link.safetensors").symlink_to(outside)
+    h = Handlers(FakeStudio(registry), tmp_path / "out", verify_on_write=False, models_dir=models)
+    for path in (str(outside), "../elsewhere/x.safetensors", "link.safetensors", "/etc/passwd"):
+        with pytest.raises(RequestError, match="inside the server's models folder") as info:
+            h.add_model("victim", path, "sd1")
+        assert str(tmp_path) not in str(info.value)
+    assert "victim" not in registry.entries
 
 
 def _free_port():
