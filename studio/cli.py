@@ -162,6 +162,8 @@ def models(
             registry.add(name, source, family)
     except StudioError as exc:
         _fail(str(exc))
+    for problem in registry.problems:  # an ignored models.toml entry must be seen where models are listed
+        typer.echo(f"warning: {problem}", err=True)
     rows = [{"name": e.name, "source": e.source, "family": e.family or "auto", "available": e.available_locally(),
              "origin": e.origin, "description": e.description} for e in registry.entries.values()]
     if as_json:

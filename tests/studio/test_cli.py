@@ -35,3 +35,12 @@ def test_models_lists_builtins_as_json(capsys):
 def test_info_on_missing_file_exits_3(capsys, tmp_path):
     assert main(["info", str(tmp_path / "nope.png")]) == 3
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_models_warns_about_an_ignored_models_toml_entry(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path))
+    (tmp_path / "models.toml").write_text('[models.mini]\nsource = "/elsewhere/x.safetensors"\n')
+    assert main(["models", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: ") and "'mini' is a built-in model name" in captured.err
+    assert {r["name"]: r for r in json.loads(captured.out)}["mini"]["origin"] == "builtin"
