@@ -11,6 +11,7 @@ centre of mass; 11.1% is what ignoring the position words scores) with ``evaluat
     python bench/mini_position_probe.py --steps 400 --text-encoder WORK/text_encoder  # fresh UNet, frozen encoder
     python bench/mini_position_probe.py --steps 400 --text-encoder studio/mini/weights/text_encoder  # v2's, frozen
     python bench/mini_position_probe.py --steps 400 --hand-made  # fixed random vector per attribute value
+    python bench/mini_position_probe.py --steps 400 --hand-made summed  # the same vectors, summed per caption
 
 With ``--text-encoder`` or ``--hand-made`` only the UNet trains (from scratch); the conditioning is frozen.
 """
@@ -53,8 +54,9 @@ def main() -> None:
     ap.add_argument("--from-shipped", action="store_true", help="start from the shipped mini UNet + text encoder")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--text-encoder", default="", help="a CLIPTextModel folder to condition on, frozen")
-    ap.add_argument("--hand-made", action="store_true",
-                    help="condition on a fixed random 128-d vector per attribute value (issue 14's baseline)")
+    ap.add_argument("--hand-made", nargs="?", const="slots", choices=("slots", "summed"), default=None,
+                    help="condition on a fixed random 128-d vector per attribute value (issue 14's baseline): "
+                         "one attribute per token (slots, the default) or all of them summed into every token")
     ap.add_argument("--json", default="", help="also write the probe history to this file")
     args = ap.parse_args()
     if sum(map(bool, (args.from_shipped, args.text_encoder, args.hand_made))) > 1:
@@ -80,7 +82,7 @@ def main() -> None:
     elif args.hand_made:
         from studio.mini.text_encoder import HandMadeConditioning
 
-        te = HandMadeConditioning(tok)
+        te = HandMadeConditioning(tok, mode=args.hand_made)
     scaling = float(json.loads((weights_path() / "vae" / "config.json").read_text())["scaling_factor"])
     params = list(unet.parameters()) + ([] if frozen else list(te.parameters()))
     opt = torch.optim.AdamW(params, lr=5e-4, weight_decay=0.01)
@@ -99,7 +101,7 @@ def main() -> None:
             te.train()
         return res["position_correct"]
 
-    cond_name = ("hand-made vectors" if args.hand_made else f"frozen {args.text_encoder}" if args.text_encoder
+    cond_name = (f"hand-made vectors ({args.hand_made})" if args.hand_made else f"frozen {args.text_encoder}" if args.text_encoder
                  else "shipped UNet + text encoder" if args.from_shipped else "joint text encoder")
     hist = [{"step": 0, "position": probe()}]
     print(f"{args.arch}, {cond_name}: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M"

@@ -361,17 +361,25 @@ def load_frozen(path, dtype=None):
 
 # ---------------------------------------------------------------- hand-made conditioning (the baseline)
 class HandMadeConditioning:
-    """Issue 14's baseline: a fixed random 128-d vector per attribute value, no learning.  Token 0 holds
-    the background, tokens 1-4 the first object's colour/shape/size/position, 5-8 the second's, the rest
-    zeros.  Called like a text encoder (``enc(ids).last_hidden_state``) so the probe code is shared."""
+    """Issue 14's baseline: a fixed random 128-d vector per attribute value, no learning, called like a
+    text encoder (``enc(ids).last_hidden_state``) so the probe code is shared.
 
-    def __init__(self, tok, dim: int = 128, seed: int = 0):
+    mode "slots": token 0 holds the background, tokens 1-4 the first object's colour/shape/size/position,
+    5-8 the second's, the rest zeros (each token carries one attribute).
+    mode "summed": every token holds the same entangled vector, the sum over all said attributes of a
+    per-slot random vector, divided by sqrt(their number) (what a CLIP-like state looks like: every
+    attribute in one vector)."""
+
+    def __init__(self, tok, dim: int = 128, seed: int = 0, mode: str = "slots"):
         import torch
 
-        self.tok = tok
+        if mode not in ("slots", "summed"):
+            raise ValueError(mode)
+        self.tok, self.dim, self.mode = tok, dim, mode
         g = torch.Generator().manual_seed(seed)
         self.table = {(a, v): torch.randn(dim, generator=g) for a, vs in {**LABELS, **SCENE_LABELS}.items() for v in vs}
-        self.dim = dim
+        self.slot_table = {(k, a, v): torch.randn(dim, generator=g) for k in range(N_SLOTS) for a, vs in LABELS.items()
+                           for v in vs}
 
     def __call__(self, ids):
         import torch
@@ -382,12 +390,17 @@ class HandMadeConditioning:
             strs = self.tok.convert_ids_to_tokens(row)
             end = strs.index(self.tok.eos_token) if self.tok.eos_token in strs else len(strs)
             p = parse_caption([_word(s) for s in strs[1:end]])
+            vecs = []
             if p["background"]:
-                out[n, 0] = self.table[("background", p["background"][0])]
+                vecs.append(self.table[("background", p["background"][0])])
+                out[n, 0] = vecs[-1]
             for k, o in enumerate(p["objects"][:N_SLOTS]):
                 for j, a in enumerate(OBJ_ATTRS):
                     if a in o:
                         out[n, 1 + 4 * k + j] = self.table[(a, o[a][0])]
+                        vecs.append(self.slot_table[(k, a, o[a][0])])
+            if self.mode == "summed":
+                out[n] = (torch.stack(vecs).sum(0) / len(vecs) ** 0.5) if vecs else 0.0
         return SimpleNamespace(last_hidden_state=out)
 
     def eval(self):
