@@ -29,10 +29,15 @@ def _fail(message: str, code: int = EXIT_BAD_REQUEST) -> None:
 
 
 def _progress_bar():
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    # On stderr, so stdout carries only results; off when stderr is not a terminal, where rich would still
+    # print a blank line that breaks the one-line error contract for scripts reading it.
+    console = Console(stderr=True)
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), transient=True)
+                    TimeElapsedColumn(), TimeRemainingColumn(), transient=True, console=console,
+                    disable=not console.is_terminal)
 
 
 @app.command()
@@ -94,10 +99,7 @@ def generate(
         _fail(str(exc))
     from .engine import default_studio
 
-    import diffusers
-
-    diffusers.utils.logging.disable_progress_bar()
-    default_studio().quiet = True
+    default_studio().quiet = True  # diffusers is imported only once the request has passed the cheap checks
     with _progress_bar() as bar:
         task = bar.add_task("loading model", total=None)
 
@@ -129,12 +131,9 @@ def demo(
     seed: int = typer.Option(1234, "--seed"),
 ) -> None:
     """Render the bundled prompt file with the bundled mini model (offline, CPU): sealed PNGs + contact sheet."""
-    import diffusers
-
     from .demo import SAMPLES, run_demo
     from .engine import default_studio
 
-    diffusers.utils.logging.disable_progress_bar()
     default_studio().quiet = True
     try:
         run_demo(out, prompts or SAMPLES, model=model, seed=seed, log=typer.echo)

@@ -205,6 +205,17 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
             pipelines.check_lora_file(lora.path, allow_pickle=allow_pickle)
         except (pipelines.ModelLoadError, ValueError) as exc:
             raise RequestError(str(exc)) from None
+    init = _read_input(init_value if init_value is not None else request.init_image, "init image", "RGB") \
+        if request.init_image else None
+    mask = _read_input(mask_value if mask_value is not None else request.mask, "mask", "L") \
+        if request.mask else None
+    if mask is not None and init is not None and mask.image.size != init.image.size:
+        raise RequestError(
+            f"mask is {mask.image.width}x{mask.image.height} but init image is "
+            f"{init.image.width}x{init.image.height}: they must be the same size")
+    _check_size(request, entry, init, max(8, source.vae_scale_factor or 8), device, dtype)
+    # Last: the only check that imports diffusers (for its scheduler classes), seconds that a cheaper
+    # refusal above should not wait for.
     sampler = request.sampler or entry.sampler
     if sampler:
         try:
@@ -215,15 +226,6 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
                 schedulers.check_compatible(sampler, None, source.family)
         except ValueError as exc:  # IncompatibleSampler / UnknownSampler
             raise RequestError(str(exc)) from None
-    init = _read_input(init_value if init_value is not None else request.init_image, "init image", "RGB") \
-        if request.init_image else None
-    mask = _read_input(mask_value if mask_value is not None else request.mask, "mask", "L") \
-        if request.mask else None
-    if mask is not None and init is not None and mask.image.size != init.image.size:
-        raise RequestError(
-            f"mask is {mask.image.width}x{mask.image.height} but init image is "
-            f"{init.image.width}x{init.image.height}: they must be the same size")
-    _check_size(request, entry, init, max(8, source.vae_scale_factor or 8), device, dtype)
     return _Checked(entry, init, mask, source)
 
 
@@ -263,6 +265,10 @@ class Studio:
         key = (entry.source, entry.family, device, dtype)
         if self._loaded and self._loaded[0] == key:
             return self._loaded[2]
+        if self.quiet:  # the front door shows its own progress: no weight-loading bars from diffusers
+            import diffusers
+
+            diffusers.utils.logging.disable_progress_bar()
         self._loaded = None  # drop the old model before loading the next one
         model = pipelines.load_model(entry.source, family=entry.family, device=device, dtype=dtype,
                                      allow_pickle=allow_pickle)

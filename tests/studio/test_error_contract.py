@@ -1,5 +1,6 @@
 """The error contract (README): a malformed request prints one `error:` line and exits with status 2, and
 everything checkable without the model is checked before it loads (issue 13, "Hardening")."""
+import os
 import re
 import time
 
@@ -201,3 +202,19 @@ def test_lora_that_does_not_fit_the_model_is_a_request_error(files, registry, tm
         studio.Studio(registry=registry).generate(_req(loras=[{"path": str(tmp_path / "alien.safetensors")}],
                                                        steps=1, width=64, height=64))
     assert "\n" not in str(exc.value) and "alien.safetensors" in str(exc.value)
+
+
+@pytest.mark.parametrize("extra", [["--device", "cuda:9"], ["--width", "4096", "--height", "4096"]])
+def test_cheap_refusals_do_not_wait_for_the_diffusers_import(extra, tmp_path):
+    """Importing diffusers costs seconds on a small machine: a request refused on its device or size must not
+    pay for it (only the sampler check needs diffusers' scheduler classes, so it runs last)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from studio.cli import main; "
+            f"rc = main(['generate', 'a red circle', '-o', {str(tmp_path / 'x.png')!r}, *{extra!r}]); "
+            "print(rc, 'diffusers' in sys.modules)")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.split() == ["2", "False"], (out.stdout, out.stderr)
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
