@@ -75,3 +75,16 @@ def page(browser, ui_server):
     pg.wait_for_selector("#g-go", timeout=60_000)
     yield pg
     ctx.close()
+
+
+@pytest.fixture()
+def registry(tmp_path):
+    """A registry in `tmp_path` with one model, `fake` (a folder the FakeStudio never loads)."""
+    from studio import Registry
+
+    reg = Registry(user_file=tmp_path / "models.toml")
+    model_dir = tmp_path / "fake-model"
+    model_dir.mkdir()
+    (model_dir / "model_index.json").write_text("{}")
+    reg.add("fake", str(model_dir), "sd1", width=64, height=64, steps=2)
+    return reg

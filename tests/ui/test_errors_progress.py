@@ -20,16 +20,6 @@ SD1_KEY = "model.diffusion_model.output_blocks.11.0.skip_connection.weight"
 
 
 @pytest.fixture()
-def registry(tmp_path):
-    reg = Registry(user_file=tmp_path / "models.toml")
-    model_dir = tmp_path / "fake-model"
-    model_dir.mkdir()
-    (model_dir / "model_index.json").write_text("{}")
-    reg.add("fake", str(model_dir), "sd1", width=64, height=64, steps=2)
-    return reg
-
-
-@pytest.fixture()
 def demo(registry, tmp_path):
     from ui.app import build_app
 

@@ -59,16 +59,6 @@ class FakeStudio:
 
 
 @pytest.fixture()
-def registry(tmp_path):
-    reg = Registry(user_file=tmp_path / "models.toml")
-    model_dir = tmp_path / "fake-model"
-    model_dir.mkdir()
-    (model_dir / "model_index.json").write_text("{}")
-    reg.add("fake", str(model_dir), "sd1", width=64, height=64, steps=2)
-    return reg
-
-
-@pytest.fixture()
 def handlers(registry, tmp_path):
     return Handlers(FakeStudio(registry), tmp_path / "out", verify_on_write=False, models_dir=tmp_path)
 

@@ -18,18 +18,6 @@ from ui_testutil import free_port  # noqa: E402
 
 
 @pytest.fixture()
-def registry(tmp_path):
-    from studio import Registry
-
-    reg = Registry(user_file=tmp_path / "models.toml")
-    model_dir = tmp_path / "fake-model"
-    model_dir.mkdir()
-    (model_dir / "model_index.json").write_text("{}")
-    reg.add("fake", str(model_dir), "sd1", width=64, height=64, steps=2)
-    return reg
-
-
-@pytest.fixture()
 def app(registry, tmp_path):
     from ui.app import build_app
 
