@@ -10,18 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from ui_testutil import SIZE, shot, wait_until
+from ui_testutil import SIZE, open_tab, pick, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-
-
-def pick(page, dropdown_id: str, option: str) -> None:
-    page.locator(f"#{dropdown_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
 
 
 def download(page, link_locator, target: Path) -> Path:

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from ui_testutil import shot, wait_until
+from ui_testutil import open_tab, pick, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
-
-
-def pick(page, dropdown_id: str, option: str) -> None:
-    page.locator(f"#{dropdown_id} input").click()
-    page.get_by_role("option", name=option, exact=True).click()
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
 
 
 def test_edit_without_a_source_says_why(page, ui_server):

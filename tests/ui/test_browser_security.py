@@ -8,16 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ui_testutil import shot
+from ui_testutil import open_tab, shot
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
 
 XSS_MARK = "xss-ran-7f3a"
 EVIL = f"<html><body><script>fetch('/{XSS_MARK}');document.title='{XSS_MARK}'</script>hello</body></html>"
-
-
-def open_tab(page, name: str) -> None:
-    page.get_by_role("tab", name=name).click()
 
 
 def test_batch_job_naming_server_files_is_refused(page, ui_server, tmp_path):

@@ -58,3 +58,12 @@ def wait_until(fn, timeout=60.0, interval=0.25):
             return v
         time.sleep(interval)
     raise TimeoutError("condition not met")
+
+
+def pick(page, dropdown_id: str, option: str) -> None:
+    page.locator(f"#{dropdown_id} input").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
