@@ -92,6 +92,58 @@ def _run(args, data: Optional[bytes] = None, timeout: float = 600) -> bytes:
 
 
 # -------------------------------------------------------------------------------------------------- images
+# PNG: the studio's outputs are written by a small writer (``_png_fast``): one filter (Up) for every row,
+# vectorised in numpy, then zlib level 1 with the Z_RLE strategy; when that leaves less than a fifth of the raw
+# size (flat, graphic content, where run-length matching is weak) the default strategy at level 1 is tried too
+# and the smaller kept. Measured on 1024x1024 marked procedural images (bench/seal_bench.py --png): the same
+# size as Pillow's compress_level=6 on photo-like, texture and noise content (0.96-1.07x), 1.5x on flat
+# shapes, 4-7x faster. Images with anything in ``img.info`` (ICC profile, dpi, transparency ...) or another mode
+# keep Pillow's encoder so those chunks are written as before.
+PNG_RLE_FALLBACK_RATIO = 0.2
+
+
+def _png_chunk(cid: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+    return struct.pack(">I", len(data)) + cid + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(cid)))
+
+
+def _png_idat(arr: np.ndarray) -> bytes:
+    """zlib stream of the Up-filtered scanlines of an HxWxC uint8 array (filter byte 2 on every row)."""
+    import zlib
+    h = arr.shape[0]
+    rows = np.ascontiguousarray(arr).reshape(h, -1)
+    raw = np.empty((h, rows.shape[1] + 1), np.uint8)
+    raw[:, 0] = 2
+    raw[:, 1:] = rows
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])      # uint8 arithmetic wraps mod 256, as PNG's Up does
+    data = raw.data
+
+    def deflate(level: int, strategy: int) -> bytes:
+        c = zlib.compressobj(level, zlib.DEFLATED, 15, 9, strategy)
+        return c.compress(data) + c.flush()
+
+    z = deflate(1, zlib.Z_RLE)
+    if len(z) < PNG_RLE_FALLBACK_RATIO * raw.size:
+        z2 = deflate(1, zlib.Z_DEFAULT_STRATEGY)
+        if len(z2) < len(z):
+            z = z2
+    return z
+
+
+def _png_fast(img, info) -> bytes:
+    import struct
+    arr = np.asarray(img)
+    h, w = arr.shape[:2]
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 6 if img.mode == "RGBA" else 2, 0, 0, 0)
+    out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", ihdr)]
+    out += [_png_chunk(c[0], c[1]) for c in info.chunks if not (len(c) == 3 and c[2])]
+    out.append(_png_chunk(b"IDAT", _png_idat(arr)))
+    out += [_png_chunk(c[0], c[1]) for c in info.chunks if len(c) == 3 and c[2]]
+    out.append(_png_chunk(b"IEND", b""))
+    return b"".join(out)
+
+
 def encode_image(img, fmt: str, png_text: Optional[Dict[str, str]] = None, quality: Optional[int] = None) -> bytes:
     from PIL import PngImagePlugin
     buf = io.BytesIO()
@@ -104,6 +156,8 @@ def encode_image(img, fmt: str, png_text: Optional[Dict[str, str]] = None, quali
                 info.add_text(str(k), v)
             except UnicodeEncodeError:
                 info.add_itxt(str(k), v)
+        if img.mode in ("RGB", "RGBA") and not img.info:
+            return _png_fast(img, info)
         img.save(buf, "PNG", pnginfo=info, compress_level=6)
     elif fmt == "jpeg":
         img.convert("RGB").save(buf, "JPEG", quality=quality or 95, subsampling=0)

@@ -404,3 +404,43 @@ def make_c2pa_signer(info: SignerInfo):
         return c2pa.Signer.from_callback(_cb, alg, info.chain_pem.decode(), info.tsa_url)
     return c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg, info.chain_pem, info.key_pem,
                                                      info.tsa_url.encode() if info.tsa_url else None))
+
+
+_c2pa_local = threading.local()
+
+
+def c2pa_context_and_signer(config: SafetyConfig, info: SignerInfo, *, thumbnail: bool = False):
+    """(c2pa.Context, c2pa.Signer) for ``config`` + ``info``, built once per thread and reused (a signer is
+    not consumed by ``Builder.sign``; measured). Like ``seal.signer_for``, keyed by the config and signer
+    objects themselves (a new SafetyConfig gets new ones); anchors are read when the entry is built.
+    ``drop_c2pa_cache`` forgets an entry after a failure so a broken object is not reused."""
+    import c2pa
+    cache = getattr(_c2pa_local, "cache", None)
+    if cache is None:
+        cache = _c2pa_local.cache = {}
+    key = (id(config), id(info), bool(thumbnail))
+    hit = cache.get(key)
+    if hit is not None and hit[0] is config and hit[1] is info:
+        return hit[2], hit[3]
+    ctx = c2pa.Context.from_dict(c2pa_settings(config, thumbnail=thumbnail))
+    signer = make_c2pa_signer(info)
+    if len(cache) >= 8:     # a handful of configs per process; do not grow without bound
+        for k, old in list(cache.items()):
+            _close_quietly(old[3])
+            del cache[k]
+    cache[key] = (config, info, ctx, signer)
+    return ctx, signer
+
+
+def drop_c2pa_cache(config: SafetyConfig, info: SignerInfo, *, thumbnail: bool = False) -> None:
+    cache = getattr(_c2pa_local, "cache", None) or {}
+    hit = cache.pop((id(config), id(info), bool(thumbnail)), None)
+    if hit is not None:
+        _close_quietly(hit[3])
+
+
+def _close_quietly(signer) -> None:
+    try:
+        signer.close()
+    except Exception:
+        pass

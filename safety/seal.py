@@ -16,7 +16,7 @@ from . import media as M
 from .config import (COMPOSITE, GENERATION_LABEL, IPTC_SOURCE_TYPES, TRAINED, SafetyConfig, SealError,
                      TimestampError)
 from .ledger import Ledger
-from .pki import SignerInfo, c2pa_settings, check_signer, make_c2pa_signer
+from .pki import SignerInfo, c2pa_context_and_signer, check_signer, drop_c2pa_cache
 from .watermark import (AudioWatermarker, ImageWatermarker, VideoWatermarker, Watermarker,
                         WatermarkNotApplicable)
 
@@ -143,10 +143,8 @@ def _sign(data: bytes, fmt: str, manifest: dict, config: SafetyConfig, info: Sig
           parent: Optional[bytes], parent_format: Optional[str], thumbnail: bool) -> Tuple[bytes, dict, str]:
     import c2pa
     mime = M.MIME[fmt]
-    settings = c2pa_settings(config, thumbnail=thumbnail)
     try:
-        ctx = c2pa.Context.from_dict(settings)
-        signer = make_c2pa_signer(info)
+        ctx, signer = c2pa_context_and_signer(config, info, thumbnail=thumbnail)   # once per thread and config
     except Exception as e:
         raise SealError(f"cannot set up the C2PA signer: {type(e).__name__}: {e}") from e
     try:
@@ -165,17 +163,13 @@ def _sign(data: bytes, fmt: str, manifest: dict, config: SafetyConfig, info: Sig
     except SealError:
         raise
     except Exception as e:
+        drop_c2pa_cache(config, info, thumbnail=thumbnail)     # rebuild the signer and context next time
         tsa = _tsa_error(e, config)
         if tsa is not None:
             raise tsa from e
         raise SealError(f"C2PA signing failed: {type(e).__name__}: {e}") from e
-    finally:
-        try:
-            signer.close()
-        except Exception:
-            pass
     try:
-        reader = c2pa.Reader(mime, io.BytesIO(out), context=c2pa.Context.from_dict(settings))
+        reader = c2pa.Reader(mime, io.BytesIO(out), context=ctx)
         store = json.loads(reader.json())
         state = reader.get_validation_state() or ""
     except Exception as e:

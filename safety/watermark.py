@@ -106,12 +106,98 @@ class Watermarker(ABC):
 
 
 # ----------------------------------------------------------------------------------------------- images
+_H = 0.7071067811865476     # pywt's Haar filter tap (1/sqrt 2), same float
+
+
+def _haar_dwt2(x: np.ndarray):
+    """pywt.dwt2(x, "haar") for an even-sized 2-D array, same floating-point operations in the same order
+    (bit-identical output, tested): (cA, (cH, cV, cD))."""
+    x = np.asarray(x, dtype=np.float64)
+    a, b, c, d = x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]
+    l0, l1 = a * _H + c * _H, b * _H + d * _H           # low-pass along axis 0 (even / odd columns)
+    h0, h1 = a * _H - c * _H, b * _H - d * _H           # high-pass along axis 0
+    return l0 * _H + l1 * _H, (h0 * _H + h1 * _H, l0 * _H - l1 * _H, h0 * _H - h1 * _H)
+
+
+def _haar_ll(x: np.ndarray) -> np.ndarray:
+    """cA of pywt.dwt2(x, "haar") only (bit-identical)."""
+    x = np.asarray(x, dtype=np.float64)
+    a, b, c, d = x[0::2, 0::2], x[0::2, 1::2], x[1::2, 0::2], x[1::2, 1::2]
+    return (a * _H + c * _H) * _H + (b * _H + d * _H) * _H
+
+
+def _haar_idwt2(ca, ch, cv, cd) -> np.ndarray:
+    """pywt.idwt2((ca, (ch, cv, cd)), "haar"), bit-identical (axis 1 first, then axis 0, as pywt does)."""
+    le, lo = ca * _H + cv * _H, ca * _H - cv * _H
+    he, ho = ch * _H + cd * _H, ch * _H - cd * _H
+    out = np.empty((ca.shape[0] * 2, ca.shape[1] * 2))
+    out[0::2, 0::2] = le * _H + he * _H
+    out[1::2, 0::2] = le * _H - he * _H
+    out[0::2, 1::2] = lo * _H + ho * _H
+    out[1::2, 1::2] = lo * _H - ho * _H
+    return out
+
+
+def _blocks(ca: np.ndarray, n: int = 4) -> Tuple[np.ndarray, int, int]:
+    """(r*c, n, n) blocks of ``ca`` in row-major block order (the library's bit order), and r, c."""
+    r, c = ca.shape[0] // n, ca.shape[1] // n
+    return ca[: r * n, : c * n].reshape(r, n, c, n).transpose(0, 2, 1, 3).reshape(-1, n, n), r, c
+
+
+def _unblocks(blk: np.ndarray, r: int, c: int, n: int = 4) -> np.ndarray:
+    return blk.reshape(r, c, n, n).transpose(0, 2, 1, 3).reshape(r * n, c * n)
+
+
+def _top_singular(B: np.ndarray, squarings: int = 4):
+    """Top singular triplet of every 4x4 block, vectorised: power iteration on M = B^T B by repeated squaring.
+
+    Returns (s0, u0, v0, ok). ``ok`` is False where the result is not certified to ~1e-11: a Davis-Kahan bound
+    sin(angle) <= |M v - lambda v| / gap with gap >= 2 lambda - trace(M) (the other eigenvalues of M are >= 0
+    and sum to trace - lambda). Those blocks (zero, degenerate or near-degenerate top singular value) must be
+    handled by LAPACK instead.
+    """
+    Bt = np.swapaxes(B, 1, 2)
+    M = Bt @ B
+    tr = np.einsum("nii->n", M)
+    P = M / np.maximum(tr, 1e-300)[:, None, None]
+    for _ in range(squarings):
+        P = P @ P
+        P /= np.maximum(np.einsum("nii->n", P), 1e-300)[:, None, None]
+    j = np.argmax(np.einsum("nii->ni", P), axis=1)
+    v = np.take_along_axis(P, j[:, None, None], axis=2)              # (N, 4, 1): a column of ~v v^T
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-300)
+    v = M @ v
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-300)
+    Mv = M @ v
+    lam = np.einsum("nij,nij->n", v, Mv)
+    res = np.linalg.norm(Mv - lam[:, None, None] * v, axis=(1, 2))
+    gap = 2.0 * lam - tr
+    w = B @ v
+    s0 = np.linalg.norm(w, axis=(1, 2))
+    ok = (gap > 0) & (res <= 1e-11 * gap) & (s0 > 0)
+    u = w / np.maximum(s0, 1e-300)[:, None, None]
+    return s0, u[:, :, 0], v[:, :, 0], ok
+
+
+def _near_multiple(x: np.ndarray, step: float, tol: float = 1e-7) -> np.ndarray:
+    q = x / step
+    return np.abs(q - np.round(q)) < tol
+
+
 class ImageWatermarker(Watermarker):
     """invisible-watermark ``dwtDctSvd`` (U channel, scale 36, 4x4 blocks of the Haar LL band).
 
-    Embedding uses the library's encoder as is. Reading is a vectorised re-implementation of its decoder that
-    keeps the per-block votes (top singular value of DCT(block) == of the block, DCT being orthonormal) so
-    they can be averaged softly; its hard decisions equal the library's ``decode``.
+    Embedding is a vectorised re-implementation of the library's encoder (``EmbedDwtDctSvd.encode``) that
+    produces the same pixels (tested bit-exact against the library): the library sets the top singular value
+    of DCT(block) to (s0 // 36 + 0.25 + 0.5 bit) * 36; the DCT is orthonormal, so that is the rank-1 update
+    block + (s0' - s0) u0 v0^T with (s0, u0, v0) the top singular triplet of the block itself, computed for all
+    blocks at once (``_top_singular``). Blocks whose triplet is not certified, or whose s0 lies within 1e-7 of a
+    multiple of 36 (where s0 // 36 depends on the last bits: flat chroma at U = 9k), take the library's exact
+    per-block path. The Haar transforms are numpy re-implementations bit-identical to pywt's, including the
+    library's reconstruction with the H and V details swapped. Only the U channel is transformed.
+    Reading is a vectorised re-implementation of the library's decoder that keeps the per-block votes (top
+    singular value of DCT(block) == of the block, DCT being orthonormal) so they can be averaged softly; its
+    hard decisions equal the library's ``decode``.
     """
 
     alg = "org.diffusion-studio.imwatermark-dwtDctSvd.v1"
@@ -122,50 +208,82 @@ class ImageWatermarker(Watermarker):
         self.key = key
 
     @staticmethod
-    def _bgr(img) -> np.ndarray:
-        import cv2
+    def _rgb(img) -> np.ndarray:
+        """HxWx3 uint8 RGB (C-contiguous) from a PIL image or an array (grey, RGB or RGBA)."""
         from PIL import Image
         if isinstance(img, Image.Image):
-            arr = np.asarray(img.convert("RGB"))
-            return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+            return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
         arr = np.asarray(img)
         if arr.ndim == 2:
             arr = np.stack([arr] * 3, -1)
-        return cv2.cvtColor(arr[..., :3].astype(np.uint8), cv2.COLOR_RGB2BGR)
+        return np.ascontiguousarray(arr[..., :3].astype(np.uint8, copy=False))
+
+    def _embed_rgb(self, rgb: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """The library's ``EmbedDwtDctSvd(bits, scales=[0, 36, 0]).encode`` on RGB instead of BGR (the
+        conversion is the same with the channels swapped), vectorised. Returns RGB uint8."""
+        import cv2
+        h, w = rgb.shape[:2]
+        yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV)
+        h4, w4 = h // 4 * 4, w // 4 * 4
+        ca, (ch, cv, cd) = _haar_dwt2(yuv[:h4, :w4, 1])
+        blk, r, c = _blocks(ca)
+        if blk.shape[0]:
+            bit = np.asarray(bits, dtype=np.float64)[np.arange(blk.shape[0]) % len(bits)]
+            s0, u, v, ok = _top_singular(blk)
+            ok &= ~_near_multiple(s0, self.scale)
+            s1 = (s0 // self.scale + 0.25 + 0.5 * bit) * self.scale
+            new = blk + (s1 - s0)[:, None, None] * (u[:, :, None] * v[:, None, :])
+            bad = np.flatnonzero(~ok)
+            if bad.size:    # flat regions give many identical blocks: run the exact path once per distinct one
+                keys = np.concatenate([blk[bad].reshape(-1, 16), bit[bad, None]], axis=1)
+                uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+                done = np.stack([_library_block(k[:16].reshape(4, 4), k[16], self.scale) for k in uniq])
+                new[bad] = done[inv.reshape(-1)]
+            ca[: r * 4, : c * 4] = _unblocks(new, r, c)
+        # the library reconstructs with the H and V details swapped: keep that (same pixels as before)
+        yuv[:h4, :w4, 1] = _haar_idwt2(ca, cv, ch, cd)      # float -> uint8 by truncation, as the library
+        return cv2.cvtColor(yuv, cv2.COLOR_YUV2RGB)
 
     def embed(self, media, wm_id: bytes):
         """media: PIL image or HxWx3 RGB uint8 array -> same kind, marked."""
-        import cv2
-        from imwatermark import WatermarkEncoder
         from PIL import Image
-        bgr = self._bgr(media)
-        h, w = bgr.shape[:2]
+        rgb = self._rgb(media)
+        h, w = rgb.shape[:2]
         if h * w < self.MIN_PIXELS:
             raise WatermarkNotApplicable("too_small", f"{w}x{h} is below the 256x256 minimum of dwtDctSvd")
-        enc = WatermarkEncoder()
-        enc.set_watermark("bits", [int(b) for b in encode_codeword(wm_id, self.key)])
-        out = enc.encode(bgr, "dwtDctSvd")
-        rgb = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_BGR2RGB)
+        out = self._embed_rgb(rgb, encode_codeword(wm_id, self.key))
         if isinstance(media, Image.Image):
-            res = Image.fromarray(rgb)
+            res = Image.fromarray(out)
             if media.mode == "RGBA":
                 res.putalpha(media.getchannel("A"))
             return res
-        return rgb
+        return out
+
+    def block_s0(self, media) -> Optional[np.ndarray]:
+        """Top singular value of every 4x4 block of the U channel's Haar LL band (the library's bit order),
+        or None if too small. Equal to ``np.linalg.svd(blocks, compute_uv=False)[:, 0]`` wherever the vote
+        could depend on it: uncertified blocks and those within 1e-7 of a multiple of scale / 2 use LAPACK."""
+        import cv2
+        rgb = self._rgb(media)
+        h, w = rgb.shape[:2]
+        if h * w < self.MIN_PIXELS:
+            return None
+        u = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV)[: h // 4 * 4, : w // 4 * 4, 1]
+        blk, _, _ = _blocks(_haar_ll(u))
+        if not blk.shape[0]:
+            return np.zeros(0)
+        s0, _, _, ok = _top_singular(blk)
+        bad = np.flatnonzero(~ok | _near_multiple(s0, self.scale * 0.5))
+        if bad.size:
+            uniq, inv = np.unique(blk[bad].reshape(-1, 16), axis=0, return_inverse=True)
+            s0[bad] = np.linalg.svd(uniq.reshape(-1, 4, 4), compute_uv=False)[:, 0][inv.reshape(-1)]
+        return s0
 
     def votes(self, media) -> Optional[np.ndarray]:
         """Mean block vote per codeword bit in [0, 1] (the library's score), or None if too small."""
-        import cv2
-        import pywt
-        bgr = self._bgr(media)
-        h, w = bgr.shape[:2]
-        if h * w < self.MIN_PIXELS:
+        s0 = self.block_s0(media)
+        if s0 is None:
             return None
-        yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV)
-        ca, _ = pywt.dwt2(yuv[: h // 4 * 4, : w // 4 * 4, 1], "haar")
-        r, c = ca.shape[0] // 4, ca.shape[1] // 4
-        blocks = ca[: r * 4, : c * 4].reshape(r, 4, c, 4).transpose(0, 2, 1, 3).reshape(-1, 4, 4)
-        s0 = np.linalg.svd(blocks, compute_uv=False)[:, 0]
         v = ((s0 % self.scale) > self.scale * 0.5).astype(np.float64)
         idx = np.arange(v.size) % CODEWORD_BITS
         sums = np.bincount(idx, weights=v, minlength=CODEWORD_BITS)
@@ -193,6 +311,14 @@ class ImageWatermarker(Watermarker):
             return None, 0.0
         s2 = self.soft(img.convert("RGB").resize((2 * w, 2 * h), Image.BICUBIC))
         return (None, 0.0) if s2 is None else decode_codeword(s2, self.key)
+
+
+def _library_block(block: np.ndarray, bit: float, scale: float) -> np.ndarray:
+    """``EmbedDwtDctSvd.diffuse_dct_svd`` of invisible-watermark 0.2.0, operation for operation."""
+    import cv2
+    u, s, v = np.linalg.svd(cv2.dct(np.ascontiguousarray(block)))
+    s[0] = (s[0] // scale + 0.25 + 0.5 * bit) * scale
+    return cv2.idct(np.dot(u, np.dot(np.diag(s), v)))
 
 
 # ----------------------------------------------------------------------------------------------- video
