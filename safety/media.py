@@ -244,8 +244,11 @@ def decode_audio(data: bytes, fmt: str, max_seconds: float = MAX_AUDIO_SECONDS) 
             with wave.open(io.BytesIO(data)) as w:
                 if w.getsampwidth() == 2:
                     sr, ch = w.getframerate(), w.getnchannels()
-                    _check_duration(w.getnframes() / max(1, sr), max_seconds)
-                    x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768.0
+                    # A streamed WAV (ffmpeg to a pipe) declares a placeholder length of ~4 G frames: the bytes
+                    # actually present bound the real length.
+                    frames = min(w.getnframes(), len(data) // (2 * max(1, ch)))
+                    _check_duration(frames / max(1, sr), max_seconds)
+                    x = np.frombuffer(w.readframes(frames), "<i2").astype(np.float32) / 32768.0
                     return (x if ch == 1 else x.reshape(-1, ch)), sr
         except (wave.Error, EOFError):
             pass
