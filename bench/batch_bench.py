@@ -2,6 +2,7 @@
 executor, and the Ray executor with N workers, side by side in one process, with the same model and prompts.
 
     python bench/batch_bench.py [--model mini] [--items 12] [--steps 30] [--workers 2] [--skip-ray]
+                                [--seal-workers 1]
 
 The naive loop is stock diffusers (`StableDiffusionPipeline.from_pretrained` + one call per prompt) and
 delivers nothing (no seal, no file): it is the floor the job engine's bookkeeping (seal, manifest, resume)
@@ -40,13 +41,15 @@ def naive(model_path: str, texts: list[str], steps: int, size: int) -> float:
     return time.perf_counter() - t0
 
 
-def studio_job(texts: list[str], model: str, steps: int, executor: str, workers: int) -> float:
+def studio_job(texts: list[str], model: str, steps: int, executor: str, workers: int,
+               seal_workers: int = 1) -> float:
     from studio.jobs import render
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-{executor}-"))
     t0 = time.perf_counter()
     summary = render([{"prompt": t, "id": f"item{i}"} for i, t in enumerate(texts)], out, model=model,
-                     defaults={"steps": steps}, seed=1, executor=executor, workers=workers)
+                     defaults={"steps": steps}, seed=1, executor=executor, workers=workers,
+                     seal_workers=seal_workers)
     elapsed = time.perf_counter() - t0
     if summary.succeeded != len(texts):
         sys.exit(f"{executor}: only {summary.succeeded}/{len(texts)} items succeeded")
@@ -59,6 +62,8 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=12)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seal-workers", type=int, default=1,
+                    help="local executor: seal threads overlapping generation (a second row shows 0 = inline)")
     ap.add_argument("--skip-ray", action="store_true")
     args = ap.parse_args()
 
@@ -67,7 +72,10 @@ def main() -> None:
     entry = Registry().resolve(args.model)
     texts = prompts(args.items)
     rows = [("naive diffusers loop (no seal, no files)", naive(entry.source, texts, args.steps, entry.width))]
-    rows.append(("studio local executor", studio_job(texts, args.model, args.steps, "local", 1)))
+    rows.append(("studio local executor, seal inline (--seal-workers 0)",
+                 studio_job(texts, args.model, args.steps, "local", 1, seal_workers=0)))
+    rows.append((f"studio local executor, seal overlapped (--seal-workers {args.seal_workers})",
+                 studio_job(texts, args.model, args.steps, "local", 1, seal_workers=args.seal_workers)))
     if not args.skip_ray:
         rows.append((f"studio Ray executor, {args.workers} workers",
                      studio_job(texts, args.model, args.steps, "ray", args.workers)))

@@ -41,6 +41,32 @@ class Result:
         return [o.path for o in self.outputs if o.path is not None]
 
 
+class Generated:
+    """A generation whose pixels are made but not yet delivered (`Studio.generate(..., deliver=False)`):
+    `finish()` seals them through `writer.seal_outputs` (and writes them when `out` was given) and returns the
+    `Result`. It needs no model and no studio lock, so a job seals item i while item i+1 generates. The
+    unsealed images stay private: nothing but `finish()` hands them on."""
+
+    def __init__(self, record: GenerationRecord, images, seeds, *, out, overwrite, parent, parent_format):
+        self.record = record
+        self._images, self._seeds = list(images), list(seeds)
+        self._out, self._overwrite = out, overwrite
+        self._parent, self._parent_format = parent, parent_format
+        self._result: Optional[Result] = None
+
+    def finish(self) -> Result:
+        if self._result is None:
+            if self._images is None:
+                raise StudioError("this generation's seal failed; it cannot be finished again")
+            images, self._images = self._images, None  # once: the pixels are dropped whatever happens
+            outputs = seal_outputs(images, self.record, seeds=self._seeds, out=self._out,
+                                   overwrite=self._overwrite, parent=self._parent,
+                                   parent_format=self._parent_format)
+            self.record.outputs = [o.record for o in outputs]
+            self._result = Result(record=self.record, outputs=outputs)
+        return self._result
+
+
 @dataclass
 class _Input:
     image: "PIL.Image.Image"  # noqa: F821
@@ -327,12 +353,15 @@ class Studio:
         preview_every: int = 5,
         allow_pickle: bool = False,
         overwrite: bool = False,
+        deliver: bool = True,
         **fields,
-    ) -> Result:
+    ) -> Union[Result, "Generated"]:
         """Run one request. `init_image`/`mask` may be paths, bytes or PIL images (the request then records
         their hashes); `out` is a file or directory to write the sealed outputs to. `preview(step, total,
         output)` receives a sealed low-cost preview of the first image every `preview_every` steps. An existing
-        output file is refused before anything is loaded unless `overwrite`."""
+        output file is refused before anything is loaded unless `overwrite`. `deliver=False` returns a `Generated`
+        once the pixels exist, without sealing them: its `finish()` seals (and writes) and returns the `Result`,
+        outside this studio's lock, so the next request can generate meanwhile."""
         if request is None:
             if init_image is not None and not isinstance(init_image, (str, Path)):
                 fields["init_image"] = "<in-memory>"
@@ -346,13 +375,14 @@ class Studio:
         elif fields:
             raise TypeError("pass either a request or fields, not both")
         with self._lock:
-            return self._generate(request, out=Path(out) if out else None, init_value=init_image,
-                                  mask_value=mask, progress=progress, preview=preview,
-                                  preview_every=max(1, preview_every), allow_pickle=allow_pickle,
-                                  overwrite=overwrite)
+            generated = self._generate(request, out=Path(out) if out else None, init_value=init_image,
+                                       mask_value=mask, progress=progress, preview=preview,
+                                       preview_every=max(1, preview_every), allow_pickle=allow_pickle,
+                                       overwrite=overwrite)
+            return generated.finish() if deliver else generated
 
     def _generate(self, request, *, out, init_value, mask_value, progress, preview, preview_every,
-                  allow_pickle, overwrite=False) -> Result:
+                  allow_pickle, overwrite=False) -> Generated:
         import pipelines
         import schedulers
         import torch
@@ -448,10 +478,8 @@ class Studio:
             sampler=request.sampler, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
             versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3), input_hashes=inputs,
         )
-        outputs = seal_outputs(images, record, seeds=seeds, out=out, overwrite=overwrite,
-                               parent=init.data if init else None, parent_format=init.fmt if init else None)
-        record.outputs = [o.record for o in outputs]
-        return Result(record=record, outputs=outputs)
+        return Generated(record, images, seeds, out=out, overwrite=overwrite,
+                         parent=init.data if init else None, parent_format=init.fmt if init else None)
 
 
 _default: Optional[Studio] = None

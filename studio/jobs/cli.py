@@ -62,6 +62,9 @@ def render_command(
                                                    "default: this machine's, or the folder's recorded value)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing files that this folder's manifest "
                                                               "does not record as finished."),
+    seal_workers: int = typer.Option(1, "--seal-workers", min=0,
+                                     help="Local executor: threads sealing and writing finished items while the "
+                                          "next ones generate (0: seal inside each generation)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render every item of a prompt file into sealed files + manifest.jsonl; re-run to resume."""
@@ -122,7 +125,7 @@ def render_command(
                          workers=workers or (1 if executor == "local" else 0), address=address,
                          skip_invalid=skip_invalid, cancel=cancel, on_item=on_item, on_start=on_start,
                          warn=lambda m: err.print(f"[yellow]warning:[/] {m}"), cpu_threads=cpu_threads,
-                         overwrite=overwrite)
+                         overwrite=overwrite, seal_workers=seal_workers)
     except InvalidJob as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_REQUEST)

@@ -1,4 +1,5 @@
-"""`manifest.jsonl`: one JSON object a line, appended, flushed and fsynced per item by the driver only.
+"""`manifest.jsonl`: one JSON object a line, appended, flushed and fsynced per item by the driver only
+(one line at a time; in completion order, so readers key on `id` and never assume order).
 
 Line types:
 * `{"type": "job", ...}`    -- written at the start of every run (first run and each resume): job file and its

@@ -4,7 +4,9 @@ The driver (this process) validates the whole job, owns the output folder and it
 writer: executors return sealed bytes + records, the driver writes every file with the studio writer's
 `write_atomic` (temp + fsync + rename) and then appends the item's manifest line (flush + fsync). So a
 `kill -9` at any moment leaves finished items intact and listed once; an item whose file was written but whose
-manifest line was not is simply rendered again on resume (its file is atomically replaced).
+manifest line was not is simply rendered again on resume (its file is atomically replaced). With the local
+executor the driver's seal threads do this for item i while item i+1 generates (see `LocalExecutor`); the
+order per item -- seal, files durable, then its manifest line -- is the same.
 """
 from __future__ import annotations
 
@@ -101,6 +103,58 @@ def execute(studio, task: dict, *, cancel: Optional[threading.Event] = None,
             on_step: Optional[StepCallback] = None, worker: str = "local") -> dict:
     """Render one task with a `Studio`-like engine and return a plain, picklable result. Never raises for a
     failed item: the failure is the result (so one bad item never stops the job)."""
+    return start(studio, task, cancel=cancel, on_step=on_step, worker=worker, deferred=False)
+
+
+class PendingItem:
+    """An item whose pixels are made and whose seal is not: `finish()` seals it (the engine's
+    `Generated.finish`, i.e. `writer.seal_outputs`) and returns `execute`'s result. Never raises."""
+
+    def __init__(self, key: str, generated, t0: float, render_s: float, worker: str, threads):
+        self.key, self.worker = key, worker
+        self._generated, self._t0, self._render_s, self._threads = generated, t0, render_s, threads
+
+    def finish(self) -> dict:
+        t1 = time.perf_counter()
+        generated, self._generated = self._generated, None
+        try:
+            result = generated.finish()
+            return _ok(self.key, result, self._render_s, self.worker, self._threads,
+                       seal_s=round(time.perf_counter() - t1, 3))
+        except (Exception, MemoryError) as exc:
+            _free_memory()
+            return _failed(self.key, exc, round(self._render_s + time.perf_counter() - t1, 3), self.worker)
+
+
+def _ok(key, result, render_s, worker, threads, seal_s=None) -> dict:
+    outputs = [{"data": bytes(o.data), "record": o.record.model_dump(mode="json")} for o in result.outputs]
+    out = {"key": key, "status": "ok", "record": result.record.model_dump(mode="json"), "outputs": outputs,
+           "render_s": render_s, "worker": worker, "cpu_threads": threads}
+    if seal_s is not None:
+        out["seal_s"] = seal_s
+    return out
+
+
+def _failed(key, exc, render_s, worker) -> dict:
+    return {"key": key, "status": "failed", "error": _one_line(exc), "error_type": type(exc).__name__,
+            "render_s": render_s, "worker": worker}
+
+
+def supports_deferred_seal(studio) -> bool:
+    """Whether `studio.generate` takes `deliver=False` (the engine does; a test double may not)."""
+    import inspect
+
+    try:
+        return "deliver" in inspect.signature(studio.generate).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+
+
+def start(studio, task: dict, *, cancel=None, on_step: Optional[StepCallback] = None, worker: str = "local",
+          deferred: bool = False) -> Union[dict, PendingItem]:
+    """Generate one task's pixels. `deferred` (a studio that `supports_deferred_seal`): return a
+    `PendingItem` to seal later, else seal now and return `execute`'s result; a failed or cancelled item is
+    always the result dict. Never raises for a failed item."""
     key = task["key"]
     t0 = time.perf_counter()
 
@@ -113,18 +167,18 @@ def execute(studio, task: dict, *, cancel: Optional[threading.Event] = None,
     try:
         threads = set_cpu_threads(task.get("cpu_threads"))
         request = GenerationRequest.model_validate(task["request"])
+        if deferred:
+            generated = studio.generate(request, progress=progress, deliver=False)
+            return PendingItem(key, generated, t0, round(time.perf_counter() - t0, 3), worker, threads)
         result = studio.generate(request, progress=progress)
-        outputs = [{"data": bytes(o.data), "record": o.record.model_dump(mode="json")} for o in result.outputs]
-        return {"key": key, "status": "ok", "record": result.record.model_dump(mode="json"), "outputs": outputs,
-                "render_s": round(time.perf_counter() - t0, 3), "worker": worker, "cpu_threads": threads}
+        return _ok(key, result, round(time.perf_counter() - t0, 3), worker, threads)
     except JobCancelled:
         return {"key": key, "status": "cancelled", "worker": worker}
     except (Exception, MemoryError) as exc:  # RequestError, StudioError, torch OOM (a RuntimeError), ...
         if cancel is not None and cancel.is_set():
             return {"key": key, "status": "cancelled", "worker": worker}
         _free_memory()
-        return {"key": key, "status": "failed", "error": _one_line(exc), "error_type": type(exc).__name__,
-                "render_s": round(time.perf_counter() - t0, 3), "worker": worker}
+        return _failed(key, exc, round(time.perf_counter() - t0, 3), worker)
 
 
 def current_cpu_threads() -> Optional[int]:
@@ -160,17 +214,28 @@ def _free_memory() -> None:
 
 
 # -- executors ------------------------------------------------------------------------------------------------
+SEAL_QUEUE = 2  # generated items waiting for a seal worker: the back-pressure bound (memory stays flat)
+
+
 class LocalExecutor:
     """In-process worker threads. With an injected `studio` all threads share it (the studio serialises
     requests); otherwise each thread gets its own `studio_factory()` (default `studio.Studio`), i.e. its own
-    loaded model, loaded once and reused for every item of that model."""
+    loaded model, loaded once and reused for every item of that model.
+
+    Generation and delivery overlap: a generation thread hands each item, pixels made but unsealed, to a
+    queue of at most `SEAL_QUEUE` items (it blocks when the queue is full); `seal_workers` threads seal each
+    one (`Generated.finish`), then, one at a time under a lock, write its files (temp + fsync + rename) and
+    append its manifest line (fsync) -- so an item is listed only once its files are durable, in completion
+    order. `seal_workers=0` seals inside the generation call (no overlap), as Ray actors do."""
 
     name = "local"
 
-    def __init__(self, workers: int = 1, studio=None, studio_factory: Optional[Callable[[], Any]] = None):
+    def __init__(self, workers: int = 1, studio=None, studio_factory: Optional[Callable[[], Any]] = None,
+                 seal_workers: int = 1):
         self.workers = max(1, int(workers))
         self.studio = studio
         self.studio_factory = studio_factory
+        self.seal_workers = max(0, int(seal_workers))
 
     def _studios(self, n: int) -> list:
         if self.studio is not None:
@@ -187,54 +252,100 @@ class LocalExecutor:
             return
         n = min(self.workers, len(tasks))
         studios = self._studios(n)
+        deferred = self.seal_workers > 0 and all(supports_deferred_seal(s) for s in studios)
         before = current_cpu_threads()
         work: "queue.Queue[dict]" = queue.Queue()
         for t in tasks:
             work.put(t)
-        results: "queue.Queue[Optional[dict]]" = queue.Queue()
+        handoff: "queue.Queue[Any]" = queue.Queue(maxsize=SEAL_QUEUE)
         stop = threading.Event()  # set when the driver fails; cancels in-flight items too
+        errors: list[BaseException] = []
+        emit_lock = threading.Lock()
 
         class _Either:  # cancel or stop, as one event-like object for `execute`
             @staticmethod
             def is_set() -> bool:
                 return cancel.is_set() or stop.is_set()
 
-        def worker(i: int) -> None:
+        def fail(exc: BaseException) -> None:
+            errors.append(exc)
+            stop.set()
+
+        def hand_off(obj) -> bool:  # blocks while SEAL_QUEUE items wait: back-pressure on generation
+            while not stop.is_set():
+                try:
+                    handoff.put(obj, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def generator(i: int) -> None:
             try:
                 while not _Either.is_set():
                     try:
                         task = work.get_nowait()
                     except queue.Empty:
                         break
-                    results.put(execute(studios[i], task, cancel=_Either, on_step=on_step, worker=f"local-{i}"))
-            finally:
-                results.put(None)
+                    r = start(studios[i], task, cancel=_Either, on_step=on_step, worker=f"local-{i}",
+                              deferred=deferred)
+                    if not hand_off(r):
+                        break
+            except BaseException as exc:  # pragma: no cover - `start` reports failures as results
+                fail(exc)
 
-        threads = [threading.Thread(target=worker, args=(i,), name=f"studio-job-{i}", daemon=True)
-                   for i in range(n)]
-        for t in threads:
+        def deliverer() -> None:
+            try:
+                while True:
+                    try:
+                        obj = handoff.get(timeout=0.05)
+                    except queue.Empty:
+                        if stop.is_set():
+                            return
+                        continue
+                    if obj is None or stop.is_set():
+                        return
+                    if isinstance(obj, PendingItem):
+                        # cancelled while it waited: abandoned unrecorded, like an item cut mid-steps
+                        r = ({"key": obj.key, "status": "cancelled", "worker": obj.worker} if cancel.is_set()
+                             else obj.finish())
+                    else:
+                        r = obj
+                    with emit_lock:  # files, then the manifest line: one item at a time
+                        if stop.is_set():
+                            return
+                        emit(r)
+            except BaseException as exc:
+                fail(exc)
+
+        gens = [threading.Thread(target=generator, args=(i,), name=f"studio-job-{i}", daemon=True)
+                for i in range(n)]
+        sealers = [threading.Thread(target=deliverer, name=f"studio-job-seal-{i}", daemon=True)
+                   for i in range(max(1, self.seal_workers))]
+        for t in sealers + gens:
             t.start()
-        finished = 0
         try:
-            while finished < n:
-                r = results.get()
-                if r is None:
-                    finished += 1
-                    continue
-                emit(r)
+            for t in gens:
+                t.join()
+            for _ in sealers:
+                hand_off(None)
+            for t in sealers:
+                t.join()
         except BaseException:
             stop.set()
             raise
         finally:
-            for t in threads:
+            for t in gens + sealers:
                 t.join(timeout=None if not stop.is_set() else 60)
             set_cpu_threads(before)  # the thread count is process-wide: give the host (e.g. the UI) its own back
+        if errors:
+            raise errors[0]
 
 
 def make_executor(kind: str, *, workers: int = 1, address: Optional[str] = None, studio=None,
-                  studio_factory=None):
+                  studio_factory=None, seal_workers: int = 1):
     if kind == "local":
-        return LocalExecutor(workers, studio=studio, studio_factory=studio_factory)
+        return LocalExecutor(workers, studio=studio, studio_factory=studio_factory, seal_workers=seal_workers)
     if kind == "ray":
         from .ray_executor import RayExecutor
 
@@ -299,6 +410,7 @@ def render(
     warn: Optional[Callable[[str], None]] = None,
     cpu_threads: Optional[int] = None,
     overwrite: bool = False,
+    seal_workers: int = 1,
 ) -> JobSummary:
     """Render a job file (or a list of items: dicts, prompts or `GenerationRequest`s) into `out_dir`.
 
@@ -312,7 +424,8 @@ def render(
     (default: this process's count, or the one recorded in the folder's manifest); CPU pixels depend on it, so
     it is fixed per job and applied by every worker, whatever the executor or worker count. An item whose
     output file already exists but is not recorded done in the folder's manifest is invalid unless
-    `overwrite` (files of this job's own interrupted writes excepted)."""
+    `overwrite` (files of this job's own interrupted writes excepted). `seal_workers` (local executor): threads
+    that seal and write item i while item i+1 generates (0: seal inside the generation, no overlap)."""
     from ..writer import OutputExists  # here: the writer pulls in the safety stack, workers need none of it
 
     started = time.perf_counter()
@@ -417,7 +530,8 @@ def render(
         with ManifestWriter(manifest_path) as manifest:
             manifest.append({"type": "job", "started_at": _now(), "file": str(spec.source) if spec.source else None,
                              "file_sha256": spec.file_sha256, "job_seed": job_seed, "defaults": spec.defaults,
-                             "executor": executor, "workers": workers, "cpu_threads": threads, "items": len(spec.items),
+                             "executor": executor, "workers": workers, "seal_workers": seal_workers,
+                             "cpu_threads": threads, "items": len(spec.items),
                              "pending": len(pending), "skipped": summary.skipped,
                              "invalid": [{"line": i.line, "error": i.message} for i in spec.invalid]})
             written: set[str] = set()
@@ -476,7 +590,7 @@ def render(
             tasks = [{"key": item.key, "request": item.request.model_dump(mode="json"), "cpu_threads": threads}
                      for item in pending]
             runner = make_executor(executor, workers=workers, address=address, studio=studio,
-                                   studio_factory=studio_factory)
+                                   studio_factory=studio_factory, seal_workers=seal_workers)
             try:
                 runner.run(tasks, emit, cancel, on_step)
             finally:
@@ -553,7 +667,8 @@ def _write_ok(out_dir: Path, item: JobItem, result: dict, names: list[str],
         "dtype": record.get("dtype"), "versions": record.get("versions", {}),
         "request": record.get("request"), "outputs": out_records, "worker": result.get("worker"),
         "attempts": result.get("attempts", 1), "cpu_threads": result.get("cpu_threads"),
-        "timings": {"render_s": result.get("render_s"), "engine_s": record.get("elapsed_s"),
+        "timings": {"render_s": result.get("render_s"), "seal_s": result.get("seal_s"),
+                    "engine_s": record.get("elapsed_s"),
                     "write_s": round(time.perf_counter() - t0, 3), "finished_at": _now()},
     }
     return entry, ItemOutcome(item.key, item.line, "ok", item.request.prompt, paths,
