@@ -16,17 +16,6 @@ from studio.registry import Registry
 
 
 @pytest.fixture
-def no_load(monkeypatch):
-    """A request that reaches the model load was not refused up front: fail loudly instead of loading."""
-
-    def refuse(*a, **k):
-        raise AssertionError("model load reached")
-
-    monkeypatch.setattr(studio.Studio, "load", refuse)
-    monkeypatch.setattr(pipelines, "load_model", refuse)
-
-
-@pytest.fixture
 def files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     Image.new("RGB", (64, 64), "red").save("i.png")

@@ -34,15 +34,6 @@ def sparse_file(path, size):
 
 
 @pytest.fixture
-def no_load(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("model load reached")
-
-    monkeypatch.setattr(studio.Studio, "load", refuse)
-    monkeypatch.setattr(pipelines, "load_model", refuse)
-
-
-@pytest.fixture
 def inputs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     declared_png(tmp_path / "bomb.png", 20000, 20000)  # past twice PIL's own limit: PIL raises
