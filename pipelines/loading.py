@@ -199,7 +199,8 @@ def family_from_pipeline(pipe_or_class: Any, components: dict | None = None) -> 
     return "other"
 
 
-def _folder_family(folder: Path) -> str:
+def folder_family(folder: Path) -> str:
+    """The family a diffusers folder's model_index.json (and UNet width) names; "other" when it names none."""
     try:
         idx = json.loads((folder / "model_index.json").read_text())
     except (OSError, ValueError):
@@ -207,7 +208,7 @@ def _folder_family(folder: Path) -> str:
     xdim = None
     try:
         xdim = json.loads((folder / "unet" / "config.json").read_text()).get("cross_attention_dim")
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # missing, unreadable, or not a JSON object
         pass
     return family_from_pipeline(idx.get("_class_name", ""), {"cross_attention_dim": xdim})
 
@@ -477,7 +478,7 @@ def _load_folder(folder: Path, family, device, dtype, allow_pickle: bool, error)
     from diffusers import DiffusionPipeline
 
     use_safe = _check_folder_weights(folder, allow_pickle)
-    fam = family or _folder_family(folder)
+    fam = family or folder_family(folder)
     dev, dt = pick_device_dtype(device, dtype, fam)
     try:
         pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dt, local_files_only=True,
@@ -535,7 +536,7 @@ def inspect_source(source, *, family: str | None = None, allow_pickle: bool = Fa
         if not (path / "model_index.json").is_file():
             raise ModelLoadError(f"{path} is a folder but not a diffusers pipeline (no model_index.json)")
         _check_folder_weights(path, allow_pickle)
-        return SourceInfo("folder", family or _folder_family(path),
+        return SourceInfo("folder", family or folder_family(path),
                           _read_json(path / "scheduler" / "scheduler_config.json"),
                           _vae_scale(_read_json(path / "vae" / "config.json")))
     if _looks_like_path(src):

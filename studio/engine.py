@@ -211,7 +211,6 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
     import warnings
 
     import pipelines
-    import schedulers
 
     try:
         source = pipelines.inspect_source(entry.source, family=entry.family, allow_pickle=allow_pickle)
@@ -244,15 +243,24 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
     # refusal above should not wait for.
     sampler = request.sampler or entry.sampler
     if sampler:
-        try:
-            if source.scheduler_config is not None and source.family:
-                schedulers.make_scheduler(sampler, source.scheduler_config, source.family)
-            elif source.family not in (None, "other"):
-                # without the model's config only its family is known: enough for flow vs epsilon
-                schedulers.check_compatible(sampler, None, source.family)
-        except ValueError as exc:  # IncompatibleSampler / UnknownSampler
-            raise RequestError(str(exc)) from None
+        check_sampler(sampler, source.family, source.scheduler_config)
     return _Checked(entry, init, mask, source)
+
+
+def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optional[dict]) -> None:
+    """RequestError when `sampler` cannot run on a model of `family` with this scheduler config, judged from
+    what the disk tells before loading (the preflight, and the job validator through it): an unknown family
+    is left to the load."""
+    import schedulers
+
+    try:
+        if scheduler_config is not None and family:
+            schedulers.make_scheduler(sampler, scheduler_config, family)
+        elif family not in (None, "other"):
+            # without the model's config only its family is known: enough for flow vs epsilon
+            schedulers.check_compatible(sampler, None, family)
+    except ValueError as exc:  # IncompatibleSampler / UnknownSampler
+        raise RequestError(str(exc)) from None
 
 
 def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *,
@@ -384,7 +392,6 @@ class Studio:
     def _generate(self, request, *, out, init_value, mask_value, progress, preview, preview_every,
                   allow_pickle, overwrite=False) -> Generated:
         import pipelines
-        import schedulers
         import torch
 
         started = time.perf_counter()
@@ -408,10 +415,7 @@ class Studio:
         scheduler_config = dict(model.pipe.scheduler.config)
         request = self.resolve(request, entry, model.family, init, mask, scale=max(8, scale),
                                scheduler_config=scheduler_config)
-        try:
-            schedulers.make_scheduler(request.sampler, scheduler_config, model.family)
-        except ValueError as exc:  # IncompatibleSampler / UnknownSampler
-            raise RequestError(str(exc)) from None
+        check_sampler(request.sampler, model.family, scheduler_config)  # the resolved default, too
 
         try:
             # the pickle opt-in is one decision per request: it covers the LoRAs the message names too

@@ -97,8 +97,9 @@ def _looks_like_path(source: str) -> bool:
 def check_safetensors(path: Path) -> dict:
     """The parsed header of a `.safetensors` file, or StudioError saying why the file is not a complete one.
 
-    Read by hand rather than with `safe_open`: a copy cut short keeps a valid header, and only comparing the
-    data offsets with the file's size tells that its tensors are missing."""
+    Read by hand rather than with `safe_open`, which refuses the same files but with one generic error
+    ("incomplete metadata, file not fully covered"): the Models tab and `studio models --add` say which
+    problem it is (no header, not JSON, truncated in the header or in a named tensor)."""
     size = path.stat().st_size
     with open(path, "rb") as fh:
         head = fh.read(8)
@@ -162,7 +163,9 @@ def _file_family(path: Path) -> Optional[str]:
 
 
 def _folder_family(folder: Path) -> Optional[str]:
-    from pipelines.loading import family_from_pipeline
+    """The folder's family as loading detects it, after saying why an unreadable model_index.json is one
+    (loading itself would only call such a folder "other")."""
+    from pipelines.loading import folder_family
 
     index = folder / "model_index.json"
     try:
@@ -173,12 +176,7 @@ def _folder_family(folder: Path) -> Optional[str]:
         raise StudioError(f"{folder.name}/model_index.json is not readable JSON ({exc})") from None
     if not isinstance(data, dict):
         raise StudioError(f"{folder.name}/model_index.json is not a JSON object")
-    xdim = None
-    try:
-        xdim = json.loads((folder / "unet" / "config.json").read_text(encoding="utf-8")).get("cross_attention_dim")
-    except (OSError, ValueError, AttributeError):
-        pass
-    family = family_from_pipeline(str(data.get("_class_name", "")), {"cross_attention_dim": xdim})
+    family = folder_family(folder)
     return None if family == "other" else family
 
 

@@ -41,14 +41,12 @@ def default_sampler_for(entry: Any) -> Optional[str]:
 
 @lru_cache(maxsize=256)
 def _sampler_problem(source: str, family: Optional[str], name: str, sampler: str) -> Optional[str]:
-    import schedulers
+    from ..engine import check_sampler
+    from ..errors import RequestError
 
-    family, config = _scheduler_context(source, family)
-    if family is None and config is None:
-        return None  # nothing to judge by before loading: the engine decides
     try:
-        schedulers.make_scheduler(sampler, config, family or "other")
-    except ValueError as exc:  # IncompatibleSampler, UnknownSampler
+        check_sampler(sampler, *_scheduler_context(source, family))
+    except RequestError as exc:
         return f"model {name} refuses sampler {sampler!r}: {exc}"
     return None
 

@@ -39,7 +39,7 @@ def test_folder_roundtrip_identical_pixels(sd_model, sd_dir):
 def test_family_from_model_index_and_unet(tmp_path):
     p = tiny.tiny_sdxl()
     d = tiny.save_tiny(p, tmp_path / "xl")
-    assert L._folder_family(d) == "sdxl"
+    assert L.folder_family(d) == "sdxl"
     assert load_model(d).family == "sdxl"
     assert L.family_from_pipeline("StableDiffusion3Pipeline") == "sd3"
     assert L.family_from_pipeline("FluxPipeline") == "flux"
