@@ -613,7 +613,8 @@ def item_output_names(item: JobItem, count: Optional[int] = None, fmt: Optional[
 
 def _result_names(item: JobItem, result: dict) -> list[str]:
     outputs = result.get("outputs") or []
-    return [item_output_names(item, len(outputs), o["record"].get("format"))[i] for i, o in enumerate(outputs)]
+    fmt = outputs[0]["record"].get("format") if outputs else None  # one request, one output format
+    return item_output_names(item, len(outputs), fmt)
 
 
 def _output_problems(spec: JobSpec, out_dir: Path, overwrite: bool) -> tuple[list[Invalid], set[str]]:
