@@ -26,7 +26,8 @@ from PIL import Image, ImageEnhance
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from safety import SafetyConfig, seal_image, seal_video  # noqa: E402
-from safety.media import decode_audio, decode_mp4_frames, ffmpeg_exe, wav_bytes  # noqa: E402
+from safety.media import (decode_audio, decode_video, decode_video_frames, encode_mp4, ffmpeg_exe,  # noqa: E402
+                          wav_bytes)
 from safety.watermark import (AudioWatermarker, ImageWatermarker, VideoWatermarker, decode_codeword,  # noqa: E402
                               encode_codeword)
 
@@ -284,25 +285,136 @@ def bench_audio(n: int, seconds: float = 8.0, sr: int = 44100):
 
 
 # --------------------------------------------------------------------------------------------- video
-def bench_video(cfg, n: int = 3):
+def mini_clip(seed: int, size: int = 256, n: int = 16) -> np.ndarray:
+    """What the studio's mini model makes: a mini-world scene (flat-colour shapes on a plain white / black /
+    gray / beige background) whose objects glide across the frame over ``n`` frames."""
+    import random as _random
+
+    from PIL import ImageDraw
+    from studio.mini import world as W
+    scene = W.sample_scene(seed, "any")
+    rng = _random.Random(seed)
+    vel = [(rng.uniform(-3, 3), rng.uniform(-3, 3)) for _ in scene.objects]
+    bg = W.BACKGROUNDS[scene.background]
+    out = []
+    for k in range(n):
+        img = Image.new("RGB", (W.SIZE, W.SIZE), bg)
+        d = ImageDraw.Draw(img)
+        for o, (vx, vy) in zip(scene.objects, vel):
+            W.draw_object(d, W.Obj(o.color, o.shape, o.size, o.position, int(o.dx + vx * k), int(o.dy + vy * k),
+                                   o.scale), bg)
+        if size != W.SIZE:
+            img = img.resize((size, size), Image.NEAREST)
+        out.append(np.asarray(img))
+    return np.stack(out)
+
+
+def photo_clip(seed: int, size: int = 256, n: int = 16, kind: str = "photo") -> np.ndarray:
+    """Photo-like or textured clip: a procedural picture panned 3 px / frame."""
+    base = gen_image(kind, size + 3 * n, 600 + seed)
+    return np.stack([base[k:k + size, 3 * k:3 * k + size] for k in range(n)])
+
+
+def bench_clip(i: int, size: int) -> tuple:
+    """Clip i of the robustness set: half mini-world, a quarter photo-like, a quarter texture."""
+    if i % 4 in (0, 2):
+        return "mini", mini_clip(100 + i, size)
+    if i % 4 == 1:
+        return "photo", photo_clip(i, size)
+    return "texture", photo_clip(i, size, kind="texture")
+
+
+def _ffmpeg_file(data: bytes, in_ext: str, out_ext: str, args) -> bytes:
+    with tempfile.TemporaryDirectory() as td:
+        a, b = Path(td) / f"a.{in_ext}", Path(td) / f"b.{out_ext}"
+        a.write_bytes(data)
+        subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-y", *args[0], "-i", str(a), *args[1], str(b)],
+                       check=True)
+        return b.read_bytes()
+
+
+X264_28 = ["-c:v", "libx264", "-crf", "28", "-pix_fmt", "yuv420p"]
+GIF_PALETTE = ["-vf", "split[a][b];[a]palettegen[p];[b][p]paletteuse"]
+VIDEO_ATTACKS = {
+    # name: (input args, output args, output container)
+    "sealed file as delivered": None,
+    "re-encode H.264 CRF 28": ([], X264_28, "mp4"),
+    "scale 0.5x (+ CRF 28)": ([], ["-vf", "scale=iw/2:ih/2", *X264_28], "mp4"),
+    "trim to 2nd half (-ss, + CRF 28)": (["-ss", "1"], X264_28, "mp4"),
+    "GIF (palettegen/paletteuse)": ([], GIF_PALETTE, "gif"),
+    "WebM VP9 CRF 32": ([], ["-c:v", "libvpx-vp9", "-crf", "32", "-b:v", "0", "-deadline", "good", "-cpu-used",
+                             "4"], "webm"),
+}
+
+
+def video_attack(name: str, data: bytes, fmt: str) -> np.ndarray:
+    spec = VIDEO_ATTACKS[name]
+    if spec is None:
+        return decode_video_frames(data, fmt)
+    pre, post, ext = spec
+    return decode_video(_ffmpeg_file(data, fmt, ext, (pre, post)))[0]
+
+
+def bench_video(cfg, n: int = 8, n_fp: int = 50, sizes=(256, 512), formats=("mp4", "gif")):
+    """Seal n clips per size (8 fps, 16 frames = 2 s), attack each, count exact-ID recoveries per layer."""
     vw = VideoWatermarker()
-    res = {"sealed (CRF 18)": 0, "re-encode CRF 28": 0, "re-encode CRF 28 + scale 0.5x": 0}
-    for i in range(n):
-        base = gen_image("photo", 320, 600 + i)
-        frames = np.stack([np.roll(base, 3 * k, axis=1)[:256, :256] for k in range(16)])
-        s = seal_video(frames, fps=8, params={}, claim_generator=CG, config=cfg)
-        res["sealed (CRF 18)"] += int(vw.detect(decode_mp4_frames(s.data))[0] == s.watermark_id)
-        for name, extra in (("re-encode CRF 28", []), ("re-encode CRF 28 + scale 0.5x", ["-vf", "scale=128:128"])):
-            with tempfile.TemporaryDirectory() as td:
-                a, b = Path(td) / "a.mp4", Path(td) / "b.mp4"
-                a.write_bytes(s.data)
-                subprocess.run([ffmpeg_exe(), "-loglevel", "error", "-i", str(a), *extra, "-c:v", "libx264", "-crf",
-                                "28", "-pix_fmt", "yuv420p", str(b)], check=True)
-                fr = decode_mp4_frames(b.read_bytes())
-                if fr.shape[1] != 256:
-                    fr = np.stack([cv2.resize(f, (256, 256), interpolation=cv2.INTER_CUBIC) for f in fr])
-                res[name] += int(vw.detect(fr)[0] == s.watermark_id)
-    return res, n
+    rows, seal_t, psnr = {}, {}, {}
+    for size in sizes:
+        for fmt in formats:
+            for i in range(n):
+                kind, frames = bench_clip(i, size)
+                t = time.perf_counter()
+                s = seal_video(frames, fps=8, fmt=fmt, params={}, claim_generator=CG, config=cfg)
+                seal_t.setdefault((size, fmt), []).append(time.perf_counter() - t)
+                if fmt == "mp4":
+                    dec = decode_video_frames(s.data, fmt).astype(np.float64)
+                    psnr.setdefault(size, []).append(10 * np.log10(255 ** 2 / max(
+                        np.mean((dec - frames) ** 2), 1e-12)))
+                key = (size, fmt)
+                for a in VIDEO_ATTACKS:
+                    if fmt == "gif" and a != "sealed file as delivered":
+                        continue
+                    fr = video_attack(a, s.data, fmt)
+                    r = rows.setdefault((size, fmt, a), {"exact": 0, "lf": 0, "frames": 0, "n": 0, "by_kind": {}})
+                    got = vw.detect(fr)[0] == s.watermark_id if s.watermark_id else False
+                    lf = vw.lf.soft(fr)
+                    fs = vw.soft_frames(fr)
+                    r["exact"] += int(got)
+                    r["lf"] += int(lf is not None and decode_codeword(lf, vw.key)[0] == s.watermark_id)
+                    r["frames"] += int(fs is not None and decode_codeword(fs, vw.key)[0] == s.watermark_id)
+                    r["n"] += 1
+                    bk = r["by_kind"].setdefault(kind, [0, 0])
+                    bk[0] += int(got)
+                    bk[1] += 1
+    fp = 0
+    t0 = time.perf_counter()
+    for i in range(n_fp):
+        size = sizes[i % len(sizes)]
+        kind, frames = bench_clip(1000 + i, size)
+        data = encode_mp4(frames, 8.0, None)
+        fp += int(vw.detect(decode_video_frames(data, "mp4"))[0] is not None)
+    return rows, seal_t, psnr, (fp, n_fp, time.perf_counter() - t0)
+
+
+def video_lines(rows, seal_t, psnr, fp_res, n) -> list:
+    lines = [f"\n#### Video ({n} clips per size: half mini-world scenes, a quarter photo-like, a quarter texture; "
+             "16 frames at 8 fps)\n",
+             "| size | sealed as | condition | exact ID recovered | low-freq layer | per-frame layer | by kind |",
+             "|---|---|---|---|---|---|---|"]
+    for (size, fmt, a), r in rows.items():
+        kinds = ", ".join(f"{k} {v[0]}/{v[1]}" for k, v in sorted(r["by_kind"].items()))
+        lines.append(f"| {size} | {fmt.upper()} | {a} | {r['exact']}/{r['n']} | {r['lf']}/{r['n']} | "
+                     f"{r['frames']}/{r['n']} | {kinds} |")
+    fp, n_fp, t_fp = fp_res
+    lines.append(f"\nVideo false positives: {fp}/{n_fp} unmarked clips (H.264 CRF 18, same kinds and sizes; "
+                 f"{t_fp:.0f} s).")
+    lines.append("\n| seal_video, 16 frames (median) | " + " | ".join(f"{s} px {f.upper()}" for s, f in seal_t) + " |")
+    lines.append("|---|" + "---|" * len(seal_t))
+    lines.append("| mark + encode + read-back + sign + ledger | "
+                 + " | ".join(f"{1000 * statistics.median(v):.0f} ms" for v in seal_t.values()) + " |")
+    lines.append("\nMarked vs original PSNR (H.264 CRF 18 file): "
+                 + ", ".join(f"{s} px {np.mean(v):.1f} dB" for s, v in psnr.items()) + ".")
+    return lines
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -319,7 +431,9 @@ def main():
     ap.add_argument("--images-1024", type=int, default=8)
     ap.add_argument("--fp", type=int, default=1000)
     ap.add_argument("--audio", type=int, default=6)
-    ap.add_argument("--video", type=int, default=3)
+    ap.add_argument("--video", type=int, default=8)
+    ap.add_argument("--video-fp", type=int, default=50)
+    ap.add_argument("--only-video", action="store_true", help="skip the image and audio sections")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     t_all = time.perf_counter()
@@ -334,48 +448,49 @@ def main():
     except Exception:
         pass
     lines = []
-    for size, n in ((512, a.images), (1024, a.images_1024)):
-        rows, psnr, te, td = bench_images(n, size)
-        out[f"image_{size}"] = {k: {"bit_acc_mean": float(np.nanmean(v["acc"])), "exact": v["exact"], "n": v["n"]}
-                                for k, v in rows.items()}
-        lines.append(f"\n#### Images {size} px ({n} images: photo-like, shapes, texture, noise), "
-                     f"PSNR {np.mean(psnr):.1f} dB, embed {1000 * np.median(te):.0f} ms, "
-                     f"detect {1000 * np.median(td):.0f} ms (median)\n")
-        lines.append("| condition | bit accuracy (mean of 96) | min | exact 64-bit ID recovered |")
-        lines.append("|---|---|---|---|")
-        lines += [fmt_row(k, v) for k, v in rows.items()]
-    ok, nf = bench_flat()
-    out["flat_gradients"] = {"exact": ok, "n": nf}
-    lines.append(f"\nFlat gradients (512 px, no texture): mark read back on {ok}/{nf} (the seal records "
-                 "`not_embeddable` when the read-back fails).")
-    hits, n_fp, t_fp = bench_fp(a.fp)
-    out["false_positives"] = {"hits": hits, "n": n_fp, "seconds": t_fp}
-    lines.append(f"\n**False positives:** {hits}/{n_fp} never-marked images decoded to a valid codeword "
-                 f"(5 kinds x sizes 256-512 px, a third JPEG q85; {t_fp:.0f} s).")
-    lat = {s: bench_latency(cfg, s) for s in (512, 1024)}
-    out["latency"] = lat
-    lines.append("\n| seal latency (median of 5) | 512 px | 1024 px |\n|---|---|---|")
-    lines.append(f"| watermark embed only | {1000 * lat[512]['embed']:.0f} ms | {1000 * lat[1024]['embed']:.0f} ms |")
-    for fmt in ("png", "jpeg"):
-        lines.append(f"| seal_image {fmt.upper()} (mark + encode + read-back + sign + ledger) | "
-                     f"{1000 * lat[512][fmt]:.0f} ms | {1000 * lat[1024][fmt]:.0f} ms |")
-    if a.audio:
-        rows, snr, fp, n_afp = bench_audio(a.audio)
-        out["audio"] = {k: {"bit_acc_mean": float(np.nanmean(v["acc"])), "exact": v["exact"], "n": v["n"]}
-                        for k, v in rows.items()}
-        out["audio_fp"] = {"hits": fp, "n": n_afp}
-        lines.append(f"\n#### Audio ({a.audio} synthetic music clips, 8 s, 44.1 kHz mono), mark SNR "
-                     f"{np.mean(snr):.1f} dB\n")
-        lines.append("| condition | bit accuracy (mean of 96) | min | exact 64-bit ID recovered |")
-        lines.append("|---|---|---|---|")
-        lines += [fmt_row(k, v) for k, v in rows.items()]
-        lines.append(f"\nAudio false positives: {fp}/{n_afp} unmarked clips.")
+    if not a.only_video:
+        for size, n in ((512, a.images), (1024, a.images_1024)):
+            rows, psnr, te, td = bench_images(n, size)
+            out[f"image_{size}"] = {k: {"bit_acc_mean": float(np.nanmean(v["acc"])), "exact": v["exact"], "n": v["n"]}
+                                    for k, v in rows.items()}
+            lines.append(f"\n#### Images {size} px ({n} images: photo-like, shapes, texture, noise), "
+                         f"PSNR {np.mean(psnr):.1f} dB, embed {1000 * np.median(te):.0f} ms, "
+                         f"detect {1000 * np.median(td):.0f} ms (median)\n")
+            lines.append("| condition | bit accuracy (mean of 96) | min | exact 64-bit ID recovered |")
+            lines.append("|---|---|---|---|")
+            lines += [fmt_row(k, v) for k, v in rows.items()]
+        ok, nf = bench_flat()
+        out["flat_gradients"] = {"exact": ok, "n": nf}
+        lines.append(f"\nFlat gradients (512 px, no texture): mark read back on {ok}/{nf} (the seal records "
+                     "`not_embeddable` when the read-back fails).")
+        hits, n_fp, t_fp = bench_fp(a.fp)
+        out["false_positives"] = {"hits": hits, "n": n_fp, "seconds": t_fp}
+        lines.append(f"\n**False positives:** {hits}/{n_fp} never-marked images decoded to a valid codeword "
+                     f"(5 kinds x sizes 256-512 px, a third JPEG q85; {t_fp:.0f} s).")
+        lat = {s: bench_latency(cfg, s) for s in (512, 1024)}
+        out["latency"] = lat
+        lines.append("\n| seal latency (median of 5) | 512 px | 1024 px |\n|---|---|---|")
+        lines.append(f"| watermark embed only | {1000 * lat[512]['embed']:.0f} ms | {1000 * lat[1024]['embed']:.0f} ms |")
+        for fmt in ("png", "jpeg"):
+            lines.append(f"| seal_image {fmt.upper()} (mark + encode + read-back + sign + ledger) | "
+                         f"{1000 * lat[512][fmt]:.0f} ms | {1000 * lat[1024][fmt]:.0f} ms |")
+        if a.audio:
+            rows, snr, fp, n_afp = bench_audio(a.audio)
+            out["audio"] = {k: {"bit_acc_mean": float(np.nanmean(v["acc"])), "exact": v["exact"], "n": v["n"]}
+                            for k, v in rows.items()}
+            out["audio_fp"] = {"hits": fp, "n": n_afp}
+            lines.append(f"\n#### Audio ({a.audio} synthetic music clips, 8 s, 44.1 kHz mono), mark SNR "
+                         f"{np.mean(snr):.1f} dB\n")
+            lines.append("| condition | bit accuracy (mean of 96) | min | exact 64-bit ID recovered |")
+            lines.append("|---|---|---|---|")
+            lines += [fmt_row(k, v) for k, v in rows.items()]
+            lines.append(f"\nAudio false positives: {fp}/{n_afp} unmarked clips.")
     if a.video:
-        res, nv = bench_video(cfg, a.video)
-        out["video"] = {k: {"exact": v, "n": nv} for k, v in res.items()}
-        lines.append(f"\n#### Video ({nv} clips, 16 frames 256x256, H.264)\n")
-        lines.append("| condition | exact ID recovered |\n|---|---|")
-        lines += [f"| {k} | {v}/{nv} |" for k, v in res.items()]
+        rows, seal_t, psnr, fp_res = bench_video(cfg, a.video, a.video_fp)
+        out["video"] = {f"{s} {f} {k}": v for (s, f, k), v in rows.items()}
+        out["video_fp"] = {"hits": fp_res[0], "n": fp_res[1]}
+        out["video_seal_ms"] = {f"{s} {f}": 1000 * statistics.median(v) for (s, f), v in seal_t.items()}
+        lines += video_lines(rows, seal_t, psnr, fp_res, a.video)
     out["total_seconds"] = time.perf_counter() - t_all
     lines.append(f"\nTotal run time {out['total_seconds']:.0f} s. {out['date_utc']}; {out.get('cpu', '')}; "
                  f"{out['machine']}.")

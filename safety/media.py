@@ -14,16 +14,25 @@ import numpy as np
 
 MIME = {
     "png": "image/png", "jpeg": "image/jpeg", "webp": "image/webp",
-    "wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "mp4": "video/mp4",
+    "wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "mp4": "video/mp4", "gif": "image/gif",
 }
+# An animated GIF is a clip: seal_video writes it, verify reads its mark across frames (a one-frame GIF too).
 KIND = {"png": "image", "jpeg": "image", "webp": "image", "wav": "audio", "flac": "audio", "mp3": "audio",
-        "mp4": "video"}
+        "mp4": "video", "gif": "video"}
 _ALIASES = {"jpg": "jpeg", "image/jpg": "jpeg", "wave": "wav", "audio/x-wav": "wav", "audio/wave": "wav",
-            "audio/vnd.wave": "wav", "audio/mp3": "mp3", "m4v": "mp4"}
+            "audio/vnd.wave": "wav", "audio/mp3": "mp3", "m4v": "mp4", "video/webm": "webm",
+            "video/x-matroska": "mkv"}
 for _k, _v in list(MIME.items()):
     _ALIASES[_v] = _k
-UNSUPPORTED_NAMES = {"bmp": "BMP", "ogg": "Ogg", "webm": "WebM/Matroska", "gif": "GIF", "tiff": "TIFF",
+UNSUPPORTED_NAMES = {"bmp": "BMP", "ogg": "Ogg", "webm": "WebM/Matroska", "tiff": "TIFF",
                      "m4a": "M4A (audio-only MP4)"}
+# Formats a user may ask for that cannot leave sealed, with why and what to use instead (measured with
+# c2pa-python 0.38.1: signing WebM raises "NotSupported: type is unsupported" for video/webm and
+# video/x-matroska, and the BMFF parser rejects it as video/mp4).
+UNSIGNABLE = {"webm": "WebM cannot carry C2PA content credentials (c2pa-python 0.38 has no Matroska/WebM support); "
+                      "use fmt='mp4' (H.264) or 'gif'",
+              "mkv": "Matroska cannot carry C2PA content credentials (c2pa-python 0.38 has no Matroska support); "
+                     "use fmt='mp4' (H.264)"}
 
 
 class MediaError(Exception):
@@ -39,6 +48,8 @@ MAX_VIDEO_FRAME_PIXELS = 4096 * 4096
 def normalize_fmt(fmt: str) -> str:
     f = (fmt or "").lower().lstrip(".")
     f = _ALIASES.get(f, f)
+    if f in UNSIGNABLE:
+        raise MediaError(UNSIGNABLE[f])
     if f not in MIME:
         raise MediaError(f"unsupported format {fmt!r}; supported: {', '.join(MIME)}")
     return f
@@ -69,7 +80,7 @@ def sniff(data: bytes) -> Optional[str]:
     if data[:4] == b"\x1a\x45\xdf\xa3":
         return "unsupported:webm"
     if data[:6] in (b"GIF87a", b"GIF89a"):
-        return "unsupported:gif"
+        return "gif"
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         return "unsupported:tiff"
     return None
@@ -295,22 +306,139 @@ def encode_mp4(frames: np.ndarray, fps: float, audio: Optional[Tuple[np.ndarray,
         return Path(out).read_bytes()
 
 
-def decode_mp4_frames(data: bytes, max_frames: int = 48) -> np.ndarray:
-    import imageio_ffmpeg
+def encode_gif(frames: np.ndarray, fps: float) -> bytes:
+    """Animated GIF, looping. One palette for the whole clip (palettegen over every frame), so flat colours keep
+    one index from frame to frame (no palette flicker) and the watermark's small colour offsets get palette
+    entries of their own; Floyd-Steinberg error diffusion keeps local mean colours, which is what the
+    low-frequency video mark is read from. GIF delays are whole centiseconds: fps is rounded to that."""
+    t, h, w, _ = frames.shape
     with tempfile.TemporaryDirectory() as td:
-        path = os.path.join(td, "in.mp4")
-        Path(path).write_bytes(data)
-        try:
-            gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24", output_params=["-frames:v", str(max_frames)])
-            meta = next(gen)
-            w, h = meta["size"]
-            if w * h > MAX_VIDEO_FRAME_PIXELS:
-                gen.close()
-                raise MediaError(f"video frames are {w}x{h}: at most {MAX_VIDEO_FRAME_PIXELS:,} pixels a frame "
-                                 f"can be decoded")
-            frames = [np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in gen]
-        except (RuntimeError, StopIteration, OSError, KeyError) as e:
-            raise MediaError(f"cannot decode video: {e}")
+        out = os.path.join(td, "out.gif")
+        _run(["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps}", "-i", "pipe:0",
+              "-map_metadata", "-1", "-vf",
+              "split[a][b];[a]palettegen=max_colors=256:stats_mode=full[p];[b][p]paletteuse=dither=floyd_steinberg",
+              "-loop", "0", "-f", "gif", out], frames.tobytes())
+        return Path(out).read_bytes()
+
+
+def encode_video(frames: np.ndarray, fps: float, fmt: str, audio: Optional[Tuple[np.ndarray, int]] = None,
+                 crf: int = 18) -> bytes:
+    if fmt == "mp4":
+        return encode_mp4(frames, fps, audio, crf=crf)
+    if fmt == "gif":
+        if audio is not None:
+            raise MediaError("GIF has no audio track; seal the clip with its soundtrack as fmt='mp4'")
+        return encode_gif(frames, fps)
+    raise MediaError(f"{fmt} is not a video format we can seal (use mp4 or gif)")
+
+
+# Bounds for clips from users (vid2vid input, previews of uploads): a short WebM can declare 8k frames or decode
+# to tens of thousands of frames, so frames, pixels a frame and decoded bytes are all capped, counted while
+# decoding and refused the moment one is passed.
+MAX_DECODE_FRAMES = 1200
+MAX_DECODE_BYTES = 2 << 30
+MAX_VIDEO_INPUT_BYTES = 512 << 20
+_VIDEO_CONTAINERS = {"mp4": "mp4", "mov": "mov", "webm": "webm", "gif": "gif"}
+
+
+def sniff_video(data: bytes) -> Optional[str]:
+    """Container of a clip from its magic bytes: 'mp4' | 'mov' | 'webm' (also Matroska) | 'gif', else None."""
+    if data[4:8] == b"ftyp":
+        return "mov" if data[8:12] == b"qt  " else "mp4"
+    if data[4:8] in (b"moov", b"mdat", b"wide", b"free"):     # old QuickTime files start without ftyp
+        return "mov"
+    if data[:4] == b"\x1a\x45\xdf\xa3":
+        return "webm"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    return None
+
+
+def _read_frames(path: str, *, max_frames: int, max_pixels: int, max_bytes: int, refuse_more: bool):
+    """(frames list, meta). ``refuse_more``: more than ``max_frames`` frames is an error (else: the first ones)."""
+    import imageio_ffmpeg
+    gen = None
+    try:
+        gen = imageio_ffmpeg.read_frames(path, pix_fmt="rgb24",
+                                         output_params=["-frames:v", str(max_frames + int(refuse_more))])
+        meta = next(gen)
+        w, h = meta["size"]
+        if w * h > max_pixels:
+            raise MediaError(f"video frames are {w}x{h}: at most {max_pixels:,} pixels a frame can be decoded")
+        frames = []
+        for f in gen:
+            if len(frames) == max_frames:
+                raise MediaError(f"video has more than {max_frames} frames: at most {max_frames} can be decoded")
+            if (len(frames) + 1) * w * h * 3 > max_bytes:
+                raise MediaError(f"video decodes to more than {max_bytes >> 20} MiB of frames ({w}x{h}): "
+                                 f"at most {max_bytes >> 20} MiB can be decoded")
+            frames.append(np.frombuffer(f, np.uint8).reshape(h, w, 3))
+    except (RuntimeError, StopIteration, OSError, KeyError, ValueError) as e:
+        msg = " ".join(str(e).split())[:300]
+        raise MediaError(f"cannot decode video: {msg or type(e).__name__}")
+    finally:
+        if gen is not None:
+            gen.close()
     if not frames:
         raise MediaError("video has no decodable frames")
-    return np.stack(frames)
+    return frames, meta
+
+
+def decode_video_frames(data: bytes, fmt: str = "mp4", max_frames: int = 48, with_info: bool = False):
+    """The first ``max_frames`` frames of a clip (mp4 / gif / webm / mov bytes) as (T, H, W, 3) uint8 RGB;
+    frames over MAX_VIDEO_FRAME_PIXELS are refused before any is decoded. For the watermark read-back and
+    verify, which only need a bounded sample. ``with_info``: also {"fps", "duration_s", "width", "height",
+    "frames"} from the container header (frames: counted when all were decoded, else fps x duration)."""
+    with tempfile.TemporaryDirectory() as td:
+        path = os.path.join(td, "in." + _VIDEO_CONTAINERS.get(fmt, "mp4"))
+        Path(path).write_bytes(data)
+        frames, meta = _read_frames(path, max_frames=max_frames + 1, max_pixels=MAX_VIDEO_FRAME_PIXELS,
+                                    max_bytes=MAX_DECODE_BYTES, refuse_more=False)
+    arr = np.stack(frames[:max_frames])
+    if not with_info:
+        return arr
+    fps = float(meta.get("fps") or 0.0)
+    dur = float(meta.get("duration") or 0.0)
+    n = len(frames) if len(frames) <= max_frames else (int(round(fps * dur)) or None)
+    return arr, {"frames": n, "fps": round(fps, 3) or None, "duration_s": round(dur, 3) or None,
+                 "width": int(arr.shape[2]), "height": int(arr.shape[1])}
+
+
+def decode_mp4_frames(data: bytes, max_frames: int = 48) -> np.ndarray:
+    return decode_video_frames(data, "mp4", max_frames)
+
+
+def decode_video(data_or_path, *, max_frames: int = MAX_DECODE_FRAMES, max_pixels: int = MAX_VIDEO_FRAME_PIXELS,
+                 max_bytes: int = MAX_DECODE_BYTES) -> Tuple[np.ndarray, float]:
+    """A whole clip from a user (MP4, MOV, WebM/Matroska, GIF; bytes or a path) -> (frames (T, H, W, 3) uint8
+    RGB, fps). Refuses with one-line MediaError: unknown container, a file over MAX_VIDEO_INPUT_BYTES, frames
+    over ``max_pixels``, more than ``max_frames`` frames, more than ``max_bytes`` of decoded frames."""
+    if isinstance(data_or_path, (bytes, bytearray, memoryview)):
+        data = bytes(data_or_path)
+        if len(data) > MAX_VIDEO_INPUT_BYTES:
+            raise MediaError(f"video file is {len(data) / 2**20:.0f} MiB: at most "
+                             f"{MAX_VIDEO_INPUT_BYTES >> 20} MiB can be decoded")
+    else:
+        p = Path(data_or_path)
+        try:
+            size = p.stat().st_size
+        except OSError as e:
+            raise MediaError(f"cannot read video file {p}: {e.strerror or e}")
+        if size > MAX_VIDEO_INPUT_BYTES:
+            raise MediaError(f"video file {p.name} is {size / 2**20:.0f} MiB: at most "
+                             f"{MAX_VIDEO_INPUT_BYTES >> 20} MiB can be decoded")
+        data = p.read_bytes()
+    if not data:
+        raise MediaError("video file is empty")
+    fmt = sniff_video(data)
+    if fmt is None:
+        raise MediaError("not a video clip we can read (MP4, MOV, WebM/Matroska or GIF)")
+    with tempfile.TemporaryDirectory() as td:
+        path = os.path.join(td, "in." + fmt)
+        Path(path).write_bytes(data)
+        frames, meta = _read_frames(path, max_frames=max_frames, max_pixels=max_pixels, max_bytes=max_bytes,
+                                    refuse_more=True)
+    fps = float(meta.get("fps") or 0.0)
+    if not (0 < fps <= 1000):
+        fps = 0.0       # unknown (ffmpeg found no rate); the caller picks one
+    return np.stack(frames), fps

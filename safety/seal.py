@@ -39,7 +39,7 @@ def set_watermarker(kind: str, wm: Watermarker) -> None:
 @dataclass
 class Sealed:
     data: bytes                      # the signed container bytes; deliver them unchanged
-    fmt: str                         # "png" | "jpeg" | "webp" | "wav" | "flac" | "mp3" | "mp4"
+    fmt: str                         # "png" | "jpeg" | "webp" | "wav" | "flac" | "mp3" | "mp4" | "gif"
     mime: str
     watermark_id: Optional[str]      # 16 hex chars (64-bit ID) when the mark was embedded and read back
     watermark_status: str            # "embedded" | "too_small" | "too_short" | "not_embeddable"
@@ -338,7 +338,12 @@ def seal_video(frames, *, fps: float, audio: Optional[Tuple[Any, int]] = None, f
                config: Optional[SafetyConfig] = None, digital_source_type: Optional[str] = None,
                description: Optional[str] = None, watermark_id: Optional[str] = None) -> Sealed:
     """Watermark every frame ((T, H, W, 3) uint8 RGB or list of PIL), optional ``audio=(samples, rate)``
-    (marked with the audio watermark when long enough, AAC), encode H.264 MP4 (CRF ``config.video_crf``), sign."""
+    (marked with the audio watermark when long enough, AAC; MP4 only), encode H.264 MP4 (CRF
+    ``config.video_crf``, yuv420p) or an animated GIF (one palette for the clip, Floyd-Steinberg), sign.
+
+    ``fmt="webm"`` is refused (c2pa cannot sign WebM; nothing unsigned leaves). ``parent`` (an image or a clip,
+    for image-to-video / video-to-video) becomes the manifest's parentOf ingredient. The mark is read back from
+    the encoded bytes: ``watermark_status`` says whether it survived (a GIF palette can lose it)."""
     config = config or SafetyConfig()
     f = _kind_fmt(fmt, "video")
     if not (isinstance(fps, (int, float)) and 0 < fps <= 240):
@@ -361,8 +366,8 @@ def seal_video(frames, *, fps: float, audio: Optional[Tuple[Any, int]] = None, f
         except WatermarkNotApplicable:
             pass    # the video frames carry the ID; a short soundtrack stays unmarked
         aud = (ax, int(rate))
-    data = M.encode_mp4(arr, float(fps), aud, crf=config.video_crf)
-    wm_id, status = _read_back(status, wm_id_b, lambda: wm.detect(M.decode_mp4_frames(data)))
+    data = M.encode_video(arr, float(fps), f, aud, crf=config.video_crf)
+    wm_id, status = _read_back(status, wm_id_b, lambda: wm.detect(M.decode_video_frames(data, f)))
     return _finish(data=data, fmt=f, kind="video", claim_generator=claim_generator, params=params, parent=parent,
                    parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
                    source_type=digital_source_type, description=description, thumbnail=False)

@@ -37,6 +37,7 @@ class VerifyReport:
     watermark_confidence: float = 0.0
     ledger_match: bool = False
     recovered_manifest: Optional[dict] = None    # summary of the ledger's manifest for the watermark ID
+    video: Optional[dict] = None                 # clips: frames, fps, duration_s, width, height (from the header)
     error: Optional[str] = None                  # why the file could not be read (exit 3) or a secondary problem
     notes: List[str] = field(default_factory=list)
 
@@ -56,6 +57,10 @@ class VerifyReport:
         lines = [f"C2PA: {label}  [exit {self.exit_code}]"]
         if self.fmt:
             lines.append(f"format: {self.fmt} ({self.mime})")
+        if self.video:
+            v = self.video
+            lines.append(f"clip: {v.get('width')}x{v.get('height')}, {v.get('frames')} frames, {v.get('fps')} fps, "
+                         f"{v.get('duration_s')} s")
         if self.error:
             lines.append(f"error: {self.error}")
         for f in self.failures:
@@ -64,7 +69,9 @@ class VerifyReport:
         if m:
             lines += _render_summary(m)
         if self.watermark_found:
-            lines.append(f"watermark: found, ID {self.watermark_id} (bit agreement {self.watermark_confidence:.2f})")
+            voted = " voted across frames" if self.video else ""
+            lines.append(f"watermark: found{voted}, ID {self.watermark_id} "
+                         f"(bit agreement {self.watermark_confidence:.2f})")
         else:
             lines.append("watermark: not found")
         if self.ledger_match:
@@ -164,10 +171,12 @@ def _detect_watermark(data: bytes, fmt: str):
     from .seal import WATERMARKERS
     if M.KIND[fmt] == "image":
         img = M.decode_image(data)
-        return WATERMARKERS["image"].detect(img)
+        return (*WATERMARKERS["image"].detect(img), None)
     if M.KIND[fmt] == "audio":
-        return WATERMARKERS["audio"].detect(M.decode_audio(data, fmt))
-    return WATERMARKERS["video"].detect(M.decode_mp4_frames(data))
+        return (*WATERMARKERS["audio"].detect(M.decode_audio(data, fmt)), None)
+    frames, info = M.decode_video_frames(data, fmt, with_info=True)
+    got = WATERMARKERS["video"].detect(frames)
+    return got[0], got[1], info
 
 
 def verify(path_or_bytes: Union[str, Path, bytes], config: Optional[SafetyConfig] = None) -> VerifyReport:
@@ -190,11 +199,11 @@ def verify(path_or_bytes: Union[str, Path, bytes], config: Optional[SafetyConfig
     fmt = M.sniff(data)
     if fmt is None:
         return VerifyReport(state="unreadable", exit_code=EXIT_UNREADABLE,
-                            error="unknown file type (supported: PNG, JPEG, WebP, WAV, FLAC, MP3, MP4)")
+                            error="unknown file type (supported: PNG, JPEG, WebP, WAV, FLAC, MP3, MP4, GIF)")
     if fmt.startswith("unsupported:"):
         name = M.UNSUPPORTED_NAMES.get(fmt.split(":", 1)[1], fmt)
         return VerifyReport(state="unreadable", exit_code=EXIT_UNREADABLE,
-                            error=f"unsupported format {name} (supported: PNG, JPEG, WebP, WAV, FLAC, MP3, MP4)")
+                            error=f"unsupported format {name} (supported: PNG, JPEG, WebP, WAV, FLAC, MP3, MP4, GIF)")
     rep = VerifyReport(state="none", exit_code=EXIT_NO_CREDENTIALS, fmt=fmt, mime=M.MIME[fmt])
     try:
         _check_pixels(data, fmt)
@@ -205,7 +214,7 @@ def verify(path_or_bytes: Union[str, Path, bytes], config: Optional[SafetyConfig
     # media must decode, else the file is unreadable whatever the manifest says
     wm_err = None
     try:
-        wid, conf = _detect_watermark(data, fmt)
+        wid, conf, rep.video = _detect_watermark(data, fmt)
     except Exception as e:
         wid, conf, wm_err = None, 0.0, f"{type(e).__name__}: {e}"
 
