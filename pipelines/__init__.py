@@ -1,4 +1,4 @@
-"""Checkpoint loading and image generation over diffusers (imports diffusers/transformers/schedulers only)."""
+"""Checkpoint loading and image / video generation over diffusers (imports diffusers/transformers/schedulers only)."""
 from .device import pick_device_dtype, resolve_device, resolve_dtype
 from .image import outpaint_canvas, run_image
 from .loading import (
@@ -22,6 +22,16 @@ from .loading import (
 from .lora import apply_loras, check_lora_file, clear_loras, loras_applied
 from .memory import apply_memory_options
 from .preview import latent_preview
+from .video import (
+    DEFAULT_VID2VID_STRENGTH,
+    VIDEO_FAMILIES,
+    VIDEO_MODES,
+    VideoFamily,
+    check_video_request,
+    run_video,
+    video_family_for,
+    video_pipeline_for,
+)
 
 __all__ = [
     "FAMILIES", "MODES", "TOKENIZERS", "LoadedModel", "MissingTokenizer", "ModelLoadError", "ModelNotAvailable",
@@ -29,4 +39,6 @@ __all__ = [
     "content_hash", "detect_single_file", "file_sha256", "find_tokenizer", "from_pipeline", "inspect_source",
     "latent_preview", "load_model", "loras_applied", "outpaint_canvas", "pick_device_dtype", "resolve_device",
     "resolve_dtype", "run_image",
+    "DEFAULT_VID2VID_STRENGTH", "VIDEO_FAMILIES", "VIDEO_MODES", "VideoFamily", "check_video_request", "run_video",
+    "video_family_for", "video_pipeline_for",
 ]

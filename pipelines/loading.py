@@ -26,6 +26,18 @@ SAFE_SUFFIXES = (".safetensors", ".sft")
 WEIGHT_SUFFIXES = SAFE_SUFFIXES + PICKLE_SUFFIXES
 FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
 MODES = ("txt2img", "img2img", "inpaint", "outpaint")
+# video families (rules and modes in pipelines.video.VIDEO_FAMILIES); named here so loading needs no video import
+VIDEO_FAMILY_NAMES = ("animatediff", "svd", "cogvideox", "ltx", "wan")
+_VIDEO_PIPELINES = {
+    "animatediff": ("AnimateDiffPipeline", "AnimateDiffVideoToVideoPipeline"),
+    "svd": ("StableVideoDiffusionPipeline",),
+    "cogvideox": ("CogVideoXPipeline", "CogVideoXImageToVideoPipeline", "CogVideoXVideoToVideoPipeline"),
+    "ltx": ("LTXPipeline", "LTXImageToVideoPipeline"),
+    "wan": ("WanPipeline", "WanImageToVideoPipeline", "WanVideoToVideoPipeline"),
+}
+# bf16 on CUDA where the checkpoints are published in bf16 (fp16 overflows in their transformers)
+_VIDEO_BF16 = ("cogvideox", "ltx", "wan")
+VIDEO_MODES = ("txt2vid", "img2vid", "vid2vid")
 TOKENIZERS_ENV = "DIFFUSION_STUDIO_TOKENIZERS"
 
 
@@ -183,6 +195,9 @@ def clip_skip_supported(pipe) -> bool:
 
 def family_from_pipeline(pipe_or_class: Any, components: dict | None = None) -> str:
     name = pipe_or_class if isinstance(pipe_or_class, str) else type(pipe_or_class).__name__
+    for fam, classes in _VIDEO_PIPELINES.items():
+        if name in classes:
+            return fam
     if name.startswith("StableDiffusionXL"):
         return "sdxl"
     if name.startswith("StableDiffusion3"):
@@ -238,6 +253,11 @@ def _not_available(model_id: str, reason: str = "") -> ModelNotAvailable:
         f"HF_HOME at that cache), or register a local diffusers folder / .safetensors file path instead of the id.")
 
 
+def _check_family(family: str | None) -> None:
+    if family is not None and family not in FAMILIES + VIDEO_FAMILY_NAMES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES + VIDEO_FAMILY_NAMES)}")
+
+
 # ----------------------------------------------------------------------------------------------- model
 @dataclass
 class LoadedModel:
@@ -252,6 +272,12 @@ class LoadedModel:
     _pipes: dict = field(default_factory=dict, repr=False)
     _lora_names: list = field(default_factory=list, repr=False)
     _memory: dict = field(default_factory=dict, repr=False)
+    motion_adapter_source: str | None = None  # AnimateDiff built from an SD base + a separate adapter
+
+    @property
+    def modality(self) -> str:
+        """"video" for the video families (pipelines.video.VIDEO_FAMILIES), else "image"."""
+        return "video" if self.family in VIDEO_FAMILY_NAMES else "image"
 
     def __post_init__(self):
         if not self.base_scheduler_config:
@@ -270,6 +296,14 @@ class LoadedModel:
         """The pipeline for ``mode`` built with ``from_pipe`` (shared components, never reloaded); cached."""
         from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, AutoPipelineForText2Image
 
+        if self.modality == "video":
+            if mode in MODES:
+                raise ValueError(f"{mode} is an image mode; this is a {self.family} video model")
+            from .video import video_pipeline_for
+
+            return video_pipeline_for(self, mode)
+        if mode in VIDEO_MODES:
+            raise ValueError(f"{mode} needs a video model; this is a {self.family} image model")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         key = "inpaint" if mode == "outpaint" else mode
@@ -289,6 +323,10 @@ class LoadedModel:
         return p
 
     def supports(self, mode: str) -> bool:
+        if self.modality == "video":
+            from .video import video_family_for
+
+            return mode in video_family_for(self).modes
         if mode not in MODES:
             return False
         if self.inpaint_unet:
@@ -479,13 +517,111 @@ def _load_folder(folder: Path, family, device, dtype, allow_pickle: bool, error)
 
     use_safe = _check_folder_weights(folder, allow_pickle)
     fam = family or folder_family(folder)
-    dev, dt = pick_device_dtype(device, dtype, fam)
+    dev, dt = _pick(device, dtype, fam)
     try:
         pipe = DiffusionPipeline.from_pretrained(str(folder), dtype=dt, local_files_only=True,
                                                  use_safetensors=True if use_safe else None)
     except (OSError, ValueError) as e:
         raise error(e) from e
     return pipe, fam, dev, dt
+
+
+# ----------------------------------------------------------------------------------------------- motion adapters
+def _motion_adapter_path(adapter, *, allow_pickle: bool, local_files_only: bool | None,
+                         download: bool = True) -> Path | None:
+    """The file or folder of a motion adapter source (a file, a MotionAdapter folder, or a hub id from the
+    offline cache), checked like model sources; None for a hub id when ``download`` is False."""
+    src = os.fspath(adapter)
+    path = Path(os.path.expanduser(src))
+    if path.is_file():
+        if path.suffix in PICKLE_SUFFIXES and not allow_pickle:
+            _refuse_pickle(path, "motion adapter")
+        if path.suffix not in WEIGHT_SUFFIXES:
+            raise ModelLoadError(f"{path}: not a motion adapter weights file (expected {', '.join(WEIGHT_SUFFIXES)})")
+        return path
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"{path} is a folder but not a diffusers MotionAdapter (no config.json)")
+        _check_folder_weights(path, allow_pickle)
+        return path
+    if _looks_like_path(src):
+        raise ModelNotAvailable(f"motion adapter: no such file or directory: {src!r} (give a MotionAdapter folder, "
+                                f"a .safetensors file, or a hub id like 'guoyww/animatediff-motion-adapter-v1-5-2')")
+    if not re.match(r"^[\w.\-]+/[\w.\-]+$", src):
+        raise ModelNotAvailable(f"motion adapter {src!r} is neither an existing path nor a hub id of the form "
+                                "'owner/name'")
+    if not download:
+        return None
+    from huggingface_hub import snapshot_download
+
+    lfo = True if local_files_only is None else local_files_only
+    patterns = None if allow_pickle else ["*.json", "*.safetensors"]
+    try:
+        folder = Path(snapshot_download(src, local_files_only=lfo, allow_patterns=patterns))
+    except Exception as e:  # noqa: BLE001 - huggingface_hub raises several kinds
+        raise _not_available(src, "not in the local Hugging Face cache" if lfo else _first_line(e)) from e
+    if not (folder / "config.json").is_file():
+        raise _not_available(src, "the cached snapshot has no config.json")
+    _check_folder_weights(folder, allow_pickle)
+    return folder
+
+
+def _load_motion_adapter(path: Path, name: str, dtype):
+    """(MotionAdapter, sha256 of its weights)."""
+    from diffusers import MotionAdapter
+
+    try:
+        if path.is_file():
+            adapter = MotionAdapter.from_single_file(str(path), torch_dtype=dtype, local_files_only=True)
+            return adapter, file_sha256(path)
+        use_safe = any(f.suffix in SAFE_SUFFIXES for f in weight_files(path))
+        adapter = MotionAdapter.from_pretrained(str(path), dtype=dtype, local_files_only=True,
+                                                use_safetensors=True if use_safe else None)
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelLoadError(f"could not load motion adapter {name}: {_first_line(e)}") from e
+    return adapter, content_hash(path)
+
+
+def _with_motion_adapter(pipe, chash: str, base_src: str, adapter, *, allow_pickle, local_files_only, dtype):
+    """An SD1.5 pipeline + motion adapter -> (AnimateDiffPipeline, combined hash); an AnimateDiff pipeline
+    (a complete saved folder) passes through unchanged."""
+    from diffusers import AnimateDiffPipeline
+
+    name = type(pipe).__name__
+    if name in _VIDEO_PIPELINES["animatediff"]:
+        if adapter is not None:
+            raise ValueError(f"{base_src} is already an AnimateDiff pipeline with its own motion adapter; to use "
+                             f"another adapter, load its SD1.5 base with motion_adapter=")
+        return pipe, chash
+    if name != "StableDiffusionPipeline" or family_from_pipeline(pipe) != "sd1":
+        raise ValueError(f"AnimateDiff needs an SD1.5 base (StableDiffusionPipeline); {base_src} is a {name}")
+    if adapter is None:
+        raise ValueError(f"{base_src} is an SD1.5 image model: AnimateDiff needs motion_adapter=<a MotionAdapter "
+                         "folder or hub id, e.g. guoyww/animatediff-motion-adapter-v1-5-2>")
+    path = _motion_adapter_path(adapter, allow_pickle=allow_pickle, local_files_only=local_files_only)
+    motion, ahash = _load_motion_adapter(path, os.fspath(adapter), dtype)
+    try:
+        anim = AnimateDiffPipeline.from_pipe(pipe, motion_adapter=motion)
+    except (ValueError, RuntimeError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"motion adapter {os.fspath(adapter)} does not fit the base {base_src}: "
+                             f"{_first_line(e)}") from e
+    # the clip depends on both weight sets: a new adapter on the same base is a different model
+    combined = hashlib.sha256(f"{chash}\0motion_adapter\0{ahash}".encode()).hexdigest()
+    return anim, combined
+
+
+def _check_family_matches(pipe, family: str | None, src: str) -> None:
+    """A video family named for an image pipeline (or the reverse) cannot run: refuse at load time."""
+    if family is None:
+        return
+    actual = family_from_pipeline(pipe)
+    if (family in VIDEO_FAMILY_NAMES or actual in VIDEO_FAMILY_NAMES) and actual != family:
+        raise ModelLoadError(f"{src} is a {type(pipe).__name__} ({actual}), not a {family} model")
+
+
+def _pick(device, dtype, family):
+    # the video transformers are published in bf16: treat them like flux/sd3 in the device's dtype choice
+    return pick_device_dtype(device, dtype, "flux" if family in _VIDEO_BF16 else family)
 
 
 @dataclass(frozen=True)
@@ -507,17 +643,28 @@ def _read_json(path) -> dict | None:
 
 
 def _vae_scale(vae_config: dict | None) -> int | None:
-    blocks = (vae_config or {}).get("block_out_channels")
+    cfg = vae_config or {}
+    cls = cfg.get("_class_name", "")
+    if cls == "AutoencoderKLWan":  # no block list; 2.2's 16x VAE states its factor
+        return int(cfg.get("scale_factor_spatial") or 2 ** len(cfg.get("temperal_downsample") or [0, 0, 0]))
+    if cls == "AutoencoderKLLTXVideo":  # patchified input, then one 2x per spatio-temporal stage
+        return int(cfg.get("spatial_compression_ratio") or
+                   cfg.get("patch_size", 4) * 2 ** sum(bool(x) for x in cfg.get("spatio_temporal_scaling") or []))
+    blocks = cfg.get("block_out_channels")
     return 2 ** (len(blocks) - 1) if isinstance(blocks, list) and blocks else None
 
 
-def inspect_source(source, *, family: str | None = None, allow_pickle: bool = False) -> SourceInfo:
+def inspect_source(source, *, family: str | None = None, allow_pickle: bool = False,
+                   motion_adapter=None) -> SourceInfo:
     """Check ``source`` the way :func:`load_model` would and read its family and scheduler config, without
     loading weights (a few small JSON files, a safetensors header): a request that cannot run on this model
     fails in milliseconds instead of after a load. Raises the same errors as ``load_model``. Hub ids are
-    looked up in the local cache only; what is not cached is left None (the load reports it)."""
-    if family is not None and family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    looked up in the local cache only; what is not cached is left None (the load reports it).
+    ``motion_adapter`` (AnimateDiff from an SD1.5 base) is checked the same way when it is a path."""
+    _check_family(family)
+    if motion_adapter is not None:
+        _motion_adapter_path(motion_adapter, allow_pickle=allow_pickle, local_files_only=True, download=False)
+        family = family or "animatediff"
     src = os.fspath(source)
     path = Path(os.path.expanduser(src))
     if path.is_file():
@@ -564,23 +711,26 @@ def inspect_source(source, *, family: str | None = None, allow_pickle: bool = Fa
 
 
 def load_model(source, *, family: str | None = None, device=None, dtype=None, allow_pickle: bool = False,
-               local_files_only: bool | None = None, single_file_config=None, tokenizers_dir=None) -> LoadedModel:
+               local_files_only: bool | None = None, single_file_config=None, tokenizers_dir=None,
+               motion_adapter=None) -> LoadedModel:
     """Load ``source`` (hub id, diffusers folder, or single checkpoint file) into a :class:`LoadedModel`.
 
     Hub ids are looked up in the local HF cache only unless ``local_files_only=False`` is passed.
+    Video pipelines load the same way (family from model_index.json). AnimateDiff also loads from an SD1.5
+    base (any of the three source kinds) plus ``motion_adapter`` (a MotionAdapter folder, file or hub id).
     """
     from diffusers import DiffusionPipeline
 
-    if family is not None and family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    _check_family(family)
     src = os.fspath(source)
     path = Path(os.path.expanduser(src))
     if path.is_file():
-        fam_guess = family
+        base_family = None if family in VIDEO_FAMILY_NAMES else family  # a single file is an image base
+        fam_guess = base_family
         if fam_guess is None and path.suffix in SAFE_SUFFIXES:
             fam_guess = detect_single_file(path)[1]
-        dev, dt = pick_device_dtype(device, dtype, fam_guess)
-        pipe, fam = _load_single_file(path, family=family, dtype=dt, allow_pickle=allow_pickle,
+        dev, dt = _pick(device, dtype, fam_guess)
+        pipe, fam = _load_single_file(path, family=base_family, dtype=dt, allow_pickle=allow_pickle,
                                       single_file_config=single_file_config, tokenizers_dir=tokenizers_dir)
         chash, kind = content_hash(path), "single_file"
     elif path.is_dir():
@@ -604,17 +754,25 @@ def load_model(source, *, family: str | None = None, device=None, dtype=None, al
         pipe, fam, dev, dt = _load_folder(folder, family, device, dtype, allow_pickle,
                                           lambda e: _not_available(src, _first_line(e)))
         chash, kind = content_hash(folder), "hub"
+    if motion_adapter is not None or family == "animatediff":
+        pipe, chash = _with_motion_adapter(pipe, chash, src, motion_adapter, allow_pickle=allow_pickle,
+                                           local_files_only=local_files_only, dtype=dt)
+        family = fam = "animatediff"
+    _check_family_matches(pipe, family, src)
     if family is None:
         fam = family_from_pipeline(pipe) if fam in (None, "other") else fam
     pipe.to(dev)
-    return LoadedModel(pipe=pipe, family=fam, source=src, content_hash=chash, device=dev, dtype=dt, kind=kind)
+    return LoadedModel(pipe=pipe, family=fam, source=src, content_hash=chash, device=dev, dtype=dt, kind=kind,
+                       motion_adapter_source=None if motion_adapter is None else os.fspath(motion_adapter))
 
 
 def from_pipeline(pipe, *, family: str | None = None, source: str = "<in-memory>", device=None,
                   dtype=None) -> LoadedModel:
     """Wrap an already-built pipeline (tests, tiny models). content_hash is over the in-memory state dicts."""
+    _check_family(family)
+    _check_family_matches(pipe, family, source)
     fam = family or family_from_pipeline(pipe)
-    dev, dt = pick_device_dtype(device, dtype or torch.float32, fam)
+    dev, dt = _pick(device, dtype or torch.float32, fam)
     h = hashlib.sha256()
     for name, comp in sorted(pipe.components.items()):
         if isinstance(comp, torch.nn.Module):

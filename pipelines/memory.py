@@ -10,6 +10,33 @@ from .loading import LoadedModel
 OFFLOADS = (None, "model", "sequential")
 
 
+def _vae_option(vae, what: str, on: bool) -> bool:
+    """enable_/disable_ tiling or slicing; False (with a warning when asked for) where this VAE lacks it
+    (SVD's temporal-decoder VAE has neither: use decode_chunk_size there)."""
+    try:
+        getattr(vae, f"{'enable' if on else 'disable'}_{what}")()
+    except (AttributeError, NotImplementedError):
+        if on:
+            warnings.warn(f"{type(vae).__name__} does not support VAE {what}; ignored", RuntimeWarning, stacklevel=3)
+        return False
+    return bool(on)
+
+
+def _attention_slicing(pipe, on: bool) -> bool:
+    try:
+        if on:
+            pipe.enable_attention_slicing()
+        else:
+            pipe.disable_attention_slicing()
+    except (AttributeError, NotImplementedError, ValueError):
+        # transformer video models (Wan, LTX, CogVideoX) use attention processors without slicing
+        if on:
+            warnings.warn(f"{type(pipe).__name__} does not support attention slicing; ignored", RuntimeWarning,
+                          stacklevel=3)
+        return False
+    return bool(on)
+
+
 def apply_memory_options(model: LoadedModel, *, offload: str | None = None, vae_tiling: bool = False,
                          vae_slicing: bool = False, attention_slicing: bool = False) -> dict:
     """Apply options to ``model.pipe`` (shared components: every mode's pipeline sees them).
@@ -30,20 +57,9 @@ def apply_memory_options(model: LoadedModel, *, offload: str | None = None, vae_
                           stacklevel=2)
     vae = getattr(pipe, "vae", None)
     if vae is not None:
-        if vae_tiling:
-            vae.enable_tiling()
-        elif hasattr(vae, "disable_tiling"):
-            vae.disable_tiling()
-        if vae_slicing:
-            vae.enable_slicing()
-        elif hasattr(vae, "disable_slicing"):
-            vae.disable_slicing()
-        applied["vae_tiling"], applied["vae_slicing"] = bool(vae_tiling), bool(vae_slicing)
+        applied["vae_tiling"] = _vae_option(vae, "tiling", vae_tiling)
+        applied["vae_slicing"] = _vae_option(vae, "slicing", vae_slicing)
     if hasattr(pipe, "enable_attention_slicing"):
-        if attention_slicing:
-            pipe.enable_attention_slicing()
-        else:
-            pipe.disable_attention_slicing()
-        applied["attention_slicing"] = bool(attention_slicing)
+        applied["attention_slicing"] = _attention_slicing(pipe, attention_slicing)
     model._memory = applied
     return applied

@@ -27,7 +27,13 @@ def _to_pil(rgb: torch.Tensor):
 
 @torch.no_grad()
 def latent_preview(pipe, latents: Optional[torch.Tensor]):
-    """A PIL preview of the first latent of a batch, or None when there is no cheap faithful one."""
+    """A PIL preview of the first latent of a batch, or None when there is no cheap faithful one.
+    AnimateDiff's video latents (B, C, F, H, W) are SD latents per frame: the middle frame is previewed;
+    other video layouts (SVD's (B, F, C, H, W), the 3-D VAEs' temporally compressed latents) get None."""
+    if latents is not None and latents.ndim == 5:
+        if not type(pipe).__name__.startswith("AnimateDiff"):
+            return None
+        latents = latents[:, :, latents.shape[2] // 2]
     if latents is None or latents.ndim != 4 or latents.shape[1] != 4:
         return None
     first = latents[:1].float()
