@@ -354,6 +354,10 @@ def sniff_video(data: bytes) -> Optional[str]:
     return None
 
 
+def _size(n: float) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{int(n):,} bytes"
+
+
 def _read_frames(path: str, *, max_frames: int, max_pixels: int, max_bytes: int, refuse_more: bool):
     """(frames list, meta). ``refuse_more``: more than ``max_frames`` frames is an error (else: the first ones)."""
     import imageio_ffmpeg
@@ -370,8 +374,8 @@ def _read_frames(path: str, *, max_frames: int, max_pixels: int, max_bytes: int,
             if len(frames) == max_frames:
                 raise MediaError(f"video has more than {max_frames} frames: at most {max_frames} can be decoded")
             if (len(frames) + 1) * w * h * 3 > max_bytes:
-                raise MediaError(f"video decodes to more than {max_bytes >> 20} MiB of frames ({w}x{h}): "
-                                 f"at most {max_bytes >> 20} MiB can be decoded")
+                raise MediaError(f"video decodes to more than {_size(max_bytes)} of frames ({w}x{h}): "
+                                 f"at most {_size(max_bytes)} can be decoded")
             frames.append(np.frombuffer(f, np.uint8).reshape(h, w, 3))
     except (RuntimeError, StopIteration, OSError, KeyError, ValueError) as e:
         msg = " ".join(str(e).split())[:300]
@@ -416,8 +420,8 @@ def decode_video(data_or_path, *, max_frames: int = MAX_DECODE_FRAMES, max_pixel
     if isinstance(data_or_path, (bytes, bytearray, memoryview)):
         data = bytes(data_or_path)
         if len(data) > MAX_VIDEO_INPUT_BYTES:
-            raise MediaError(f"video file is {len(data) / 2**20:.0f} MiB: at most "
-                             f"{MAX_VIDEO_INPUT_BYTES >> 20} MiB can be decoded")
+            raise MediaError(f"video file is {_size(len(data))}: at most {_size(MAX_VIDEO_INPUT_BYTES)} "
+                             "can be decoded")
     else:
         p = Path(data_or_path)
         try:
@@ -425,8 +429,8 @@ def decode_video(data_or_path, *, max_frames: int = MAX_DECODE_FRAMES, max_pixel
         except OSError as e:
             raise MediaError(f"cannot read video file {p}: {e.strerror or e}")
         if size > MAX_VIDEO_INPUT_BYTES:
-            raise MediaError(f"video file {p.name} is {size / 2**20:.0f} MiB: at most "
-                             f"{MAX_VIDEO_INPUT_BYTES >> 20} MiB can be decoded")
+            raise MediaError(f"video file {p.name} is {_size(size)}: at most {_size(MAX_VIDEO_INPUT_BYTES)} "
+                             "can be decoded")
         data = p.read_bytes()
     if not data:
         raise MediaError("video file is empty")
