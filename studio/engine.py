@@ -1,8 +1,6 @@
 """The engine behind every front door: resolve a request, run the pipeline, seal and deliver the outputs."""
 from __future__ import annotations
 
-import hashlib
-import io
 import logging
 import secrets
 import threading
@@ -13,13 +11,16 @@ from typing import Callable, Optional, Union
 
 from . import limits
 from .errors import RequestError, StudioError
+from .inputs import ImageInput, side_for
 from .metadata import package_versions
+from .modalities import modality as modality_of
+from .modalities.base import Inputs
 from .registry import ModelEntry, Registry
 from .schema import GenerationRecord, GenerationRequest
 from .writer import Output, check_output_targets, seal_derived, seal_outputs
 
 log = logging.getLogger(__name__)
-ImageInput = Union[str, Path, bytes, "PIL.Image.Image"]  # noqa: F821
+VideoInput = Union[str, Path, bytes]
 ProgressFn = Callable[[int, int], None]
 PreviewFn = Callable[[int, int, Output], None]
 
@@ -33,8 +34,13 @@ class Result:
 
     @property
     def images(self):
-        """Images decoded from the sealed outputs (watermarked, like the files)."""
+        """Images decoded from the sealed outputs (watermarked, like the files); a clip's first frame."""
         return [o.image for o in self.outputs]
+
+    @property
+    def clips(self) -> list[list]:
+        """Each sealed clip's frames (PIL, watermarked), decoded from the sealed bytes."""
+        return [o.frames for o in self.outputs]
 
     @property
     def paths(self) -> list[Path]:
@@ -68,92 +74,12 @@ class Generated:
 
 
 @dataclass
-class _Input:
-    image: "PIL.Image.Image"  # noqa: F821
-    data: bytes  # the original bytes, kept so a re-edited studio output keeps its manifest as the ingredient
-    fmt: Optional[str]
-    label: str
-
-
-def _too_many_pixels(what: str, label: str, w: int, h: int) -> RequestError:
-    return RequestError(f"{what} {label} is {w}x{h} = {w * h:,} pixels, over the input limit of "
-                        f"{limits.MAX_INPUT_PIXELS:,} ({_side(limits.MAX_INPUT_PIXELS)}x"
-                        f"{_side(limits.MAX_INPUT_PIXELS)}): downscale it first")
-
-
-def _side(pixels: int) -> int:
-    return int(pixels ** 0.5) // 8 * 8
-
-
-def _read_input(value: ImageInput, what: str, mode: str, shown: Optional[str] = None) -> _Input:
-    """Read an init image or mask within limits.MAX_INPUT_BYTES / MAX_INPUT_PIXELS: the byte size before
-    reading, the declared pixel size before decoding (a tiny PNG can declare 20000x20000). `shown` names a
-    path in messages as the user wrote it (a job file's relative path) instead of as resolved."""
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    cap = limits.MAX_INPUT_BYTES
-    if isinstance(value, (str, Path)):
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise RequestError(f"{what} {str(value)!r} does not exist or is not a file")
-        label = repr(shown if shown is not None else str(value))
-        size = path.stat().st_size
-        if size > cap:
-            raise RequestError(f"{what} {label} is {size / limits.MiB:.0f} MiB, over the input limit of "
-                               f"{cap // limits.MiB} MiB")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise RequestError(f"{what} {label} cannot be read ({exc.strerror or 'I/O error'})") from None
-    elif isinstance(value, (bytes, bytearray)):
-        label = "(bytes)"  # never the object's repr: "<_io.BytesIO object at 0x...>" tells the user nothing
-        if len(value) > cap:
-            raise RequestError(f"{what} {label} is {len(value) / limits.MiB:.0f} MiB, over the input limit of "
-                               f"{cap // limits.MiB} MiB")
-        data = bytes(value)
-    elif isinstance(value, Image.Image):
-        label = "(PIL image)"
-        if value.width * value.height > limits.MAX_INPUT_PIXELS:
-            raise _too_many_pixels(what, label, value.width, value.height)
-        buf = io.BytesIO()
-        try:
-            value.save(buf, format="PNG")
-        except (OSError, ValueError):
-            raise RequestError(f"{what} {label} in mode {value.mode} cannot be stored as PNG: convert it to RGB "
-                               "or L first") from None
-        data = buf.getvalue()
-    else:
-        raise RequestError(f"{what} must be a path, bytes or a PIL image, not {type(value).__name__}")
-    try:
-        with warnings.catch_warnings():
-            # PIL warns past its own limit and raises past twice that; the named limit below is lower
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:
-        raise RequestError(f"{what} {label} declares more than {limits.MAX_INPUT_PIXELS:,} pixels, the input "
-                           "limit: downscale it first") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        raise RequestError(f"{what} {label} is not a readable image (PNG, JPEG, WebP, ...)") from None
-    if img.width * img.height > limits.MAX_INPUT_PIXELS:
-        raise _too_many_pixels(what, label, img.width, img.height)
-    try:
-        img.load()
-        converted = img.convert(mode)
-    except (OSError, ValueError, SyntaxError):  # truncated or corrupt pixel data (PIL raises all three)
-        raise RequestError(f"{what} {label} is corrupt or truncated: its pixels cannot be decoded") from None
-    fmt = (img.format or "").lower() or None
-    return _Input(converted, data, {"jpg": "jpeg"}.get(fmt, fmt), label)
-
-
-@dataclass
 class _Checked:
     """What the pre-flight learned, reused by the generation that follows it."""
 
+    request: GenerationRequest  # with its modality decided by the model
     entry: ModelEntry
-    init: Optional[_Input]
-    mask: Optional[_Input]
+    inputs: Inputs
     source: object  # pipelines.SourceInfo
 
 
@@ -175,18 +101,16 @@ def _pixel_budget(device, dtype) -> tuple[int, str]:
     return limits.CPU_PIXEL_BUDGET, f"the {device.type.upper()} budget"
 
 
-def _check_size(request: GenerationRequest, entry: ModelEntry, init: Optional[_Input], scale: int,
-                device, dtype) -> None:
+def _check_size(request: GenerationRequest, entry: ModelEntry, inputs: Inputs, scale: int, device, dtype) -> None:
     """The output size as resolve() will fill it in, against the schema's bounds and the device's budget."""
     w, h, where = request.width, request.height, ""
-    if init is not None and (w is None or h is None):
-        iw, ih = init.image.size
+    if inputs.size is not None and (w is None or h is None):
+        iw, ih = inputs.size
         if request.outpaint:
-            o = request.outpaint
-            iw, ih = iw + o.left + o.right, ih + o.top + o.bottom
-            where = f" (the init image {init.image.width}x{init.image.height} plus the outpaint margins)"
+            where = f" (the init image {inputs.image.width}x{inputs.image.height} plus the outpaint margins)"
         else:
-            where = " (the init image's size; pass --width/--height to choose another)"
+            source = "init video's" if inputs.frames is not None else "init image's"
+            where = f" (the {source} size; pass --width/--height to choose another)"
         w, h = w or max(scale, iw // scale * scale), h or max(scale, ih // scale * scale)
     w, h = w or entry.width, h or entry.height
     for side, value in (("width", w), ("height", h)):
@@ -197,17 +121,19 @@ def _check_size(request: GenerationRequest, entry: ModelEntry, init: Optional[_I
     if device is None:
         return
     budget, what = _pixel_budget(device, dtype)
-    total = w * h * request.batch
+    kind = modality_of(request.modality)
+    total = kind.pixels(request, w, h)
     if total > budget:
-        fit = _side(budget)
+        fit = side_for(budget)
         hint = ", or a CUDA device" if device.type != "cuda" else ""
+        frames = f" x {request.frames or 16} frames" if kind.name == "video" else ""
         raise RequestError(
-            f"{w}x{h} x batch {request.batch} = {total / 1e6:.1f} megapixels is over {what} of "
-            f"{budget / 1e6:.1f} megapixels (about {fit}x{fit} x 1): use a smaller size or batch{hint}")
+            f"{w}x{h} x batch {request.batch}{frames} = {total / 1e6:.1f} megapixels is over {what} of "
+            f"{budget / 1e6:.1f} megapixels (about {fit}x{fit} x 1): use a smaller size, batch or clip{hint}")
 
 
 def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None, mask_value=None,
-               allow_pickle: bool = False, check_device: bool = True) -> _Checked:
+               video_value=None, allow_pickle: bool = False, check_device: bool = True) -> _Checked:
     import warnings
 
     import pipelines
@@ -216,6 +142,8 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
         source = pipelines.inspect_source(entry.source, family=entry.family, allow_pickle=allow_pickle)
     except (pipelines.ModelLoadError, ValueError) as exc:
         raise RequestError(str(exc)) from None
+    request = request.with_modality(_entry_modality(entry, source))
+    kind = modality_of(request.modality)
     device = dtype = None
     if check_device:
         try:
@@ -230,21 +158,38 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
             pipelines.check_lora_file(lora.path, allow_pickle=allow_pickle)
         except (pipelines.ModelLoadError, ValueError) as exc:
             raise RequestError(str(exc)) from None
-    init = _read_input(init_value if init_value is not None else request.init_image, "init image", "RGB") \
-        if request.init_image else None
-    mask = _read_input(mask_value if mask_value is not None else request.mask, "mask", "L") \
-        if request.mask else None
-    if mask is not None and init is not None and mask.image.size != init.image.size:
-        raise RequestError(
-            f"mask is {mask.image.width}x{mask.image.height} but init image is "
-            f"{init.image.width}x{init.image.height}: they must be the same size")
-    _check_size(request, entry, init, max(8, source.vae_scale_factor or 8), device, dtype)
+    inputs = kind.read_inputs(request, init_value=init_value, mask_value=mask_value, video_value=video_value)
+    scale = max(8, source.vae_scale_factor or 8)
+    _check_size(request, entry, inputs, scale, device, dtype)
+    kind.check(request, entry, source, inputs, scale=scale)
     # Last: the only check that imports diffusers (for its scheduler classes), seconds that a cheaper
     # refusal above should not wait for.
     sampler = request.sampler or entry.sampler
     if sampler:
         check_sampler(sampler, source.family, source.scheduler_config)
-    return _Checked(entry, init, mask, source)
+    return _Checked(request, entry, inputs, source)
+
+
+def _decide_modality(request: GenerationRequest, entry: ModelEntry, allow_pickle: bool) -> GenerationRequest:
+    """The request with the model's modality (RequestError when they disagree); a path's is read from disk."""
+    import pipelines
+
+    if entry.modality:
+        return request.with_modality(entry.modality)
+    try:
+        source = pipelines.inspect_source(entry.source, family=entry.family, allow_pickle=allow_pickle)
+    except (pipelines.ModelLoadError, ValueError) as exc:
+        raise RequestError(str(exc)) from None
+    return request.with_modality(_entry_modality(entry, source))
+
+
+def _entry_modality(entry: ModelEntry, source) -> str:
+    """What the model makes: the registry says for named models, the files say for paths."""
+    from .registry import VIDEO_FAMILIES
+
+    if entry.modality:
+        return entry.modality
+    return "video" if getattr(source, "family", None) in VIDEO_FAMILIES else "image"
 
 
 def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optional[dict]) -> None:
@@ -265,7 +210,8 @@ def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optiona
 
 def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *,
               init_image: Optional[ImageInput] = None, mask: Optional[ImageInput] = None,
-              allow_pickle: bool = False, check_device: bool = True) -> None:
+              init_video: Optional[VideoInput] = None, allow_pickle: bool = False,
+              check_device: bool = True) -> None:
     """Check everything about ``request`` that can be checked without loading its model, in milliseconds:
     the model source (exists, not a refused pickle, readable header), device and dtype, LoRA files, the
     sampler against the model's scheduler config (read from disk), init image and mask (readable, within
@@ -276,7 +222,7 @@ def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *
     the one that renders)."""
     registry = registry or Registry()
     _preflight(request, registry.resolve(request.model), init_value=init_image, mask_value=mask,
-               allow_pickle=allow_pickle, check_device=check_device)
+               video_value=init_video, allow_pickle=allow_pickle, check_device=check_device)
 
 
 class Studio:
@@ -293,10 +239,11 @@ class Studio:
         self._lock = threading.RLock()
 
     # -- models ---------------------------------------------------------------------------------------------
-    def load(self, entry: ModelEntry, *, device=None, dtype=None, allow_pickle=False):
+    def load(self, entry: ModelEntry, *, device=None, dtype=None, allow_pickle=False, motion_adapter=None):
         import pipelines
 
-        key = (entry.source, entry.family, device, dtype)
+        motion_adapter = motion_adapter or entry.motion_adapter
+        key = (entry.source, entry.family, device, dtype, motion_adapter)
         if self._loaded and self._loaded[0] == key:
             return self._loaded[2]
         if self.quiet:  # the front door shows its own progress: no weight-loading bars from diffusers
@@ -304,31 +251,30 @@ class Studio:
 
             diffusers.utils.logging.disable_progress_bar()
         self._loaded = None  # drop the old model before loading the next one
+        extra = {"motion_adapter": motion_adapter} if motion_adapter else {}
         model = pipelines.load_model(entry.source, family=entry.family, device=device, dtype=dtype,
-                                     allow_pickle=allow_pickle)
+                                     allow_pickle=allow_pickle, **extra)
         self._loaded = (key, entry, model)
         return model
 
     # -- requests -------------------------------------------------------------------------------------------
     def check(self, request: GenerationRequest, *, init_image: Optional[ImageInput] = None,
-              mask: Optional[ImageInput] = None, allow_pickle: bool = False) -> None:
+              mask: Optional[ImageInput] = None, init_video: Optional[VideoInput] = None,
+              allow_pickle: bool = False) -> None:
         """`preflight` against this studio's registry: raises `RequestError` without loading anything."""
-        preflight(request, self.registry, init_image=init_image, mask=mask, allow_pickle=allow_pickle)
+        preflight(request, self.registry, init_image=init_image, mask=mask, init_video=init_video,
+                  allow_pickle=allow_pickle)
 
-    def resolve(self, request: GenerationRequest, entry: ModelEntry, family: str,
-                init: Optional[_Input], mask: Optional[_Input], scale: int = 8,
-                scheduler_config: Optional[dict] = None) -> GenerationRequest:
+    def resolve(self, request: GenerationRequest, entry: ModelEntry, family: str, inputs: Inputs,
+                scale: int = 8, scheduler_config: Optional[dict] = None) -> GenerationRequest:
         """Fill every None with the model's default, so the recorded request replays exactly."""
         import schedulers
 
         fields = request.model_dump()
         # Registry names replay through the registry; direct paths are recorded resolved.
         fields["model"] = entry.source if entry.origin == "path" else entry.name
-        if init is not None and (request.width is None or request.height is None):
-            w, h = init.image.size
-            if request.outpaint:
-                o = request.outpaint
-                w, h = w + o.left + o.right, h + o.top + o.bottom
+        if inputs.size is not None and (request.width is None or request.height is None):
+            w, h = inputs.size
             fields["width"] = request.width or max(scale, w // scale * scale)
             fields["height"] = request.height or max(scale, h // scale * scale)
         fields["width"] = fields["width"] or entry.width
@@ -341,12 +287,7 @@ class Studio:
         fields["sampler"] = request.sampler or entry.sampler or schedulers.default_sampler(family, scheduler_config)
         if fields["seed"] is None:
             fields["seed"] = secrets.randbelow(2**32)
-        if request.mode in ("img2img", "inpaint") and fields["strength"] is None:
-            fields["strength"] = 0.75 if request.mode == "img2img" else 1.0
-        if mask is not None and init is not None and mask.image.size != init.image.size:
-            raise RequestError(
-                f"mask is {mask.image.width}x{mask.image.height} but init image is "
-                f"{init.image.width}x{init.image.height}: they must be the same size")
+        modality_of(request.modality).resolve(fields, request, entry, family, inputs)
         return GenerationRequest.build(**fields)
 
     def generate(
@@ -356,6 +297,7 @@ class Studio:
         out: Optional[Union[str, Path]] = None,
         init_image: Optional[ImageInput] = None,
         mask: Optional[ImageInput] = None,
+        init_video: Optional[VideoInput] = None,
         progress: Optional[ProgressFn] = None,
         preview: Optional[PreviewFn] = None,
         preview_every: int = 5,
@@ -364,8 +306,8 @@ class Studio:
         deliver: bool = True,
         **fields,
     ) -> Union[Result, "Generated"]:
-        """Run one request. `init_image`/`mask` may be paths, bytes or PIL images (the request then records
-        their hashes); `out` is a file or directory to write the sealed outputs to. `preview(step, total,
+        """Run one request. `init_image`/`mask` may be paths, bytes or PIL images, `init_video` a path or bytes
+        (the request then records their hashes); `out` is a file or directory to write the sealed outputs to. `preview(step, total,
         output)` receives a sealed low-cost preview of the first image every `preview_every` steps. An existing
         output file is refused before anything is loaded unless `overwrite`. `deliver=False` returns a `Generated`
         once the pixels exist, without sealing them: its `finish()` seals (and writes) and returns the `Result`,
@@ -379,42 +321,49 @@ class Studio:
                 fields["init_image"] = str(init_image)
             if isinstance(mask, (str, Path)):
                 fields["mask"] = str(mask)
+            if init_video is not None:
+                fields["init_video"] = str(init_video) if isinstance(init_video, (str, Path)) else "<in-memory>"
             request = GenerationRequest.build(**fields)
         elif fields:
             raise TypeError("pass either a request or fields, not both")
         with self._lock:
             generated = self._generate(request, out=Path(out) if out else None, init_value=init_image,
-                                       mask_value=mask, progress=progress, preview=preview,
+                                       mask_value=mask, video_value=init_video, progress=progress, preview=preview,
                                        preview_every=max(1, preview_every), allow_pickle=allow_pickle,
                                        overwrite=overwrite)
             return generated.finish() if deliver else generated
 
-    def _generate(self, request, *, out, init_value, mask_value, progress, preview, preview_every,
+    def _generate(self, request, *, out, init_value, mask_value, video_value, progress, preview, preview_every,
                   allow_pickle, overwrite=False) -> Generated:
         import pipelines
         import torch
 
         started = time.perf_counter()
         entry = self.registry.resolve(request.model)
+        request = _decide_modality(request, entry, allow_pickle)
         # Before the model loads: a bad output target should cost nothing, not a whole render.
         check_output_targets(out, request.output_format, request.batch, seed=request.seed, overwrite=overwrite,
                              inputs={"init image": init_value if init_value is not None else request.init_image,
-                                     "mask": mask_value if mask_value is not None else request.mask})
+                                     "mask": mask_value if mask_value is not None else request.mask,
+                                     "init video": video_value if video_value is not None else request.init_video})
         # Everything checkable without the model, so a bad request fails in milliseconds, not after a load.
         checked = _preflight(request, entry, init_value=init_value, mask_value=mask_value,
-                             allow_pickle=allow_pickle)
-        init, mask = checked.init, checked.mask
+                             video_value=video_value, allow_pickle=allow_pickle)
+        inputs = checked.inputs
+        kind = modality_of(request.modality)
 
         try:
-            model = self.load(entry, device=request.device, dtype=request.dtype, allow_pickle=allow_pickle)
+            model = self.load(entry, device=request.device, dtype=request.dtype, allow_pickle=allow_pickle,
+                              motion_adapter=request.motion_adapter)
         except pipelines.ModelLoadError as exc:
             raise StudioError(str(exc)) from None
         if not model.supports(request.mode):
             raise RequestError(f"model {entry.name} ({model.family}) does not support {request.mode}")
         scale = int(getattr(model.pipe, "vae_scale_factor", 8) or 8)
         scheduler_config = dict(model.pipe.scheduler.config)
-        request = self.resolve(request, entry, model.family, init, mask, scale=max(8, scale),
+        request = self.resolve(request, entry, model.family, inputs, scale=max(8, scale),
                                scheduler_config=scheduler_config)
+        kind.check(request, entry, model, inputs, scale=max(8, scale))  # the family the load found, too
         check_sampler(request.sampler, model.family, scheduler_config)  # the resolved default, too
 
         try:
@@ -440,6 +389,7 @@ class Studio:
         as_inpaint = request.mode == "outpaint" or getattr(model, "inpaint_unet", False)
         pipe_for_mode = model.pipeline_for("inpaint" if as_inpaint else request.mode)
         pipe_for_mode.set_progress_bar_config(disable=self.quiet)
+        frames_note = {"frames": request.frames} if request.frames else {}
 
         def callback(step: int, total: int, latents) -> None:
             if progress is not None:
@@ -448,42 +398,33 @@ class Studio:
                 image = pipelines.latent_preview(pipe_for_mode, latents)
                 if image is not None:
                     preview(step, total, seal_derived(image, model_name=entry.name, params={
-                        "kind": "preview", "step": step, "steps": total, "prompt": request.prompt}))
+                        "kind": "preview", "step": step, "steps": total, "prompt": request.prompt,
+                        **frames_note}))
 
         try:
-            images = pipelines.run_image(
-                model, mode=request.mode, prompt=request.prompt, negative_prompt=request.negative_prompt,
-                width=request.width, height=request.height, steps=request.steps, guidance=request.guidance,
-                sampler=request.sampler, seeds=seeds, init_image=init.image if init else None,
-                strength=request.strength, mask=mask.image if mask else None,
-                outpaint=request.outpaint.as_tuple() if request.outpaint else None,
-                callback=callback if (progress or preview) else None,
-            )
+            media = kind.run(model, request, inputs, seeds, callback if (progress or preview) else None)
         except RuntimeError as exc:  # torch.OutOfMemoryError is one; so is the CPU allocator's failure
             if not (isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)):
                 raise
             raise StudioError(
                 f"out of memory on {model.device} rendering {request.width}x{request.height} x batch "
-                f"{request.batch}: use a smaller size or batch, or --vae-tiling / --offload model") from None
+                f"{request.batch}{f' x {request.frames} frames' if request.frames else ''}: use a smaller size "
+                "or batch, or --vae-tiling / --offload model") from None
         finally:
             if handle is not None:
                 handle.undo()
             if request.loras:
                 pipelines.apply_loras(model, [])
 
-        inputs = {}
-        if init is not None:
-            inputs["init_image"] = hashlib.sha256(init.data).hexdigest()
-        if mask is not None:
-            inputs["mask"] = hashlib.sha256(mask.data).hexdigest()
         record = GenerationRecord(
             request=request, mode=request.mode, model_name=entry.name, model_source=str(model.source),
             model_family=model.family, model_hash=model.content_hash, lora_hashes=list(lora_hashes),
             sampler=request.sampler, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
-            versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3), input_hashes=inputs,
+            versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3),
+            input_hashes=dict(inputs.hashes),
         )
-        return Generated(record, images, seeds, out=out, overwrite=overwrite,
-                         parent=init.data if init else None, parent_format=init.fmt if init else None)
+        return Generated(record, media, seeds, out=out, overwrite=overwrite, parent=inputs.parent,
+                         parent_format=inputs.parent_format)
 
 
 _default: Optional[Studio] = None
@@ -498,7 +439,9 @@ def default_studio() -> Studio:
 
 def generate(prompt: Optional[str] = None, **kwargs) -> Result:
     """`studio.generate("a red circle", seed=1, out="red.png")`: text-to-image, or an edit when
-    `init_image` (img2img), `mask` (inpaint) or `outpaint` is given."""
+    `init_image` (img2img), `mask` (inpaint) or `outpaint` is given; a clip with a video model
+    (`model="mini-video"`, `frames=16, fps=8, out="clip.mp4"`; `init_image` animates a still, `init_video`
+    restyles a clip at `strength`)."""
     if prompt is not None:
         kwargs["prompt"] = prompt
     return default_studio().generate(**kwargs)

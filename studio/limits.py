@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from safety.verify import MAX_VERIFY_BYTES, MAX_VERIFY_PIXELS
 
-from .schema import MAX_BATCH, MAX_SIDE
+from .schema import MAX_BATCH, MAX_FRAMES, MAX_SIDE
 
 MiB = 1 << 20
 
@@ -16,8 +16,11 @@ MiB = 1 << 20
 # not bound memory: the declared size is read from the header and checked before the pixels are decoded.
 MAX_INPUT_BYTES = 64 * MiB
 MAX_INPUT_PIXELS = 8192 * 8192  # twice the largest output side; decoded RGB is 192 MiB
+# Init videos: only the frames a request can use are decoded (a clip longer than that is cut, and says so).
+MAX_INPUT_VIDEO_BYTES = 256 * MiB
+MAX_INPUT_FRAMES = MAX_FRAMES
 
-# width x height x batch of one request. On CPU the cost is time and RAM (VAE decode of a 2048x2048 fp32 image
+# width x height x batch (x frames for video) of one request. On CPU the cost is time and RAM (VAE decode of a 2048x2048 fp32 image
 # peaks near 10 GB); 2048x2048 x 1 (or 256x256 x 64, the mini model's largest batch) is the most allowed.
 CPU_PIXEL_BUDGET = 2048 * 2048
 # On CUDA the budget is the free memory divided by a rough peak cost per output pixel: the VAE decoder's
@@ -25,6 +28,7 @@ CPU_PIXEL_BUDGET = 2048 * 2048
 CUDA_BYTES_PER_PIXEL = {"fp16": 2048, "bf16": 2048, "fp32": 4096}
 
 __all__ = [
-    "CPU_PIXEL_BUDGET", "CUDA_BYTES_PER_PIXEL", "MAX_BATCH", "MAX_INPUT_BYTES", "MAX_INPUT_PIXELS", "MAX_SIDE",
+    "CPU_PIXEL_BUDGET", "CUDA_BYTES_PER_PIXEL", "MAX_BATCH", "MAX_FRAMES", "MAX_INPUT_BYTES", "MAX_INPUT_FRAMES",
+    "MAX_INPUT_PIXELS", "MAX_INPUT_VIDEO_BYTES", "MAX_SIDE",
     "MAX_VERIFY_BYTES", "MAX_VERIFY_PIXELS", "MiB",
 ]

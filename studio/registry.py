@@ -21,7 +21,9 @@ else:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 USER_FILE = "models.toml"
-FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
+IMAGE_FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
+VIDEO_FAMILIES = ("animatediff", "svd", "cogvideox", "ltx", "wan")  # = pipelines.VIDEO_FAMILIES (tested)
+FAMILIES = IMAGE_FAMILIES + VIDEO_FAMILIES
 _SAFE_SUFFIXES = (".safetensors", ".sft")
 _PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
 # A safetensors header is JSON metadata only; anything this large is not one (and must not be read into memory).
@@ -41,8 +43,17 @@ class ModelEntry:
     steps: int = 30
     guidance: float = 7.5
     sampler: Optional[str] = None  # None: the family's default
+    # video defaults; an AnimateDiff entry names its motion adapter (hub id or folder) next to its SD1.5 base
+    frames: Optional[int] = None
+    fps: Optional[float] = None
+    motion_adapter: Optional[str] = None
+    modality: Optional[str] = None  # None: from the family when known, else from the files at load time
     builtin: bool = False
     origin: str = "builtin"
+
+    def __post_init__(self):
+        if self.modality is None and self.family is not None:
+            object.__setattr__(self, "modality", "video" if self.family in VIDEO_FAMILIES else "image")
 
     @property
     def is_path(self) -> bool:
@@ -65,6 +76,10 @@ def _mini_path() -> str:
     return str(Path(__file__).parent / "mini" / "weights")
 
 
+def _mini_video_path() -> str:
+    return str(Path(__file__).parent / "mini" / "video" / "weights")
+
+
 def builtin_entries() -> dict[str, ModelEntry]:
     entries = [
         ModelEntry("mini", _mini_path(), "sd1", "the studio's own tiny offline model (procedural shapes world)",
@@ -84,6 +99,33 @@ def builtin_entries() -> dict[str, ModelEntry]:
                    width=1024, height=1024, steps=4, guidance=0.0),
         ModelEntry("flux-dev", "black-forest-labs/FLUX.1-dev", "flux", "FLUX.1 dev (gated licence)",
                    width=1024, height=1024, steps=28, guidance=3.5),
+        # video
+        ModelEntry("mini-video", _mini_video_path(), "animatediff",
+                   "the studio's own tiny offline video model (mini world shapes that move)",
+                   width=256, height=256, steps=25, guidance=5.0, sampler="Euler", frames=16, fps=8),
+        ModelEntry("animatediff", "stable-diffusion-v1-5/stable-diffusion-v1-5", "animatediff",
+                   "AnimateDiff: SD 1.5 + motion adapter v1-5-2 (any SD1.5 base and LoRA)", steps=25,
+                   frames=16, fps=8, motion_adapter="guoyww/animatediff-motion-adapter-v1-5-2"),
+        ModelEntry("svd", "stabilityai/stable-video-diffusion-img2vid", "svd",
+                   "Stable Video Diffusion (image-to-video, 14 frames)", width=1024, height=576, steps=25,
+                   guidance=3.0, frames=14, fps=7),
+        ModelEntry("svd-xt", "stabilityai/stable-video-diffusion-img2vid-xt", "svd",
+                   "Stable Video Diffusion XT (image-to-video, 25 frames)", width=1024, height=576, steps=25,
+                   guidance=3.0, frames=25, fps=7),
+        ModelEntry("cogvideox-2b", "THUDM/CogVideoX-2b", "cogvideox", "CogVideoX 2B (text-to-video, video-to-video)",
+                   width=720, height=480, steps=50, guidance=6.0, frames=49, fps=8),
+        ModelEntry("cogvideox-5b-i2v", "THUDM/CogVideoX-5b-I2V", "cogvideox", "CogVideoX 5B image-to-video",
+                   width=720, height=480, steps=50, guidance=6.0, frames=49, fps=8),
+        ModelEntry("ltx-video", "Lightricks/LTX-Video", "ltx", "LTX-Video (text- and image-to-video)",
+                   width=704, height=480, steps=50, guidance=3.0, frames=161, fps=25),
+        ModelEntry("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", "wan", "Wan 2.1 T2V 1.3B (480p)",
+                   width=832, height=480, steps=50, guidance=5.0, frames=81, fps=16),
+        ModelEntry("wan2.1-i2v-14b-480p", "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers", "wan",
+                   "Wan 2.1 I2V 14B (480p image-to-video)", width=832, height=480, steps=50, guidance=5.0,
+                   frames=81, fps=16),
+        ModelEntry("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "wan",
+                   "Wan 2.2 TI2V 5B (720p text- and image-to-video)", width=1280, height=704, steps=50,
+                   guidance=5.0, frames=121, fps=24),
     ]
     return {e.name: replace(e, builtin=True) for e in entries}
 
@@ -241,7 +283,7 @@ class Registry:
             if not isinstance(spec, dict) or not spec.get("source"):
                 raise StudioError(f"{self.user_file}: model {name!r} needs a 'source' (hub id or path)")
             unknown = set(spec) - {"source", "family", "description", "width", "height", "steps", "guidance",
-                                   "sampler"}
+                                   "sampler", "frames", "fps", "motion_adapter"}
             if unknown:
                 raise StudioError(f"{self.user_file}: model {name!r} has unknown keys {sorted(unknown)}")
             if spec.get("family") not in (None, *FAMILIES):

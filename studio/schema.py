@@ -1,7 +1,7 @@
 """One request/result schema for every modality and every front door (API, CLI, batch files, UI, manifests).
 
-Only images are generated today; `modality` is already part of the schema so that video and music requests
-extend it instead of forking it.
+A request's `modality` (image or video) decides its mode, its output formats and which fields apply; what
+each modality does with a request lives in `studio.modalities`, one module per modality, chosen from a table.
 """
 from __future__ import annotations
 
@@ -12,9 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import RequestError
 
-Modality = Literal["image"]
+Modality = Literal["image", "video"]
 ImageFormat = Literal["png", "jpeg", "webp"]
-Mode = Literal["txt2img", "img2img", "inpaint", "outpaint"]
+VideoFormat = Literal["mp4", "gif", "webm"]
+OutputFormat = Literal["png", "jpeg", "webp", "mp4", "gif", "webm"]
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "txt2vid", "img2vid", "vid2vid"]
+# Which output formats belong to which modality; the first is the default.
+FORMATS: dict[str, tuple[str, ...]] = {"image": ("png", "jpeg", "webp"), "video": ("mp4", "gif", "webm")}
+VIDEO_ONLY_FIELDS = ("frames", "fps", "init_video", "motion_adapter")
+IMAGE_ONLY_FIELDS = ("mask", "outpaint")
+MAX_FRAMES = 257
+MAX_FPS = 120.0
 MAX_SIDE = 4096
 MAX_BATCH = 64
 MAX_OUTPAINT = 2048
@@ -140,7 +148,9 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    modality: Modality = "image"
+    # None: decided by the video-only fields or the output format when they are given, else by the model
+    # (`with_modality`); always recorded resolved.
+    modality: Optional[Modality] = None
     prompt: str = Field(min_length=1, max_length=4000)
     negative_prompt: str = Field(default="", max_length=4000)
     model: Optional[str] = None
@@ -156,8 +166,13 @@ class GenerationRequest(BaseModel):
     strength: Optional[float] = Field(default=None, ge=0.0, le=1.0)
     mask: Optional[str] = None
     outpaint: Optional[Outpaint] = None
+    # video: clip length and rate, a source clip for video-to-video, an AnimateDiff motion adapter override
+    frames: Optional[int] = Field(default=None, ge=1, le=MAX_FRAMES)
+    fps: Optional[float] = Field(default=None, gt=0.0, le=MAX_FPS)
+    init_video: Optional[str] = None
+    motion_adapter: Optional[str] = None
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
-    output_format: ImageFormat = "png"
+    output_format: Optional[OutputFormat] = None  # None: the modality's first format (png, mp4)
     accelerate: Literal["off", "safe", "max"] = "off"
     device: Optional[str] = None
     dtype: Optional[Literal["fp32", "fp16", "bf16"]] = None
@@ -169,7 +184,7 @@ class GenerationRequest(BaseModel):
             raise ValueError("prompt is empty")
         return v
 
-    @field_validator("guidance", "strength", mode="before")
+    @field_validator("guidance", "strength", "fps", mode="before")
     @classmethod
     def _number(cls, v: Any, info) -> Any:
         return _finite(info.field_name, v)
@@ -189,6 +204,29 @@ class GenerationRequest(BaseModel):
         return resolve_sampler(v)  # UnknownSampler is a ValueError: pydantic reports its message
 
     @model_validator(mode="after")
+    def _modality_fields(self) -> "GenerationRequest":
+        video_fields = [f for f in VIDEO_ONLY_FIELDS if getattr(self, f) is not None]
+        fmt_modality = next((m for m, fmts in FORMATS.items() if self.output_format in fmts), None)
+        modality = self.modality or ("video" if video_fields else fmt_modality)
+        if modality == "image" and video_fields:
+            raise ValueError(f"{', '.join(video_fields)} given for an image request: they apply to video")
+        if modality == "video":
+            image_fields = [f for f in IMAGE_ONLY_FIELDS if getattr(self, f) is not None]
+            if image_fields:
+                raise ValueError(f"{', '.join(image_fields)} given for a video request: they apply to images")
+            if self.init_video and self.init_image:
+                raise ValueError("init_image and init_video are exclusive: animate a still (init_image) or "
+                                 "restyle a clip (init_video)")
+        if modality is not None and self.output_format is not None and self.output_format not in FORMATS[modality]:
+            raise ValueError(f"output format {self.output_format} is not a {modality} format (use "
+                             f"{', '.join(FORMATS[modality])})")
+        if modality is not None:
+            self.modality = modality
+            if self.output_format is None:
+                self.output_format = FORMATS[modality][0]
+        return self
+
+    @model_validator(mode="after")
     def _edit_inputs(self) -> "GenerationRequest":
         if self.mask and not self.init_image:
             raise ValueError("mask given without init_image: inpainting needs the image to paint into")
@@ -196,12 +234,25 @@ class GenerationRequest(BaseModel):
             raise ValueError("outpaint given without init_image: outpainting extends an existing image")
         if self.outpaint and self.mask:
             raise ValueError("outpaint and mask are exclusive: outpainting makes its own mask of the new border")
-        if self.strength is not None and not self.init_image:
-            raise ValueError("strength given without init_image: strength applies to img2img/inpaint")
+        if self.strength is not None and not (self.init_image or self.init_video):
+            raise ValueError("strength given without init_image or init_video: strength applies to edits")
         return self
+
+    def with_modality(self, modality: str) -> "GenerationRequest":
+        """This request for a model of `modality`: fills an undecided modality (and its default format), and
+        refuses one that disagrees with the model (`RequestError`)."""
+        if self.modality == modality:
+            return self
+        if self.modality is not None:
+            raise RequestError(f"this is a{'n' if self.modality == 'image' else ''} {self.modality} request but "
+                               f"the model makes {modality}: choose a{'n' if modality == 'image' else ''} "
+                               f"{modality} model or drop the {self.modality} options")
+        return GenerationRequest.build(**{**self.model_dump(exclude_unset=True), "modality": modality})
 
     @property
     def mode(self) -> Mode:
+        if self.modality == "video":
+            return "vid2vid" if self.init_video else "img2vid" if self.init_image else "txt2vid"
         if self.outpaint:
             return "outpaint"
         if self.mask:
@@ -238,7 +289,7 @@ class OutputRecord(BaseModel):
     model_config = ConfigDict(extra="forbid")
     index: int
     seed: int
-    format: ImageFormat
+    format: OutputFormat
     sha256: str  # of the sealed file
     pixel_sha256: str  # of the decoded pixels: equal across re-renders even though signatures differ
     # of the generated pixels before the seal (watermark): compares renders even when their watermarks differ
@@ -247,6 +298,8 @@ class OutputRecord(BaseModel):
     path: Optional[str] = None
     width: int
     height: int
+    frames: Optional[int] = None  # video
+    fps: Optional[float] = None  # video
     watermark_id: Optional[str] = None
     watermark_status: str = "unknown"
 

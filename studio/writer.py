@@ -1,14 +1,14 @@
-"""The one place where generated pixels become bytes a user gets.
+"""The one place where generated media become bytes a user gets.
 
 Every front door (Python API, CLI, batch jobs, UI) delivers through `seal_outputs` and, for files,
-`write_atomic`: watermark -> encode -> sign happens in `safety.seal_image`, then the sealed bytes are
-written with temp-file + rename so a crash never leaves a half-written output. Nothing here hands out an
-unsealed image: in-memory images are decoded back from the sealed bytes.
+`write_atomic`: watermark -> encode -> sign happens in the safety layer (through the request's modality,
+`studio.modalities`), then the sealed bytes are written with temp-file + rename so a crash never leaves a
+half-written output. Nothing here hands out unsealed media: in-memory images and clips are decoded back
+from the sealed bytes.
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -22,11 +22,9 @@ import safety
 from .config import config_dir
 from .errors import RequestError
 from .metadata import claim_generator, output_params, png_text_for
+from .modalities import EXTENSIONS, WRITABLE_SUFFIXES, for_format
+from .modalities.image import image_sha256, pixel_sha256
 from .schema import GenerationRecord, OutputRecord
-
-EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-# What an output file name may end in, and the format each spelling means.
-WRITABLE_SUFFIXES = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 OVERWRITE_HINT = "pass --overwrite (overwrite=True in Python) to replace it"
 
 
@@ -48,12 +46,16 @@ class Output:
 
     @property
     def image(self):
-        """The delivered image, decoded from the sealed bytes (so it carries the watermark)."""
-        from PIL import Image
+        """The delivered image, decoded from the sealed bytes (so it carries the watermark); for a clip, its
+        first frame."""
+        media = for_format(self.record.format).decode(self.data)
+        return media[0] if isinstance(media, list) else media
 
-        im = Image.open(io.BytesIO(self.data))
-        im.load()
-        return im
+    @property
+    def frames(self) -> list:
+        """The delivered clip's frames (PIL), decoded from the sealed bytes; an image is a one-frame clip."""
+        media = for_format(self.record.format).decode(self.data)
+        return media if isinstance(media, list) else [media]
 
     def save(self, path: os.PathLike | str, *, overwrite: bool = False) -> Path:
         """Write the sealed bytes (byte-identical, so the C2PA manifest stays valid); an existing file is
@@ -85,25 +87,6 @@ def safety_config() -> "safety.SafetyConfig":
             hash_prompts=env.get("DIFFUSION_STUDIO_HASH_PROMPTS", "").lower() in ("1", "true", "yes"),
         )
     return _config
-
-
-def pixel_sha256(data: bytes) -> str:
-    """Hash of the decoded pixels (mode + size + bytes) of an encoded image."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(data)) as im:
-        im.load()
-        h = hashlib.sha256(f"{im.mode}:{im.width}x{im.height}:".encode())
-        h.update(im.tobytes())
-    return h.hexdigest()
-
-
-def image_sha256(image) -> str:
-    """Hash of a PIL image's pixels in the form `pixel_sha256` uses (RGB/RGBA as the seal encodes them)."""
-    im = image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
-    h = hashlib.sha256(f"{im.mode}:{im.width}x{im.height}:".encode())
-    h.update(im.tobytes())
-    return h.hexdigest()
 
 
 def watermark_id_for(record: GenerationRecord, index: int, seed: int) -> str:
@@ -190,11 +173,15 @@ def _check_suffix(out: Path, fmt: str) -> None:
     if not suffix:
         return  # a bare name gets the format's extension (documented): `-o star` writes star.png
     if suffix not in WRITABLE_SUFFIXES:
-        raise RequestError(f"cannot write {out.name!r}: outputs are .png, .jpg/.jpeg or .webp files "
+        raise RequestError(f"cannot write {out.name!r}: outputs are {', '.join(WRITABLE_SUFFIXES)} files "
                            f"(or a folder: end the path with {os.sep})")
-    if WRITABLE_SUFFIXES[suffix] != fmt:
-        raise RequestError(f"{out.name!r} names a {WRITABLE_SUFFIXES[suffix]} file but the output format is "
-                           f"{fmt}: make them agree")
+    named = WRITABLE_SUFFIXES[suffix]
+    if named != fmt:
+        if for_format(named) is not for_format(fmt):  # a clip's name for an image request, or the reverse
+            raise RequestError(f"{out.name!r} names a {named} file but the output format is {fmt}: "
+                               f"{for_format(named).name} needs a {for_format(named).name} model, this request "
+                               f"makes {for_format(fmt).name}s")
+        raise RequestError(f"{out.name!r} names a {named} file but the output format is {fmt}: make them agree")
 
 
 def _check_folder(folder: Path, *, create: bool) -> None:
@@ -300,28 +287,29 @@ def seal_outputs(
     parent_format: Optional[str] = None,
     overwrite: bool = False,
 ) -> list[Output]:
-    """Seal each image (watermark, encode with metadata, sign) and write it if `out` is given; an existing
-    file is replaced only with `overwrite`."""
+    """Seal each output (image or clip: watermark, encode with metadata, sign) and write it if `out` is given;
+    an existing file is replaced only with `overwrite`."""
     fmt = record.request.output_format
+    kind = for_format(fmt)
     paths = output_paths(out, fmt, seeds)
     outputs = []
-    for index, (image, seed, path) in enumerate(zip(images, seeds, paths)):
-        sealed = safety.seal_image(
-            image,
+    for index, (media, seed, path) in enumerate(zip(images, seeds, paths)):
+        sealed = kind.seal(
+            media,
             fmt=fmt,
             params=output_params(record, index, seed),
             claim_generator=claim_generator(record.model_name),
             parent=parent,
             parent_format=parent_format,
-            png_text=png_text_for(record, index, seed) if fmt == "png" else None,
+            png_text=png_text_for(record, index, seed),
             config=safety_config(),
             watermark_id=watermark_id_for(record, index, seed),
         )
         rec = OutputRecord(
             index=index, seed=seed, format=fmt, sha256=hashlib.sha256(sealed.data).hexdigest(),
-            pixel_sha256=pixel_sha256(sealed.data), generated_sha256=image_sha256(image),
+            pixel_sha256=sealed.pixel_sha256, generated_sha256=sealed.generated_sha256,
             size_bytes=len(sealed.data), path=str(path) if path else None,
-            width=image.width, height=image.height,
+            width=sealed.width, height=sealed.height, frames=sealed.frames, fps=sealed.fps,
             watermark_id=sealed.watermark_id, watermark_status=sealed.watermark_status,
         )
         if path is not None:

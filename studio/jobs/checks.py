@@ -62,10 +62,10 @@ def sampler_problem(entry: Any, sampler: Optional[str]) -> Optional[str]:
 def image_problem(path: str, what: str, shown: str) -> tuple[int, int] | str:
     """The image's size, or (a str) why the engine would refuse it: the engine's own bounded reader (byte
     and pixel limits before decoding, then a full decode), so a job cannot pass what the render refuses."""
-    from ..engine import _read_input
+    from ..inputs import read_image
     from ..errors import RequestError
 
     try:
-        return _read_input(path, what, "RGB", shown=shown).image.size
+        return read_image(path, what, "RGB", shown=shown).image.size
     except RequestError as exc:
         return str(exc)

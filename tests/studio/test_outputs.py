@@ -55,8 +55,10 @@ def test_output_that_is_an_input_is_refused_even_with_overwrite(tmp_path, monkey
 
 
 @pytest.mark.parametrize("name, fmt, needle", [
-    ("x.gif", "png", "cannot write 'x.gif'"),
+    ("x.bmp", "png", "cannot write 'x.bmp'"),
     ("x.tiff", "png", "cannot write"),
+    ("x.gif", "png", "names a gif file but the output format is png"),  # a clip format, for video
+    ("x.mp4", "jpeg", "names a mp4 file but the output format is jpeg"),
     ("x.jpg", "png", "names a jpeg file but the output format is png"),
 ])
 def test_unwritable_extension_is_an_error(tmp_path, name, fmt, needle):
@@ -123,15 +125,17 @@ def test_api_refuses_existing_output_before_loading(tmp_path, no_load):
         studio.generate("a red circle", out=target, seed=1)
     with pytest.raises(StudioError, match="LOAD-REACHED"):  # overwrite=True passes the check
         studio.generate("a red circle", out=target, seed=1, overwrite=True)
-    with pytest.raises(RequestError, match="cannot write 'a.gif'"):
-        studio.generate("a red circle", out=tmp_path / "a.gif", seed=1)
+    with pytest.raises(RequestError, match="cannot write 'a.bmp'"):
+        studio.generate("a red circle", out=tmp_path / "a.bmp", seed=1)
+    with pytest.raises(RequestError, match="names a mp4 file but the output format is png"):
+        studio.generate("a red circle", out=tmp_path / "a.mp4", seed=1)  # mini makes images
     assert target.read_bytes() == b"precious"
 
 
 @pytest.mark.parametrize("extra, needle", [
     (["-o", "exists.png"], "exists.png already exists: pass --overwrite"),
     (["-o", "exists.png", "--batch", "2"], None),  # exists-0.png / exists-1.png: free, reaches the load
-    (["-o", "x.gif"], "cannot write 'x.gif'"),
+    (["-o", "x.bmp"], "cannot write 'x.bmp'"),
     (["-o", "in.png", "--init", "in.png", "--overwrite"], "is the init image"),
     (["-o", "./m.png", "--init", "in.png", "--mask", "m.png"], "is the mask"),
     (["-o", "file/x.png"], "is not a folder"),

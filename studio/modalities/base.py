@@ -1,0 +1,78 @@
+"""The contract every modality module fills in."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+StepFn = Callable[[int, int, Any], None]
+
+
+@dataclass
+class Inputs:
+    """The request's source media, read and checked before any model loads. `parent` is the source's original
+    bytes: it becomes the output's C2PA ingredient."""
+
+    image: Any = None  # PIL init image
+    mask: Any = None  # PIL mask
+    frames: Optional[list] = None  # PIL frames of an init video
+    fps: Optional[float] = None  # the init video's rate
+    parent: Optional[bytes] = None
+    parent_format: Optional[str] = None
+    hashes: dict = field(default_factory=dict)  # input name -> sha256 of its bytes
+    size: Optional[tuple[int, int]] = None  # the source's (width, height), when a default size follows it
+
+
+@dataclass
+class SealedMedia:
+    """What `seal` hands back to the writer: the sealed bytes plus what the output record says about them."""
+
+    data: bytes
+    manifest: dict
+    watermark_id: Optional[str]
+    watermark_status: str
+    pixel_sha256: str  # of the decoded delivered media
+    generated_sha256: str  # of the media before the seal
+    width: int
+    height: int
+    frames: Optional[int] = None
+    fps: Optional[float] = None
+
+
+class MediaModality(ABC):
+    name: str
+    extensions: dict[str, str]  # output format -> file extension
+    suffixes: dict[str, str]  # file suffix a user may write -> output format
+    noun: str  # "image", "clip": what one output is called in messages
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        return tuple(self.extensions)
+
+    @abstractmethod
+    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None) -> Inputs:
+        """Read and bound the request's source media (one-line RequestError on anything wrong)."""
+
+    def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
+        """Checks that need the model's family (from disk, before loading): frames, sizes, modes."""
+
+    def pixels(self, request, width: int, height: int) -> int:
+        """What one request costs against the device's pixel budget."""
+        return width * height * request.batch
+
+    @abstractmethod
+    def resolve(self, fields: dict, request, entry, family: str, inputs: Inputs) -> None:
+        """Fill this modality's defaults into the request `fields` (in place), so the record replays."""
+
+    @abstractmethod
+    def run(self, model, request, inputs: Inputs, seeds: Sequence[int], callback: Optional[StepFn]) -> list:
+        """Generate one output (an image, a clip) per seed."""
+
+    @abstractmethod
+    def seal(self, media, *, fmt: str, params: dict, claim_generator: str, parent: Optional[bytes],
+             parent_format: Optional[str], png_text: Optional[dict], config, watermark_id: str) -> SealedMedia:
+        """Watermark, encode and sign one output (the safety layer does the work)."""
+
+    @abstractmethod
+    def decode(self, data: bytes):
+        """The delivered output decoded from its sealed bytes (a PIL image, a list of frames)."""

@@ -1,0 +1,95 @@
+"""Images: txt2img, img2img, inpaint, outpaint through `pipelines.run_image`, sealed by `safety.seal_image`."""
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import Optional, Sequence
+
+from ..errors import RequestError
+from ..inputs import read_image
+from .base import Inputs, MediaModality, SealedMedia
+
+
+def image_sha256(image) -> str:
+    """Hash of a PIL image's pixels (RGB/RGBA as the seal encodes them)."""
+    im = image if image.mode in ("RGB", "RGBA") else image.convert("RGB")
+    h = hashlib.sha256(f"{im.mode}:{im.width}x{im.height}:".encode())
+    h.update(im.tobytes())
+    return h.hexdigest()
+
+
+def pixel_sha256(data: bytes) -> str:
+    """Hash of the decoded pixels (mode + size + bytes) of an encoded image."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        h = hashlib.sha256(f"{im.mode}:{im.width}x{im.height}:".encode())
+        h.update(im.tobytes())
+    return h.hexdigest()
+
+
+class ImageModality(MediaModality):
+    name = "image"
+    noun = "image"
+    extensions = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
+    suffixes = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None) -> Inputs:
+        init = read_image(init_value if init_value is not None else request.init_image, "init image", "RGB") \
+            if request.init_image else None
+        mask = read_image(mask_value if mask_value is not None else request.mask, "mask", "L") \
+            if request.mask else None
+        if mask is not None and init is not None and mask.image.size != init.image.size:
+            raise RequestError(
+                f"mask is {mask.image.width}x{mask.image.height} but init image is "
+                f"{init.image.width}x{init.image.height}: they must be the same size")
+        hashes = {}
+        if init is not None:
+            hashes["init_image"] = hashlib.sha256(init.data).hexdigest()
+        if mask is not None:
+            hashes["mask"] = hashlib.sha256(mask.data).hexdigest()
+        size = None
+        if init is not None:
+            size = init.image.size
+            if request.outpaint:
+                o = request.outpaint
+                size = (size[0] + o.left + o.right, size[1] + o.top + o.bottom)
+        return Inputs(image=init.image if init else None, mask=mask.image if mask else None,
+                      parent=init.data if init else None, parent_format=init.fmt if init else None,
+                      hashes=hashes, size=size)
+
+    def resolve(self, fields: dict, request, entry, family: str, inputs: Inputs) -> None:
+        if request.mode in ("img2img", "inpaint") and fields["strength"] is None:
+            fields["strength"] = 0.75 if request.mode == "img2img" else 1.0
+
+    def run(self, model, request, inputs: Inputs, seeds: Sequence[int], callback) -> list:
+        import pipelines
+
+        return pipelines.run_image(
+            model, mode=request.mode, prompt=request.prompt, negative_prompt=request.negative_prompt,
+            width=request.width, height=request.height, steps=request.steps, guidance=request.guidance,
+            sampler=request.sampler, seeds=list(seeds), init_image=inputs.image, strength=request.strength,
+            mask=inputs.mask, outpaint=request.outpaint.as_tuple() if request.outpaint else None,
+            callback=callback)
+
+    def seal(self, media, *, fmt, params, claim_generator, parent, parent_format, png_text, config,
+             watermark_id) -> SealedMedia:
+        import safety
+
+        sealed = safety.seal_image(media, fmt=fmt, params=params, claim_generator=claim_generator, parent=parent,
+                                   parent_format=parent_format, png_text=png_text if fmt == "png" else None,
+                                   config=config, watermark_id=watermark_id)
+        return SealedMedia(data=sealed.data, manifest=sealed.manifest, watermark_id=sealed.watermark_id,
+                           watermark_status=sealed.watermark_status, pixel_sha256=pixel_sha256(sealed.data),
+                           generated_sha256=image_sha256(media), width=media.width, height=media.height)
+
+    def decode(self, data: bytes):
+        from PIL import Image
+
+        im = Image.open(io.BytesIO(data))
+        im.load()
+        return im
+
+
+IMAGE = ImageModality()
