@@ -15,7 +15,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 EXIT_BAD_REQUEST = 2
 EXIT_FAILED = 1
-_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
 def _one_line(message: str, limit: int = 600) -> str:
@@ -44,8 +43,9 @@ def _progress_bar():
 def generate(
     prompt: str = typer.Argument(..., help="What to draw."),
     # a str, not a Path: Path drops the trailing "/" that marks a folder which does not exist yet
-    out: str = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.jpeg/.webp; no extension: .png) "
-                                                     "or folder (existing, or ending in /)."),
+    out: str = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.jpeg/.webp; .mp4/.gif/.webm for "
+                                                     "video; no extension: .png or .mp4) or folder (existing, "
+                                                     "or ending in /)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name, hub id, folder or .safetensors."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed; image i of a batch uses seed+i."),
     steps: Optional[int] = typer.Option(None, "--steps"),
@@ -55,8 +55,16 @@ def generate(
     guidance: Optional[float] = typer.Option(None, "--guidance", "--cfg"),
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     lora: List[str] = typer.Option([], "--lora", help="PATH[:WEIGHT], repeatable."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Init image: img2img, or the image to inpaint/outpaint."),
-    strength: Optional[float] = typer.Option(None, "--strength", help="img2img/inpaint strength in [0, 1]."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Init image: img2img, the image to inpaint/outpaint, "
+                                                             "or (video model) the still to animate."),
+    init_video: Optional[Path] = typer.Option(None, "--init-video", help="Source clip for video-to-video "
+                                                                         "(.mp4/.webm/.gif/.mov)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Video: frames per clip (model's default)."),
+    fps: Optional[float] = typer.Option(None, "--fps", help="Video: frames per second of the clip."),
+    motion_adapter: Optional[str] = typer.Option(None, "--motion-adapter",
+                                                 help="AnimateDiff: motion adapter folder or hub id."),
+    strength: Optional[float] = typer.Option(None, "--strength", help="img2img/inpaint/video-to-video strength "
+                                                                      "in [0, 1]."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpaint mask (white = repaint), same size as --init."),
     outpaint: Optional[str] = typer.Option(None, "--outpaint", help="LEFT,TOP,RIGHT,BOTTOM pixels to add."),
     batch: int = typer.Option(1, "--batch", help="Number of images (seeds seed..seed+N-1)."),
@@ -71,9 +79,11 @@ def generate(
                                              help="Allow .ckpt/.bin/.pt checkpoints (pickle can run code)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
 ) -> None:
-    """Generate (or, with --init/--mask/--outpaint, edit) images; outputs are sealed."""
+    """Generate (or, with --init/--mask/--outpaint, edit) images, or clips with a video model (--init animates
+    a still, --init-video restyles a clip); outputs are sealed."""
     import os
 
+    from .modalities import WRITABLE_SUFFIXES
     from .schema import GenerationRequest, LoraRef, Outpaint
     from .writer import check_output_targets
 
@@ -83,7 +93,7 @@ def generate(
             check_output_targets(out_path, names=[])
         except RequestError as exc:
             _fail(str(exc))
-    fmt = _FORMATS.get(out_path.suffix.lower(), "png")
+    fmt = WRITABLE_SUFFIXES.get(out_path.suffix.lower())  # None: the model's modality decides (.png / .mp4)
     try:
         request = GenerationRequest.build(
             prompt=prompt, negative_prompt=negative, model=model, seed=seed, steps=steps, width=width,
@@ -91,6 +101,8 @@ def generate(
             loras=[LoraRef.parse(item) for item in lora],
             init_image=str(init) if init else None, strength=strength, mask=str(mask) if mask else None,
             outpaint=Outpaint.parse(outpaint) if outpaint else None, output_format=fmt, accelerate=accelerate,
+            frames=frames, fps=fps, init_video=str(init_video) if init_video else None,
+            motion_adapter=motion_adapter,
             device=device, dtype=dtype,
             memory={"offload": offload, "vae_tiling": vae_tiling, "vae_slicing": vae_slicing,
                     "attention_slicing": attention_slicing},
@@ -119,8 +131,12 @@ def generate(
     for o in result.outputs:
         typer.echo(f"{o.path}  seed={o.record.seed}  sha256={o.record.sha256[:16]}  "
                    f"watermark={o.record.watermark_id or o.record.watermark_status}")
-    typer.echo(f"{len(result.outputs)} image(s) in {result.record.elapsed_s:.1f}s "
-               f"({result.record.model_name}, {result.record.sampler}, {result.record.request.steps} steps)")
+    from .modalities import modality
+
+    req = result.record.request
+    clip = f", {req.frames} frames at {req.fps:g} fps" if req.frames else ""
+    typer.echo(f"{len(result.outputs)} {modality(req.modality).noun}(s) in {result.record.elapsed_s:.1f}s "
+               f"({result.record.model_name}, {result.record.sampler}, {req.steps} steps{clip})")
 
 
 @app.command()

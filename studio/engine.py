@@ -165,8 +165,9 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
     # Last: the only check that imports diffusers (for its scheduler classes), seconds that a cheaper
     # refusal above should not wait for.
     sampler = request.sampler or entry.sampler
-    if sampler:
-        check_sampler(sampler, source.family, source.scheduler_config)
+    sampler_family = kind.sampler_family(source.family)
+    if sampler and (sampler_family or source.family is None):
+        check_sampler(sampler, sampler_family, source.scheduler_config)
     return _Checked(request, entry, inputs, source)
 
 
@@ -284,10 +285,13 @@ class Studio:
                 raise RequestError(f"{side} {fields[side]} must be a multiple of {scale} for model {entry.name}")
         fields["steps"] = request.steps or entry.steps
         fields["guidance"] = entry.guidance if request.guidance is None else request.guidance
-        fields["sampler"] = request.sampler or entry.sampler or schedulers.default_sampler(family, scheduler_config)
+        kind = modality_of(request.modality)
+        sampler_family = kind.sampler_family(family)
+        fields["sampler"] = request.sampler or entry.sampler or (
+            schedulers.default_sampler(sampler_family, scheduler_config) if sampler_family else None)
         if fields["seed"] is None:
             fields["seed"] = secrets.randbelow(2**32)
-        modality_of(request.modality).resolve(fields, request, entry, family, inputs)
+        kind.resolve(fields, request, entry, family, inputs)
         return GenerationRequest.build(**fields)
 
     def generate(
@@ -364,7 +368,8 @@ class Studio:
         request = self.resolve(request, entry, model.family, inputs, scale=max(8, scale),
                                scheduler_config=scheduler_config)
         kind.check(request, entry, model, inputs, scale=max(8, scale))  # the family the load found, too
-        check_sampler(request.sampler, model.family, scheduler_config)  # the resolved default, too
+        if kind.sampler_family(model.family):
+            check_sampler(request.sampler, kind.sampler_family(model.family), scheduler_config)  # the default too
 
         try:
             # the pickle opt-in is one decision per request: it covers the LoRAs the message names too
@@ -419,7 +424,7 @@ class Studio:
         record = GenerationRecord(
             request=request, mode=request.mode, model_name=entry.name, model_source=str(model.source),
             model_family=model.family, model_hash=model.content_hash, lora_hashes=list(lora_hashes),
-            sampler=request.sampler, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
+            sampler=request.sampler or type(model.pipe.scheduler).__name__, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
             versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3),
             input_hashes=dict(inputs.hashes),
         )

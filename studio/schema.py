@@ -14,11 +14,11 @@ from .errors import RequestError
 
 Modality = Literal["image", "video"]
 ImageFormat = Literal["png", "jpeg", "webp"]
-VideoFormat = Literal["mp4", "gif", "webm"]
-OutputFormat = Literal["png", "jpeg", "webp", "mp4", "gif", "webm"]
+VideoFormat = Literal["mp4", "gif"]  # not WebM: C2PA (c2pa-python) cannot sign it, and nothing leaves unsigned
+OutputFormat = Literal["png", "jpeg", "webp", "mp4", "gif"]
 Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "txt2vid", "img2vid", "vid2vid"]
 # Which output formats belong to which modality; the first is the default.
-FORMATS: dict[str, tuple[str, ...]] = {"image": ("png", "jpeg", "webp"), "video": ("mp4", "gif", "webm")}
+FORMATS: dict[str, tuple[str, ...]] = {"image": ("png", "jpeg", "webp"), "video": ("mp4", "gif")}
 VIDEO_ONLY_FIELDS = ("frames", "fps", "init_video", "motion_adapter")
 IMAGE_ONLY_FIELDS = ("mask", "outpaint")
 MAX_FRAMES = 257

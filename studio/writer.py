@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import safety
+from safety.media import UNSIGNABLE
 
 from .config import config_dir
 from .errors import RequestError
@@ -172,6 +173,8 @@ def _check_suffix(out: Path, fmt: str) -> None:
     suffix = out.suffix.lower()
     if not suffix:
         return  # a bare name gets the format's extension (documented): `-o star` writes star.png
+    if suffix.lstrip(".") in UNSIGNABLE:
+        raise RequestError(f"cannot write {out.name!r}: {UNSIGNABLE[suffix.lstrip('.')]}")
     if suffix not in WRITABLE_SUFFIXES:
         raise RequestError(f"cannot write {out.name!r}: outputs are {', '.join(WRITABLE_SUFFIXES)} files "
                            f"(or a folder: end the path with {os.sep})")

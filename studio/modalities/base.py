@@ -56,6 +56,11 @@ class MediaModality(ABC):
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
         """Checks that need the model's family (from disk, before loading): frames, sizes, modes."""
 
+    def sampler_family(self, family: Optional[str]) -> Optional[str]:
+        """The `schedulers` family whose catalog samplers drive a model of `family`; None when the model runs
+        only its own scheduler (the pipeline then judges a named sampler)."""
+        return family
+
     def pixels(self, request, width: int, height: int) -> int:
         """What one request costs against the device's pixel budget."""
         return width * height * request.batch

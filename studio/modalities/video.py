@@ -35,8 +35,8 @@ def _family(name: str):
 class VideoModality(MediaModality):
     name = "video"
     noun = "clip"
-    extensions = {"mp4": ".mp4", "gif": ".gif", "webm": ".webm"}
-    suffixes = {".mp4": "mp4", ".gif": "gif", ".webm": "webm"}
+    extensions = {"mp4": ".mp4", "gif": ".gif"}
+    suffixes = {".mp4": "mp4", ".gif": "gif"}
 
     def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None) -> Inputs:
         hashes: dict = {}
@@ -77,6 +77,11 @@ class VideoModality(MediaModality):
             raise RequestError(f"init video has {len(inputs.frames)} frames but {request.frames} were asked for: "
                                f"video-to-video keeps the source's frames (use --frames {len(inputs.frames)} "
                                "or fewer)")
+
+    def sampler_family(self, family: Optional[str]) -> Optional[str]:
+        # AnimateDiff runs an SD1.5 UNet, so every SD sampler applies; the other video families are flow
+        # matching / EDM models that run their own scheduler (pipelines.run_video refuses a foreign one).
+        return "sd1" if family == "animatediff" else None
 
     def pixels(self, request, width: int, height: int) -> int:
         return width * height * request.batch * (request.frames or 16)
