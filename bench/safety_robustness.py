@@ -1,6 +1,7 @@
 """Measure the seal's watermarks: robustness, false positives, latency. Prints markdown for docs/safety.md.
 
     python bench/safety_robustness.py [--images 32] [--fp 1000] [--audio 8] [--json out.json]
+    OMP_NUM_THREADS=1 python bench/safety_robustness.py --only-video --video 8 --video-fp 50   # clips, ~6 min
 
 Offline, CPU only. All media are procedural (seeded); nothing is downloaded. Uses a throw-away config dir
 (development CA + ledger) in a temp folder.
@@ -470,7 +471,8 @@ def main():
         lat = {s: bench_latency(cfg, s) for s in (512, 1024)}
         out["latency"] = lat
         lines.append("\n| seal latency (median of 5) | 512 px | 1024 px |\n|---|---|---|")
-        lines.append(f"| watermark embed only | {1000 * lat[512]['embed']:.0f} ms | {1000 * lat[1024]['embed']:.0f} ms |")
+        lines.append(f"| watermark embed only | {1000 * lat[512]['embed']:.0f} ms | "
+                     f"{1000 * lat[1024]['embed']:.0f} ms |")
         for fmt in ("png", "jpeg"):
             lines.append(f"| seal_image {fmt.upper()} (mark + encode + read-back + sign + ledger) | "
                          f"{1000 * lat[512][fmt]:.0f} ms | {1000 * lat[1024][fmt]:.0f} ms |")

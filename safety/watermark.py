@@ -329,16 +329,16 @@ class LowFreqClipMark:
     The frame is a ``grid`` x ``grid`` lattice of cells whatever its size (so the detector reads a
     half-size or upscaled copy the same way). A keyed permutation gives every cell a codeword bit (each bit gets
     ``grid**2 / 96`` cells spread over the frame, so one object does not hide a bit) and a keyed +-1 chip; the
-    cell pattern chip * (+-1 bit), bilinearly upsampled, scaled by ``strength`` levels, is added to one colour
-    channel (``channel`` of YCrCb: 1 = Cr, away from the image mark in U) of every frame: the same pattern in every frame (temporal redundancy: any
-    stretch of the clip carries the whole codeword, and moving content averages out while the mark adds up).
-    Informed embedding (improved spread spectrum, Malvar & Florencio 2003): the clip's own projection on each
-    bit's chips is measured and subtracted (at most ``iss_cap`` x strength), so flat-colour edges and texture do
-    not vote against the mark in the untouched file. Saturated pixels (white, black backgrounds) can only move
-    one way: the pattern is shifted there into the range that exists, which the detector's local-mean removal
-    ignores.
-    Detection: channel -> mean over frames -> area-resize to the lattice -> minus its 3x3 local mean -> clipped
-    at +- ``clip`` x strength (edges of flat shapes otherwise dominate) -> chip correlation averaged per bit.
+    cell pattern chip * (+-1 bit), bilinearly upsampled, scaled by ``strength`` levels, is added to one plane
+    (``channel`` of YCrCb: 1 = Cr, away from the image mark in U) of every frame: the same codeword in every
+    frame (temporal redundancy: any stretch of the clip carries all of it, and moving content averages out while
+    the mark adds up).
+    Informed embedding (improved spread spectrum, Malvar & Florencio 2003): each frame's own projection on each
+    bit's chips is measured through the detector and subtracted (at most ``iss_cap`` x strength), so flat-colour
+    edges and texture do not vote against the mark. Saturated backgrounds are the caller's to avoid
+    (``VideoWatermarker`` gives the frames headroom first).
+    Detection: the plane of the frames' mean -> area-resize to the lattice -> minus its 3x3 local mean ->
+    clipped at +- ``clip`` x strength (edges of flat shapes otherwise dominate) -> chip correlation per bit.
     """
 
     def __init__(self, key: bytes, grid: int = 32, strength: float = 4.0, channel: int = 1,
