@@ -327,6 +327,11 @@ class Studio:
                 fields["mask"] = str(mask)
             if init_video is not None:
                 fields["init_video"] = str(init_video) if isinstance(init_video, (str, Path)) else "<in-memory>"
+            if out is not None and fields.get("output_format") is None:
+                from .modalities import WRITABLE_SUFFIXES
+
+                # `out="clip.gif"` asks for a GIF as plainly as output_format="gif" does
+                fields["output_format"] = WRITABLE_SUFFIXES.get(Path(out).suffix.lower())
             request = GenerationRequest.build(**fields)
         elif fields:
             raise TypeError("pass either a request or fields, not both")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from ..errors import StudioError
+from ..modalities import EXTENSIONS
 from ..schema import GenerationRequest
 from .manifest import MANIFEST, read_manifest
 from .runner import current_cpu_threads, execute, set_cpu_threads
@@ -140,7 +141,7 @@ def _replay_items(report, keys, done, studio, target, on_item) -> None:
                 gen_new = [o["record"].get("generated_sha256") for o in result["outputs"]]
                 for i, o in enumerate(result["outputs"]):
                     name = Path(entry["outputs"][i]["path"]).name if i < len(entry.get("outputs", [])) \
-                        else f"{key}-{i}.png"
+                        else f"{key}-{i}{EXTENSIONS[o['record']['format']]}"
                     write_atomic(target / Path(name).name, o["data"])
                 reasons = explain(entry, {**result["record"], "cpu_threads": result.get("cpu_threads")})
                 if replayed == original:

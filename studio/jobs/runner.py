@@ -24,13 +24,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
 from ..errors import RequestError, StudioError
+from ..modalities import EXTENSIONS, modality
 from ..schema import GenerationRequest
 from .manifest import MANIFEST, JobLock, ManifestState, ManifestWriter, WriteIntents, read_manifest
 from .spec import Invalid, JobItem, JobSpec, assign_seeds, load_job
 
 log = logging.getLogger(__name__)
-EXTENSIONS = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
-_TMP_RE = re.compile(r"^\..+\.(png|jpg|webp)\.[A-Za-z0-9_]+\.tmp$")
+_TMP_RE = re.compile(r"^\..+\.(png|jpg|webp|mp4|gif)\.[A-Za-z0-9_]+\.tmp$")
 ItemCallback = Callable[["ItemOutcome", int, int], None]
 StepCallback = Callable[[str, int, int], None]
 
@@ -607,7 +607,7 @@ def render(
 def item_output_names(item: JobItem, count: Optional[int] = None, fmt: Optional[str] = None) -> list[str]:
     """The file names an item's outputs get in the job folder (`count`/`fmt`: what the render returned)."""
     n = item.request.batch if count is None else count
-    ext = EXTENSIONS.get(fmt or item.request.output_format or "png", ".png")
+    ext = EXTENSIONS[fmt or item.request.output_format or modality(item.request.modality).formats[0]]
     return [item.name + ("" if n == 1 else f"-{i}") + ext for i in range(n)]
 
 
@@ -633,7 +633,8 @@ def _output_problems(spec: JobSpec, out_dir: Path, overwrite: bool) -> tuple[lis
             continue  # resumed: skipped, its files are the job's
         try:
             check_output_targets(out_dir, names=item_output_names(item), overwrite=overwrite, replaceable=own,
-                                 inputs={"init image": item.request.init_image, "mask": item.request.mask},
+                                 inputs={"init image": item.request.init_image, "mask": item.request.mask,
+                                         "init video": item.request.init_video},
                                  create=False)
         except RequestError as exc:
             problems.append(Invalid(item.line, str(exc)))

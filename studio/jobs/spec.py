@@ -424,7 +424,11 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
             written = GenerationRequest.build(**fields)  # paths as written: the identity
             resolved = {"init_image": _resolve_path(base_dir, written.init_image),
                         "mask": _resolve_path(base_dir, written.mask),
+                        "init_video": _resolve_path(base_dir, written.init_video),
                         "model": _resolve_model(base_dir, written.model)}
+            if resolved["init_video"] is not None and not Path(resolved["init_video"]).is_file():
+                raise RequestError(f"init_video {written.init_video!r} does not exist "
+                                   f"(paths are relative to the job file)")
             sizes = {}
             for what in ("init_image", "mask"):
                 if resolved[what] is None:
@@ -458,6 +462,10 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
                 if problem:
                     raise RequestError(problem)
             request = written.model_copy(update={**resolved, "loras": loras})
+            if check_model is not None and getattr(entry, "modality", None):
+                # the model decides image or video, hence the output names' extension (a path or a hub id
+                # the registry does not know is decided at render time; its names follow what it returns)
+                request = request.with_modality(entry.modality)
         except (RequestError, ValueError, TypeError) as exc:
             spec.invalid.append(Invalid(raw.line, str(exc)))
             continue

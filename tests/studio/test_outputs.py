@@ -127,7 +127,7 @@ def test_api_refuses_existing_output_before_loading(tmp_path, no_load):
         studio.generate("a red circle", out=target, seed=1, overwrite=True)
     with pytest.raises(RequestError, match="cannot write 'a.bmp'"):
         studio.generate("a red circle", out=tmp_path / "a.bmp", seed=1)
-    with pytest.raises(RequestError, match="names a mp4 file but the output format is png"):
+    with pytest.raises(RequestError, match="video request but the model makes image"):
         studio.generate("a red circle", out=tmp_path / "a.mp4", seed=1)  # mini makes images
     assert target.read_bytes() == b"precious"
 
