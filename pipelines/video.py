@@ -273,7 +273,8 @@ def _own_sampler(spec: VideoFamily, own, base: dict, name: str):
     """Flow-matching / EDM video models run their own scheduler: a catalog sampler is accepted only when it
     *is* that scheduler with the model's settings (e.g. "Flow-match Euler" on LTX, "UniPC" on Wan2.1)."""
     if _is_own(name, own, base):
-        return make_scheduler(name, base, "other")
+        # an in-memory pipeline's config has no _class_name; the catalog reads flow matching from it
+        return make_scheduler(name, {**base, "_class_name": own.__name__}, "other")
     ok = [n for n in SAMPLERS if _is_own(n, own, base)]
     alt = f"use {' or '.join(repr(n) for n in ok)} or no sampler" if ok else "pass no sampler"
     raise IncompatibleSampler(f"{name} cannot drive {spec.name}: it runs only its own scheduler "
