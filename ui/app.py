@@ -1,4 +1,4 @@
-"""The Gradio web app: Generate, Edit, Batch, Gallery, Verify, Models.
+"""The Gradio web app: Generate, Edit, Video, Batch, Gallery, Verify, Models.
 
 Every handler returns *file paths of sealed outputs* (never PIL/numpy: Gradio would re-encode pixels and strip
 the C2PA manifest), the server serves only its output folder, and a failure reaches the browser as one
@@ -24,12 +24,36 @@ from . import batch as batch_mod
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
 from .errors import Cancelled, sanitize, user_message
 from .login_throttle import LoginThrottle, LoginThrottleMiddleware
-from .served_files import ServedFilesGuard
-from .handlers import (DEFAULT_SAMPLER, SIZE_PRESETS, Handlers, caption, params_view, verdict_html)
+from .served_files import ServedFilesGuard, served_type
+from .handlers import (DEFAULT_SAMPLER, SIZE_PRESETS, Handlers, caption, clip_line, is_clip, params_view,
+                       verdict_html, video_mode)
+
+from studio.modalities import MODALITIES
+from studio.registry import FAMILIES
 
 log = logging.getLogger("ui")
 DEFAULT_MAX_FILE_SIZE = "50mb"
-_FAMILIES = ["auto", "sd1", "sd2", "sdxl", "sd3", "flux", "other"]
+_FAMILIES = ["auto", *FAMILIES]
+_VIDEO = MODALITIES["video"]
+# What the Video tab takes as a clip to restyle: the video formats the upload guard lets in (ui.served_files).
+CLIP_UPLOADS = [".mp4", ".gif", ".webm"]
+
+
+class SealedVideo(gr.Video):
+    """gr.Video that hands the browser the sealed file itself. Stock gr.Video re-encodes a clip it judges
+    unplayable (a GIF, or any MP4 ffprobe does not call H.264) with ffmpeg when ffmpeg is on the PATH: the
+    player would then show an unsealed copy, without the C2PA manifest. Only MP4 reaches this player (a GIF
+    clip plays in an image element), and it goes out untouched."""
+
+    def get_block_name(self) -> str:
+        return "video"  # the stock frontend component
+
+    def postprocess(self, value):
+        if value is None:
+            return None
+        from gradio.data_classes import FileData
+
+        return FileData(path=str(value), orig_name=Path(str(value)).name)
 
 CSS = """
 .gradio-container {max-width: 1440px !important; width: 100% !important; margin: auto;}
@@ -237,10 +261,19 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             return 30, 7.5, DEFAULT_SAMPLER, 512, 512
         return e.steps, e.guidance, e.sampler or DEFAULT_SAMPLER, e.width, e.height
 
-    def model_controls(prefix):
-        """Model, sampler, steps and guidance: the same controls on the Generate and Edit tabs."""
+    def clip_defaults(name):
+        """(frames, fps) of a video model; None leaves it to the model's family."""
+        e = h.registry.entries.get(name)
+        return (getattr(e, "frames", None), getattr(e, "fps", None)) if e is not None else (None, None)
+
+    def model_controls(prefix, modality="image"):
+        """Model, sampler, steps and guidance: the same controls on the Generate, Edit and Video tabs."""
+        model0 = h.default_model(modality)
+        steps0, guid0, sampler0, _, _ = entry_defaults(model0)
+        if sampler0 not in samplers:
+            sampler0 = DEFAULT_SAMPLER
         with gr.Row():
-            model = gr.Dropdown(h.model_choices(), value=model0, label="Model", elem_id=f"{prefix}-model")
+            model = gr.Dropdown(h.model_choices(modality), value=model0, label="Model", elem_id=f"{prefix}-model")
             sampler = gr.Dropdown(samplers, value=sampler0, label="Sampler", elem_id=f"{prefix}-sampler")
         with gr.Row():
             # Minimum 0, not 1: the slider clamps a typed value to its minimum without a word, so a typed 0 would
@@ -249,17 +282,17 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             guidance = gr.Slider(0, 20, value=guid0, step=0.5, label="Guidance (CFG)", elem_id=f"{prefix}-guidance")
         return model, sampler, steps, guidance
 
-    model0 = h.default_model()
-    steps0, guid0, sampler0, w0, h0 = entry_defaults(model0)
     samplers = h.samplers()
-    if sampler0 not in samplers:
-        sampler0 = DEFAULT_SAMPLER
+    _, _, _, w0, h0 = entry_defaults(h.default_model())
+    video0 = h.default_model("video")
+    _, _, _, vw0, vh0 = entry_defaults(video0)
+    frames0, fps0 = clip_defaults(video0)
 
     with gr.Blocks(title="diffusion-studio", analytics_enabled=False, fill_width=True) as demo:
         demo.ui_handlers = h
         demo.ui_out_dir = out
         gr.HTML('<div id="ds-header"><h1>diffusion-studio</h1>'
-                '<span class="tag">text-to-image, editing and batch rendering</span>'
+                '<span class="tag">text-to-image, editing, video and batch rendering</span>'
                 '<span class="seal">every output is watermarked and C2PA-signed</span></div>')
         last_seed = gr.State(None)
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -356,6 +389,55 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         with gr.Accordion("Parameters", open=False):
                             e_params = gr.JSON(label="Parameters", elem_id="e-params")
 
+            # ---------------------------------------------------------------------------------- Video
+            with gr.Tab("Video", id="video", elem_id="tab-video") as video_tab:
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5, min_width=360):
+                        vd_prompt = gr.Textbox(label="Prompt", lines=3, elem_id="vd-prompt",
+                                               placeholder="a red ball bouncing on a white floor")
+                        vd_negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="vd-negative")
+                        vd_model, vd_sampler, vd_steps, vd_guidance = model_controls("vd", _VIDEO.name)
+                        with gr.Row():
+                            # Empty = the model's default; checked (with the field named) by Handlers.video_fields.
+                            vd_frames = gr.Number(value=frames0, label="Frames", precision=None, step=1,
+                                                  elem_id="vd-frames", min_width=80)
+                            vd_fps = gr.Number(value=fps0, label="FPS", precision=None, step=1, elem_id="vd-fps",
+                                               min_width=80)
+                            vd_width = gr.Number(value=vw0, label="Width", precision=None, step=8,
+                                                 elem_id="vd-width", min_width=80)
+                            vd_height = gr.Number(value=vh0, label="Height", precision=None, step=8,
+                                                  elem_id="vd-height", min_width=80)
+                        with gr.Row():
+                            vd_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="vd-seed")
+                            vd_format = gr.Radio(list(_VIDEO.formats), value=_VIDEO.formats[0], label="Format",
+                                                 elem_id="vd-format")
+                        with gr.Accordion("Source (optional): animate an image, or restyle a clip", open=True):
+                            with gr.Row():
+                                vd_image = gr.File(label="Image to animate (img2vid)", file_types=["image"],
+                                                   type="filepath", elem_id="vd-image", height=100)
+                                vd_clip = gr.File(label="Clip to restyle (vid2vid)", file_types=CLIP_UPLOADS,
+                                                  type="filepath", elem_id="vd-clip", height=100)
+                            vd_strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, visible=False,
+                                                    label="Strength (how far the clip is restyled)",
+                                                    elem_id="vd-strength")
+                        vd_mode = gr.Markdown(f"**Mode:** {video_mode()}", elem_id="vd-mode")
+                        with gr.Row():
+                            vd_go = gr.Button("Generate clip", variant="primary", elem_id="vd-go", scale=3)
+                            vd_cancel = gr.Button("Cancel", variant="stop", elem_id="vd-cancel", scale=1)
+                    with gr.Column(scale=7, min_width=420):
+                        vd_player = SealedVideo(label="Sealed clip", interactive=False, autoplay=True, loop=True,
+                                                height=400, elem_id="vd-player", buttons=["download"])
+                        vd_gif = gr.Image(label="Sealed clip (GIF)", type="filepath", interactive=False,
+                                          height=400, elem_id="vd-gif", buttons=[], visible=False)
+                        vd_status = gr.Markdown("", elem_classes="ds-status", elem_id="vd-status")
+                        vd_live = gr.Image(label="Live preview (sealed, first frame)", type="filepath",
+                                           interactive=False, height=160, elem_id="vd-live", buttons=[],
+                                           visible=False)
+                        vd_files = gr.File(label="Download the sealed clip", file_count="multiple",
+                                           interactive=False, elem_id="vd-files", height=90)
+                        with gr.Accordion("Parameters", open=True):
+                            vd_params = gr.JSON(label="Parameters", elem_id="vd-params")
+
             # ---------------------------------------------------------------------------------- Batch
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 with gr.Row(equal_height=False):
@@ -397,6 +479,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         with gr.Row():
                             h_reuse = gr.Button("Reuse settings", variant="primary", elem_id="h-reuse")
                             h_to_edit = gr.Button("Send to Edit", elem_id="h-to-edit")
+                        h_video = SealedVideo(label="Sealed clip", interactive=False, autoplay=True, loop=True,
+                                              height=240, elem_id="h-video", visible=False, buttons=[])
                         h_file = gr.File(label="Sealed file", interactive=False, elem_id="h-file", height=90)
                         h_params = gr.JSON(label="Parameters", elem_id="h-params")
                 h_entries = gr.State([])
@@ -570,6 +654,69 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             concurrency_id="device", concurrency_limit=1)
         e_cancel.click(do_cancel, None, [e_status], cancels=[e_event], queue=False)
 
+        # -- video
+        def on_video_model(name):
+            steps, guidance, sampler, w, hh = entry_defaults(name)
+            if sampler not in samplers:
+                sampler = DEFAULT_SAMPLER
+            return (steps, guidance, sampler, w, hh, *clip_defaults(name))
+
+        vd_model.change(on_video_model, [vd_model],
+                        [vd_steps, vd_guidance, vd_sampler, vd_width, vd_height, vd_frames, vd_fps], queue=False)
+        # Models added in the Models tab (or by another visitor) show up without a reload.
+        video_tab.select(lambda: gr.update(choices=h.model_choices(_VIDEO.name)), None, [vd_model], queue=False)
+
+        def on_video_source(image, clip):
+            both = " — give one source, not both" if image and clip else ""
+            return gr.update(visible=bool(clip)), f"**Mode:** {video_mode(image, clip)}{both}"
+
+        for src in (vd_image, vd_clip):
+            src.change(on_video_source, [vd_image, vd_clip], [vd_strength, vd_mode], queue=False)
+
+        def clip_views(entry: dict):
+            """(player, image) updates showing a sealed clip: what the browser plays as video goes to the player,
+            an animated image (GIF) to an image element; the file is the sealed one either way."""
+            if served_type(entry["file"])[0].startswith("video/"):
+                return gr.update(value=entry["file"], visible=True), gr.update(value=None, visible=False)
+            return gr.update(value=None, visible=False), gr.update(value=entry["file"], visible=True)
+
+        @guarded(status=3, outputs=6)
+        def do_video(prompt, negative, model, sampler, steps, guidance, frames, fps, width, height, seed, fmt,
+                     image, clip, strength, request: gr.Request, progress=gr.Progress()):
+            model = checked_model(model, "model", h.registry)
+            image = checked_path(image, "image to animate", roots)
+            clip = checked_path(clip, "clip to restyle", roots)
+            cancel = h.cancel_event(session(request), reset=True)
+            fields = h.video_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
+                                    guidance=guidance, width=width, height=height, seed=seed, frames=frames,
+                                    fps=fps, fmt=fmt)
+            sess = session(request)
+            tracker = _progress(progress)
+            for kind, value in _streamed(lambda on_preview: h.video(
+                    fields, image=image, clip=clip, strength=strength, progress=tracker, cancel=cancel,
+                    preview=on_preview, session=sess), tracker):
+                if kind == "preview":
+                    yield (gr.skip(),) * 5 + (gr.update(value=value, visible=True),)
+                elif kind == "status":
+                    yield (gr.skip(),) * 3 + (value,) + (gr.skip(),) * 2
+            entry = value[0]
+            req = entry.get("request", {})
+            status = (f"{entry['mode']}: sealed {_VIDEO.noun} ({clip_line(entry)}, {entry['width']}×"
+                      f"{entry['height']}, {entry.get('format')}) in {entry.get('elapsed_s', 0):.1f}s · "
+                      f"{entry['model']} · {entry['sampler']} · {req.get('steps')} steps · seed {entry['seed']}")
+            if req.get("init_image") or req.get("init_video"):
+                status += " · source recorded as the C2PA ingredient"
+            player, still = clip_views(entry)
+            yield (player, still, [entry["file"]], status, params_view(entry), gr.update(value=None, visible=False))
+
+        vd_event = vd_go.click(
+            do_video,
+            [vd_prompt, vd_negative, vd_model, vd_sampler, vd_steps, vd_guidance, vd_frames, vd_fps, vd_width,
+             vd_height, vd_seed, vd_format, vd_image, vd_clip, vd_strength],
+            [vd_player, vd_gif, vd_files, vd_status, vd_params, vd_live],
+            show_progress_on=[vd_player], concurrency_id="device", concurrency_limit=1)
+        vd_cancel.click(do_cancel, None, [vd_status], cancels=[vd_event], queue=False)
+
         # -- batch
         @guarded
         def on_batch_file(path):
@@ -612,28 +759,48 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         def on_hist_select(entries, evt: gr.SelectData):
             i = evt.index if isinstance(evt.index, int) else 0
             if not entries or i >= len(entries):
-                return gr.update(), gr.update(), gr.update(), None
+                return gr.update(), gr.update(), gr.update(), None, gr.update()
             e = entries[i]
             head, _details, _data = h.verify(e["file"])
-            return verdict_html(head), e["file"], params_view(e), e
+            plays = is_clip(e) and served_type(e["file"])[0].startswith("video/")
+            player = gr.update(value=e["file"] if plays else None, visible=plays)
+            return verdict_html(head), e["file"], params_view(e), e, player
 
-        h_gallery.select(on_hist_select, [h_entries], [h_verdict, h_file, h_params, h_selected])
+        h_gallery.select(on_hist_select, [h_entries], [h_verdict, h_file, h_params, h_selected, h_video])
 
-        @guarded(status=12, outputs=13)
+        image_form = [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_size, g_width, g_height,
+                      g_seed, g_batch]
+        video_form = [vd_prompt, vd_negative, vd_model, vd_sampler, vd_steps, vd_guidance, vd_frames, vd_fps,
+                      vd_width, vd_height, vd_seed, vd_format]
+
+        @guarded(status=len(image_form) + len(video_form) + 1, outputs=len(image_form) + len(video_form) + 2)
         def reuse(e):
+            """An image's settings fill the Generate form, a clip's the Video form (the other one is left as
+            it is)."""
             if not e:
                 raise gr.Error("pick an image in the gallery first", print_exception=False)
             r = e.get("request", {})
             model = e.get("model") if e.get("model") in h.registry.entries else gr.update()
-            return (r.get("prompt", ""), r.get("negative_prompt", ""), model,
-                    r.get("sampler") or DEFAULT_SAMPLER, r.get("steps"), r.get("guidance"), "Custom",
-                    r.get("width"), r.get("height"), r.get("seed", -1), 1, gr.Tabs(selected="generate"), gr.skip())
+            common = (r.get("prompt", ""), r.get("negative_prompt", ""), model, r.get("sampler") or DEFAULT_SAMPLER,
+                      r.get("steps"), r.get("guidance"))
+            if is_clip(e):
+                fmt = e.get("format") if e.get("format") in _VIDEO.formats else gr.update()
+                values = common + (r.get("frames"), r.get("fps"), r.get("width"), r.get("height"),
+                                   r.get("seed", -1), fmt)
+                return (gr.skip(),) * len(image_form) + values + (gr.Tabs(selected="video"), gr.skip())
+            values = common + ("Custom", r.get("width"), r.get("height"), r.get("seed", -1), 1)
+            return values + (gr.skip(),) * len(video_form) + (gr.Tabs(selected="generate"), gr.skip())
 
-        h_reuse.click(reuse, [h_selected],
-                      [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_size, g_width, g_height,
-                       g_seed, g_batch, tabs, h_count], queue=False)
-        h_to_edit.click(lambda e: send_to_edit([e] if e else [], 0, "pick an image in the gallery first"),
-                        [h_selected], edit_targets + [h_count], queue=False)
+        h_reuse.click(reuse, [h_selected], image_form + video_form + [tabs, h_count], queue=False)
+
+        def gallery_to_edit(e):
+            if e and is_clip(e):
+                raise gr.Error(f"a {_VIDEO.noun} cannot be edited in the Edit tab: upload it in the Video tab as "
+                               f"the clip to restyle", print_exception=False)
+            return send_to_edit([e] if e else [], 0, "pick an image in the gallery first")
+
+        gallery_to_edit = guarded(gallery_to_edit, status=len(edit_targets), outputs=len(edit_targets) + 1)
+        h_to_edit.click(lambda e: gallery_to_edit(e), [h_selected], edit_targets + [h_count], queue=False)
 
         # -- verify
         @guarded
@@ -649,17 +816,19 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         # -- models
         def refresh_models():
             choices = h.model_choices()
-            return h.model_rows(), gr.update(choices=choices), gr.update(choices=choices)
+            return (h.model_rows(), gr.update(choices=choices), gr.update(choices=choices),
+                    gr.update(choices=h.model_choices(_VIDEO.name)))
 
-        m_refresh.click(refresh_models, None, [m_table, g_model, e_model], queue=False)
+        m_refresh.click(refresh_models, None, [m_table, g_model, e_model, vd_model], queue=False)
 
-        @guarded(status=3, outputs=4)
+        @guarded(status=3, outputs=5)
         def add_model(name, path, family):
             added = h.add_model(name, path, family)
-            rows, g_upd, e_upd = refresh_models()
-            return rows, g_upd, e_upd, f"✓ added **{added}**; pick it in the Model menu."
+            rows, g_upd, e_upd, vd_upd = refresh_models()
+            return rows, g_upd, e_upd, f"✓ added **{added}**; pick it in the Model menu.", vd_upd
 
-        m_add.click(add_model, [m_name, m_path, m_family], [m_table, g_model, e_model, m_status], queue=False)
+        m_add.click(add_model, [m_name, m_path, m_family], [m_table, g_model, e_model, m_status, vd_model],
+                    queue=False)
 
     return demo
 

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import studio
 from studio import GenerationRequest, RequestError, StudioError
+from studio.modalities import MODALITIES, modality as modality_of
 
 from .browser_paths import checked_path
 from .errors import Cancelled, sanitize
@@ -71,15 +72,20 @@ class Handlers:
         """Entries of models.toml the registry ignored, each with its reason."""
         return list(getattr(self.registry, "problems", []))
 
-    def model_choices(self) -> list[tuple[str, str]]:
+    def model_choices(self, modality: Optional[str] = "image") -> list[tuple[str, str]]:
+        """The menu of models making `modality` (None: every model): an image model in the Video tab (or a clip
+        model in Generate) would only be refused by the engine after the user filled the form."""
         out = []
         for e in self.registry.entries.values():
-            out.append((f"{e.name}" + ("" if _available(e) else "  (not downloaded)"), e.name))
+            if modality is None or entry_modality(e) == modality:
+                out.append((f"{e.name}" + ("" if _available(e) else "  (not downloaded)"), e.name))
         return out
 
-    def default_model(self) -> str:
+    def default_model(self, modality: str = "image") -> str:
+        entries = {n: e for n, e in self.registry.entries.items() if entry_modality(e) == modality}
         name = self.registry.default_name()
-        entries = self.registry.entries
+        if modality != "image":  # the registry names the image default; a modality's own is "<default>-<name>"
+            name = next((n for n in entries if n == f"{name}-{modality}"), next(iter(entries), name))
         if name in entries and _available(entries[name]):
             return name
         user = [e.name for e in entries.values() if not e.builtin and _available(e)]
@@ -153,6 +159,7 @@ class Handlers:
         }
 
     def generate(self, fields: dict, *, init_image: Optional[str] = None, mask: Optional[str] = None,
+                 init_video: Optional[str] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None,
                  source: str = "generate", out_stem: Optional[Path] = None,
                  preview: Optional[Callable[[str], None]] = None, session: str = "-") -> list[dict]:
@@ -164,10 +171,16 @@ class Handlers:
             fields["init_image"] = str(init_image)
         if mask is not None:
             fields["mask"] = str(mask)
+        if init_video is not None:
+            fields["init_video"] = str(init_video)
         request = GenerationRequest.build(**fields)
         if request.model is None:
-            request = GenerationRequest.build(**{**fields, "model": self.default_model()})
-        self.registry.resolve(request.model)  # UnknownModel before anything slow
+            request = GenerationRequest.build(**{**fields, "model": self.default_model(request.modality or "image")})
+        entry = self.registry.resolve(request.model)  # UnknownModel before anything slow
+        # The engine decides the modality from the model; deciding it here too names the file (folder, mode,
+        # extension) and refuses an image model in the Video tab, or a clip model in Generate, before any load.
+        decided = request.with_modality(request.modality or entry_modality(entry))
+        kind = modality_of(decided.modality)
 
         def on_step(step: int, total: int) -> None:
             if cancel is not None and cancel.is_set():
@@ -179,8 +192,9 @@ class Handlers:
             raise Cancelled("cancelled")
         if progress is not None:
             progress(0, 1, f"loading {request.model}")
-        stem = out_stem or (self.out_dir / "images" / time.strftime("%Y%m%d") /
-                            f"{time.strftime('%H%M%S')}-{request.mode}-{uuid.uuid4().hex[:6]}.png")
+        stem = out_stem or (self.out_dir / f"{kind.noun}s" / time.strftime("%Y%m%d") /
+                            f"{time.strftime('%H%M%S')}-{decided.mode}-{uuid.uuid4().hex[:6]}"
+                            f"{kind.extensions[decided.output_format]}")
         stem.parent.mkdir(parents=True, exist_ok=True)
         on_preview = None
         if preview is not None:
@@ -192,8 +206,40 @@ class Handlers:
                 preview(str(output.save(preview_dir / f"{run_id}-{step:04d}.png")))
 
         result = self.studio.generate(request, out=stem, progress=on_step, preview=on_preview,
-                                      init_image=init_image, mask=mask)
+                                      init_image=init_image, mask=mask, init_video=init_video)
         return [self._record(result, o, source) for o in result.outputs]
+
+    # -- video ----------------------------------------------------------------------------------------------
+    def video_fields(self, *, prompt, negative="", model=None, sampler=None, steps=None, guidance=None,
+                     width=None, height=None, seed=None, frames=None, fps=None, fmt=None) -> dict:
+        """The Video tab's form -> request fields; `modality` is set so an image model is refused in one line
+        (by the schema's `with_modality`) instead of rendering a still where a clip was asked for."""
+        fields = self.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
+                                     guidance=guidance, size="Custom", width=width, height=height, seed=seed,
+                                     batch=1)
+        kind = MODALITIES["video"]
+        fps = _number(fps, "fps")
+        if fps is not None and fps <= 0:
+            raise RequestError("fps must be above 0")
+        if fmt not in (None, "") and fmt not in kind.formats:
+            raise RequestError(f"format must be one of {', '.join(kind.formats)}, not {str(fmt)[:20]!r}")
+        return {**fields, "modality": kind.name, "frames": _number(frames, "frames", whole=True, minimum=1),
+                "fps": fps, "output_format": fmt or None}
+
+    def video(self, fields: dict, *, image: Optional[str] = None, clip: Optional[str] = None,
+              strength: Optional[float] = None, progress: Optional[ProgressFn] = None,
+              cancel: Optional[threading.Event] = None, preview: Optional[Callable[[str], None]] = None,
+              session: str = "-") -> list[dict]:
+        """A clip from a prompt (txt2vid), from a still it animates (img2vid) or from a clip it restyles at
+        `strength` (vid2vid): the mode follows the source given. The source file is passed as it was uploaded,
+        so it becomes the clip's C2PA ingredient."""
+        if image and clip:
+            raise RequestError("give either an image to animate or a clip to restyle, not both")
+        fields = dict(fields)
+        if clip:
+            fields["strength"] = _number(strength, "strength", minimum=0)
+        return self.generate(fields, init_image=image or None, init_video=clip or None, progress=progress,
+                             cancel=cancel, source="video", preview=preview, session=session)
 
     def _record(self, result, output, source: str) -> dict:
         path = Path(output.path).resolve()
@@ -201,7 +247,7 @@ class Handlers:
             raise StudioError("the studio wrote an output outside the UI's output folder")
         rec = result.record
         req = rec.request.model_dump(mode="json")
-        for key in ("init_image", "mask"):
+        for key in ("init_image", "mask", "init_video"):
             if req.get(key):
                 req[key] = Path(req[key]).name
         entry = {
@@ -221,6 +267,10 @@ class Handlers:
             "watermark_status": output.record.watermark_status,
             "request": {**req, "seed": output.record.seed, "batch": 1},
         }
+        entry.update(modality=req.get("modality") or "image", format=getattr(output.record, "format", None))
+        for key in ("frames", "fps"):  # a clip's; an image has neither
+            if getattr(output.record, key, None) is not None:
+                entry[key] = getattr(output.record, key)
         if self.verify_on_write:
             entry.update(self._quick_verify(path))
         entry = self.history.add(entry)
@@ -319,6 +369,23 @@ def _default_studio():
         return studio.Studio()
 
 
+def entry_modality(entry) -> str:
+    """What a registry entry makes; an entry whose family is decided at load time is taken for an image model
+    (the engine says otherwise, in one line, if its files turn out to be a video pipeline)."""
+    return getattr(entry, "modality", None) or "image"
+
+
+def video_mode(image=None, clip=None) -> str:
+    """The mode a Video tab request runs in, as the schema decides it from the source given."""
+    return GenerationRequest.build(prompt="-", modality="video", init_image=str(image) if image else None,
+                                   init_video=str(clip) if clip and not image else None).mode
+
+
+def is_clip(entry: dict) -> bool:
+    """A history entry of a clip (entries written before video had no modality: images)."""
+    return (entry.get("modality") or "image") != "image"
+
+
 def _available(entry) -> bool:
     try:
         return bool(entry.available_locally())
@@ -366,16 +433,35 @@ def _sanitize_obj(obj, out_dir):
     return obj
 
 
+def sealed_ok(entry: dict) -> bool:
+    """Sealed as it should be: valid credentials, and the watermark where the output could carry one (a clip
+    below the mark's minimum size is sealed without it, and says so in its watermark status)."""
+    unmarkable = entry.get("watermark_status") == "too_small"
+    return entry.get("verify") in VERIFY_GOOD and (unmarkable or entry.get("watermark_found", True))
+
+
+def clip_line(entry_or_info: dict) -> str:
+    """"16 frames @ 8 fps" (and the duration when known) for a clip entry or a verify report's clip info."""
+    frames, fps = entry_or_info.get("frames"), entry_or_info.get("fps")
+    if not frames:
+        return ""
+    text = f"{frames} frames" + (f" @ {fps:g} fps" if fps else "")
+    if entry_or_info.get("duration_s"):
+        text += f" ({entry_or_info['duration_s']:g}s)"
+    return text
+
+
 def caption(entry: dict) -> str:
-    ok = entry.get("verify") in VERIFY_GOOD and entry.get("watermark_found", True)
-    mark = "✓ sealed" if ok else ("? " + str(entry.get("verify", "unverified")))
-    return f"seed {entry.get('seed')} · {entry.get('model')} · {mark}"
+    mark = "✓ sealed" if sealed_ok(entry) else ("? " + str(entry.get("verify", "unverified")))
+    what = f"{modality_of(entry.get('modality')).noun} {clip_line(entry)} · " if is_clip(entry) else ""
+    return f"{what}seed {entry.get('seed')} · {entry.get('model')} · {mark}"
 
 
 def params_view(entry: dict) -> dict:
     """What the browser is shown about one output (no server paths)."""
-    keys = ("id", "time", "source", "mode", "model", "family", "sampler", "seed", "width", "height", "elapsed_s",
-            "sha256", "watermark_id", "watermark_status", "verify", "watermark_found", "request")
+    keys = ("id", "time", "source", "modality", "mode", "model", "family", "sampler", "seed", "width", "height",
+            "format", "frames", "fps", "elapsed_s", "sha256", "watermark_id", "watermark_status", "verify",
+            "watermark_found", "request")
     view = {k: entry[k] for k in keys if k in entry}
     view["file"] = entry.get("path")
     return view
@@ -384,6 +470,8 @@ def params_view(entry: dict) -> dict:
 def verdict(rep) -> str:
     """A one-line verdict (kept plain so tests and screen readers can read it)."""
     wm = f"watermark found (ID {rep.watermark_id})" if rep.watermark_found else "no watermark found"
+    if not rep.watermark_found and (rep.manifest or {}).get("watermark_status") == "too_small":
+        wm += " (the signed manifest says it was too small to carry one)"
     if rep.state in VERIFY_GOOD:
         head = "Authentic: C2PA " + rep.state + ", " + wm if rep.watermark_found else \
             "C2PA " + rep.state + ", but " + wm
@@ -414,6 +502,10 @@ def _render_report(rep, name: str, out_dir: Path) -> str:
     lines = [f"**File:** {_code(name)}  ", f"**C2PA state:** {_code(rep.state)} (exit code {rep.exit_code})  "]
     if rep.fmt:
         lines.append(f"**Format:** {rep.fmt} ({rep.mime})  ")
+    clip = getattr(rep, "video", None)
+    if isinstance(clip, dict) and clip.get("frames"):
+        size = f", {clip['width']}×{clip['height']}" if clip.get("width") else ""
+        lines.append(f"**Clip:** {clip_line(clip)}{size}  ")
     if rep.error:
         lines.append(f"**Error:** {sanitize(rep.error, out_dir)}  ")
     for f in rep.failures or []:
@@ -425,7 +517,8 @@ def _render_report(rep, name: str, out_dir: Path) -> str:
     if rep.watermark_found:
         lines.append(f"Found: ID {_code(rep.watermark_id)} (bit agreement {rep.watermark_confidence:.2f})")
     else:
-        lines.append("Not found")
+        status = m.get("watermark_status")
+        lines.append("Not found" + (f" (status recorded at signing: {_code(status)})" if status else ""))
     lines += ["", "#### Ledger"]
     if rep.ledger_match:
         rec = rep.recovered_manifest or {}
@@ -445,7 +538,7 @@ def _params_line(params, out_dir: Path) -> str:
     parts = [("model", params.get("model_name")), ("mode", params.get("mode")), ("seed", params.get("seed")),
              ("sampler", params.get("sampler")), ("steps", req.get("steps")), ("guidance", req.get("guidance")),
              ("size", f"{req.get('width')}×{req.get('height')}" if req.get("width") else None),
-             ("strength", req.get("strength"))]
+             ("frames", req.get("frames")), ("fps", req.get("fps")), ("strength", req.get("strength"))]
     text = " · ".join(f"{k} {_code(v)}" for k, v in parts if v is not None)
     if req.get("prompt"):
         text += f" · prompt {_code(sanitize(req['prompt'], out_dir))}"
