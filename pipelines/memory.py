@@ -23,6 +23,13 @@ def _vae_option(vae, what: str, on: bool) -> bool:
 
 
 def _attention_slicing(pipe, on: bool) -> bool:
+    sliceable = any(hasattr(m, "set_attention_slice") for m in pipe.components.values())
+    if on and not sliceable:
+        # diffusers' enable_attention_slicing silently skips models without sliced attention (the video
+        # transformers): report what happened
+        warnings.warn(f"{type(pipe).__name__} does not support attention slicing; ignored", RuntimeWarning,
+                      stacklevel=3)
+        return False
     try:
         if on:
             pipe.enable_attention_slicing()

@@ -72,8 +72,8 @@ def tiny_cogvideox(seed: int = 0, i2v: bool = False):
 
     torch.manual_seed(seed)
     transformer = CogVideoXTransformer3DModel(
-        num_attention_heads=4, attention_head_dim=16 if i2v else 8, in_channels=8 if i2v else 4, out_channels=4, time_embed_dim=2,
-        text_embed_dim=32, num_layers=1, sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
+        num_attention_heads=4, attention_head_dim=16 if i2v else 8, in_channels=8 if i2v else 4, out_channels=4,
+        time_embed_dim=2, text_embed_dim=32, num_layers=1, sample_width=2, sample_height=2, sample_frames=9, patch_size=2,
         temporal_compression_ratio=4, max_text_seq_length=16, use_rotary_positional_embeddings=i2v).eval()
     torch.manual_seed(seed + 1)
     vae = AutoencoderKLCogVideoX(in_channels=3, out_channels=3, down_block_types=("CogVideoXDownBlock3D",) * 4,
@@ -87,7 +87,8 @@ def tiny_cogvideox(seed: int = 0, i2v: bool = False):
 
 def tiny_ltx(seed: int = 0):
     """LTXPipeline with the real VAE's compression (patch 4 x three 2x stages = 32 px, 8 frames per latent)."""
-    from diffusers import AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline, LTXVideoTransformer3DModel
+    from diffusers import (AutoencoderKLLTXVideo, FlowMatchEulerDiscreteScheduler, LTXPipeline,
+                           LTXVideoTransformer3DModel)
 
     torch.manual_seed(seed)
     transformer = LTXVideoTransformer3DModel(in_channels=8, out_channels=8, patch_size=1, patch_size_t=1,

@@ -6,9 +6,8 @@ import torch
 from _pl_helpers import pattern
 
 import pipelines
-from pipelines import (VIDEO_FAMILIES, VIDEO_MODES, ModelNotAvailable, UnsafeCheckpoint, check_video_request,
-                       from_pipeline, inspect_source, latent_preview, load_model, run_video, tiny, tiny_video,
-                       video_family_for)
+from pipelines import (VIDEO_FAMILIES, VIDEO_MODES, check_video_request, from_pipeline, latent_preview, run_video,
+                       tiny, tiny_video, video_family_for)
 
 K = dict(prompt="a red fox running", negative_prompt="blurry", steps=2, guidance=5.0)
 # (builder, kwargs, size, frames) per tiny model; sizes are each family's smallest legal size
@@ -262,7 +261,8 @@ def test_decode_chunk_size_reaches_the_vae(monkeypatch):
     for key in ("animatediff", "svd"):
         cls = type(model_of(key).pipe)
         orig = cls.decode_latents
-        monkeypatch.setattr(cls, "decode_latents", lambda self, *a, _o=orig, **kw: seen.append(a[-1]) or _o(self, *a, **kw))
+        monkeypatch.setattr(cls, "decode_latents",
+                            lambda self, *a, _o=orig, **kw: seen.append(a[-1]) or _o(self, *a, **kw))
     a = render("animatediff", "txt2vid", [1], decode_chunk_size=3)
     render("svd", "img2vid", [1], decode_chunk_size=2)
     render("svd", "img2vid", [1])
@@ -279,8 +279,12 @@ def test_memory_options_on_video_vaes():
     assert applied["vae_tiling"] and applied["vae_slicing"] and wan.pipe.vae.use_tiling
     assert len(run_video(wan, mode="txt2vid", width=16, height=16, frames=9, fps=16, seeds=[0], **K)[0]) == 9
     svd = from_pipeline(tiny_video.tiny_svd())
-    applied = pipelines.apply_memory_options(svd, vae_slicing=True, attention_slicing=True)
-    assert isinstance(applied["vae_slicing"], bool)
+    with pytest.warns(RuntimeWarning, match="AutoencoderKLTemporalDecoder does not support VAE tiling"):
+        applied = pipelines.apply_memory_options(svd, vae_tiling=True, attention_slicing=True)
+    # SVD's temporal VAE has no tiling (decode_chunk_size bounds its memory); nor do its attention blocks slice
+    assert applied["vae_tiling"] is False and applied["attention_slicing"] is False
+    with pytest.warns(RuntimeWarning, match="does not support attention slicing"):
+        assert pipelines.apply_memory_options(wan, attention_slicing=True)["attention_slicing"] is False
     assert len(run_video(svd, mode="img2vid", width=32, height=32, frames=4, fps=7, seeds=[0],
                          init_image=pattern(32), **K)[0]) == 4
     with pytest.warns(RuntimeWarning, match="needs CUDA"):

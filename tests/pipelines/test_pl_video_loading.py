@@ -82,7 +82,8 @@ def test_sd_base_plus_motion_adapter_is_animatediff(sd_base, adapters):
     assert m.motion_adapter_source == str(adapters[0])
     assert load_model(sd_base, family="animatediff", motion_adapter=adapters[0]).content_hash == m.content_hash
     # the same weights combined in memory give the same clip: the adapter's weights were the ones loaded
-    ref = from_pipeline(AnimateDiffPipeline.from_pipe(tiny.tiny_sd(), motion_adapter=tiny_video.tiny_motion_adapter(10)))
+    ref = from_pipeline(AnimateDiffPipeline.from_pipe(tiny.tiny_sd(),
+                                                      motion_adapter=tiny_video.tiny_motion_adapter(10)))
     assert np.array_equal(frames_of(m, "txt2vid", 32, 8), frames_of(ref, "txt2vid", 32, 8))
     assert m.supports("vid2vid") and not m.supports("img2vid")
     assert inspect_source(sd_base, motion_adapter=adapters[0]).family == "animatediff"
