@@ -67,3 +67,19 @@ def pick(page, dropdown_id: str, option: str) -> None:
 
 def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
+
+
+VIDEO_SIZE, VIDEO_FRAMES, VIDEO_STEPS = 64, 8, 2  # a tiny clip renders in seconds on a CPU
+
+
+def add_tiny_video_model(registry, directory: Path, name: str = "tiny-video", kind: str = "animatediff") -> str:
+    """Register a tiny random video pipeline (`animatediff`: txt2vid/vid2vid, `svd`: img2vid) under `name`,
+    with defaults that render a 64x64, 8-frame clip in 2 steps. Built once per folder."""
+    from pipelines import tiny_video
+
+    build = {"animatediff": tiny_video.tiny_animatediff, "svd": tiny_video.tiny_svd}[kind]
+    if not (Path(directory) / "model_index.json").exists():
+        tiny_video.save_tiny_video(build(), directory)
+    registry.add(name, str(directory), None, width=VIDEO_SIZE, height=VIDEO_SIZE, steps=VIDEO_STEPS,
+                 guidance=5.0, frames=VIDEO_FRAMES, fps=8)
+    return name
