@@ -100,9 +100,11 @@ def _unsupported_mode(fam: VideoFamily, mode: str) -> str:
 VIDEO_FAMILIES: dict[str, VideoFamily] = {
     # SD1.5 UNet + motion modules: any size the SD VAE takes, up to the adapter's positional table (32 for the
     # released v1-5-2/v1-5-3 adapters); trained at 16 frames, 8 fps.
+    # img2vid is the stock AnimateDiffPipeline with frame 0 held to the given image (pipelines.animatediff_i2v).
     "animatediff": VideoFamily(
-        "animatediff", ("txt2vid", "vid2vid"), 8, 16, 8, 512, 512, 32,
-        pipelines=(("txt2vid", "AnimateDiffPipeline"), ("vid2vid", "AnimateDiffVideoToVideoPipeline")),
+        "animatediff", ("txt2vid", "img2vid", "vid2vid"), 8, 16, 8, 512, 512, 32,
+        pipelines=(("txt2vid", "AnimateDiffPipeline"), ("img2vid", "AnimateDiffPipeline"),
+                   ("vid2vid", "AnimateDiffVideoToVideoPipeline")),
         frames_why="the motion adapter's motion_max_seq_length"),
     # Image-only conditioning; diffusers sets no frame limit: 25 is the longest a released checkpoint
     # (svd-xt) was trained on, 14 the default of svd.
@@ -391,9 +393,26 @@ def run_video(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
             kw["callback_on_step_end"] = _progress(callback, i, len(gens), steps)
             kw["callback_on_step_end_tensor_inputs"] = ["latents"]
         with torch.inference_mode():
-            out = pipe(generator=gen, **kw).frames[0]
+            if spec.name == "animatediff" and mode == "img2vid":
+                out = _animate(pipe, kw, gen)
+            else:
+                out = pipe(generator=gen, **kw).frames[0]
         clips.append(_as_clip(out, frames, size, spec.name))
     return clips
+
+
+def _animate(pipe, kw: dict, gen) -> list[Image.Image]:
+    from .animatediff_i2v import animate_image
+
+    step_end = kw.get("callback_on_step_end")
+    progress = None
+    if step_end is not None:
+        def progress(i, t, latents):
+            step_end(pipe, i, t, {"latents": latents})
+    return animate_image(pipe, kw["image"], prompt=kw["prompt"], negative_prompt=kw.get("negative_prompt"),
+                         num_frames=kw["num_frames"], width=kw["width"], height=kw["height"],
+                         num_inference_steps=kw["num_inference_steps"], guidance_scale=kw["guidance_scale"],
+                         generator=gen, callback=progress)
 
 
 def _progress(callback, index: int, count: int, steps: int):

@@ -145,14 +145,18 @@ def demo(
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="Prompt file (default: samples/prompts.txt)."),
     model: str = typer.Option("mini", "--model", "-m"),
     seed: int = typer.Option(1234, "--seed"),
+    video_model: str = typer.Option("mini-video", "--video-model",
+                                    help="Model for the demo's two clips; 'none' renders no clips."),
 ) -> None:
-    """Render the bundled prompt file with the bundled mini model (offline, CPU): sealed PNGs + contact sheet."""
+    """Render the bundled prompt file with the bundled mini model (offline, CPU): sealed PNGs + contact sheet,
+    then two sealed clips with the mini video model (text-to-video, and the first image animated)."""
     from .demo import SAMPLES, run_demo
     from .engine import default_studio
 
     default_studio().quiet = True
     try:
-        run_demo(out, prompts or SAMPLES, model=model, seed=seed, log=typer.echo)
+        run_demo(out, prompts or SAMPLES, model=model, seed=seed, log=typer.echo,
+                 video_model=None if video_model.lower() == "none" else video_model)
     except RequestError as exc:
         _fail(str(exc))
     except StudioError as exc:

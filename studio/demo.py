@@ -2,7 +2,8 @@
 
 Prompt-file lines are prompts; `#` starts a comment; a line may end with ` | key=value | key=value`
 overrides of request fields. `init=@N` uses the output of item N (1-based) as the init image, so the demo
-also shows an edit whose C2PA manifest names the earlier output as its ingredient.
+also shows an edit whose C2PA manifest names the earlier output as its ingredient. Then two clips with the
+mini video model: one from text, and one that animates the demo's first image (its ingredient).
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ from .errors import RequestError
 from .jobs.spec import READERS, RawItem
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "prompts.txt"
+# (file name, prompt, animate the demo's first image?)
+CLIPS = (("clip-text-to-video.mp4", "a red circle moving to the right on a white background", False),
+         ("clip-image-to-video.mp4", "moving to the left", True))
 
 
 def parse_prompt_file(path: Path) -> list[RawItem]:
@@ -48,8 +52,25 @@ def contact_sheet(images: list, captions: list[str], cell: int = 192):
     return sheet
 
 
+def render_clips(studio, out_dir: Path, first_image: Path, first_prompt: str, *, model: str, seed: int,
+                 log: Callable[[str], None]) -> list:
+    """The demo's two clips: text-to-video, and image-to-video from the demo's first image."""
+    results = []
+    for n, (name, prompt, animate) in enumerate(CLIPS, start=1):
+        fields = {"model": model, "seed": seed + 100 + n, "prompt": prompt}
+        if animate:
+            # the still's own caption plus the motion, so the clip keeps what the image shows
+            fields.update(prompt=f"{first_prompt.split(',')[0]} {prompt}", init_image=str(first_image))
+        started = time.perf_counter()
+        result = studio.generate(out=out_dir / name, overwrite=True, **fields)
+        results.append(result)
+        log(f"[clip {n}/{len(CLIPS)}] {result.paths[0]} ({result.record.mode}, {result.record.request.frames} "
+            f"frames, {time.perf_counter() - started:.1f}s)")
+    return results
+
+
 def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: int = 1234,
-             log: Callable[[str], None] = print) -> dict:
+             log: Callable[[str], None] = print, video_model: Optional[str] = "mini-video") -> dict:
     from .engine import default_studio
     from .writer import seal_derived
 
@@ -83,10 +104,18 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
     sheet_path = out_dir / "contact-sheet.png"
     seal_derived(sheet, sheet_path, model_name=model,
                  params={"kind": "contact-sheet", "items": [r.outputs[0].record.sha256 for r in results]})
+    clips = []
+    if video_model:
+        clips = render_clips(studio, out_dir, results[0].paths[0], items[0].fields["prompt"], model=video_model,
+                             seed=seed, log=log)
+        records += [json.loads(c.record.model_dump_json()) for c in clips]
     (out_dir / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     elapsed = time.perf_counter() - started
     if replaced:
         log(f"replaced {replaced} image(s) of an earlier demo run in {out_dir}")
     log(f"{len(results)} sealed images, contact sheet {sheet_path}, records {out_dir / 'records.jsonl'} "
         f"({elapsed:.1f}s)")
-    return {"outputs": [str(r.paths[0]) for r in results], "contact_sheet": str(sheet_path), "elapsed_s": elapsed}
+    if clips:
+        log(f"{len(clips)} sealed clips: {', '.join(str(c.paths[0]) for c in clips)}")
+    return {"outputs": [str(r.paths[0]) for r in results], "clips": [str(c.paths[0]) for c in clips],
+            "contact_sheet": str(sheet_path), "elapsed_s": elapsed}

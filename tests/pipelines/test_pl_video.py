@@ -20,7 +20,7 @@ BUILDERS = {
     "wan": (tiny_video.tiny_wan, {}, 16, 9),
     "wan-i2v": (tiny_video.tiny_wan, {"i2v": True}, 16, 9),
 }
-CASES = [("animatediff", "txt2vid"), ("animatediff", "vid2vid"), ("svd", "img2vid"), ("cogvideox", "txt2vid"),
+CASES = [("animatediff", "txt2vid"), ("animatediff", "img2vid"), ("animatediff", "vid2vid"), ("svd", "img2vid"), ("cogvideox", "txt2vid"),
          ("cogvideox", "vid2vid"), ("cogvideox-i2v", "img2vid"), ("ltx", "txt2vid"), ("ltx", "img2vid"),
          ("wan", "txt2vid"), ("wan", "vid2vid"), ("wan-i2v", "img2vid")]
 _MODELS: dict = {}
@@ -77,7 +77,8 @@ def test_families_and_modes_table():
     assert VIDEO_MODES == ("txt2vid", "img2vid", "vid2vid")
     assert set(VIDEO_FAMILIES) == {"animatediff", "svd", "cogvideox", "ltx", "wan"}
     assert VIDEO_FAMILIES["svd"].modes == ("img2vid",)
-    assert "img2vid" not in VIDEO_FAMILIES["animatediff"].modes and "vid2vid" not in VIDEO_FAMILIES["ltx"].modes
+    assert VIDEO_FAMILIES["animatediff"].modes == VIDEO_MODES  # img2vid: frame 0 held (animatediff_i2v)
+    assert "vid2vid" not in VIDEO_FAMILIES["ltx"].modes
     with pytest.raises(Exception):
         VIDEO_FAMILIES["ltx"].max_frames = 1  # frozen
     for fam in VIDEO_FAMILIES.values():
@@ -88,7 +89,6 @@ def test_families_and_modes_table():
 @pytest.mark.parametrize("family,mode,needle", [
     ("svd", "txt2vid", "svd does not do txt2vid; it animates an image: pass an init image"),
     ("svd", "vid2vid", "svd does not do vid2vid"),
-    ("animatediff", "img2vid", "animatediff does not do img2vid"),
     ("ltx", "vid2vid", "it does txt2vid and img2vid"),
     ("wan", "txt2img", "unknown video mode 'txt2img'; expected one of txt2vid, img2vid, vid2vid"),
 ])
@@ -130,7 +130,7 @@ def test_loaded_model_modes_follow_the_checkpoint():
     assert video_family_for(model_of("wan")).modes == ("txt2vid", "vid2vid")
     assert video_family_for(model_of("wan-i2v")).modes == ("img2vid",)
     for key, mode in [("cogvideox-i2v", "txt2vid"), ("wan-i2v", "vid2vid"), ("wan", "img2vid"),
-                      ("svd", "txt2vid"), ("animatediff", "img2vid")]:
+                      ("svd", "txt2vid")]:
         m = model_of(key)
         assert not m.supports(mode)
         with pytest.raises(ValueError, match="does not do"):

@@ -69,7 +69,8 @@ def test_image_to_video_records_the_still_as_its_ingredient(tmp_path, tiny_video
     assert r.record.input_hashes["init_image"] == hashlib.sha256(still.read_bytes()).hexdigest()
     report = safety.verify(tmp_path / "a.gif").to_dict()
     assert report["state"] in ("valid", "trusted"), report
-    assert report.get("ingredients"), report  # the still is the clip's parent
+    (ingredient,) = report["manifest"]["ingredients"]  # the still is the clip's parent
+    assert ingredient["relationship"] == "parentOf"
 
 
 def test_video_to_video_keeps_the_sources_length_and_rate(tmp_path, tiny_video_model, source_clip):
