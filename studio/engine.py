@@ -126,7 +126,7 @@ def _check_size(request: GenerationRequest, entry: ModelEntry, inputs: Inputs, s
     if total > budget:
         fit = side_for(budget)
         hint = ", or a CUDA device" if device.type != "cuda" else ""
-        frames = f" x {request.frames or 16} frames" if kind.name == "video" else ""
+        frames = f" x {min(request.frames or 16, 16)} frames decoded at once" if kind.name == "video" else ""
         raise RequestError(
             f"{w}x{h} x batch {request.batch}{frames} = {total / 1e6:.1f} megapixels is over {what} of "
             f"{budget / 1e6:.1f} megapixels (about {fit}x{fit} x 1): use a smaller size, batch or clip{hint}")

@@ -11,7 +11,8 @@ from ..errors import RequestError
 from ..inputs import read_image, read_video
 from .base import Inputs, MediaModality, SealedMedia
 
-VID2VID_STRENGTH = 0.6  # restyle by default; 0.3 keeps the layout of every frame
+VID2VID_STRENGTH = 0.6
+DECODE_CHUNK = 16  # restyle by default; 0.3 keeps the layout of every frame
 
 
 def frames_sha256(frames) -> str:
@@ -84,7 +85,9 @@ class VideoModality(MediaModality):
         return "sd1" if family == "animatediff" else None
 
     def pixels(self, request, width: int, height: int) -> int:
-        return width * height * request.batch * (request.frames or 16)
+        # The peak is the VAE decode, and video VAEs decode a clip in chunks of at most 16 frames
+        # (AnimateDiff/SVD's decode_chunk_size, the 3-D VAEs' temporal tiling), not all frames at once.
+        return width * height * request.batch * min(request.frames or DECODE_CHUNK, DECODE_CHUNK)
 
     def resolve(self, fields: dict, request, entry, family: str, inputs: Inputs) -> None:
         spec = _family(family)
