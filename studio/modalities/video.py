@@ -71,7 +71,13 @@ class VideoModality(MediaModality):
         height = request.height or (inputs.size[1] // scale * scale if inputs.size else None) or entry.height
         frames = self._frames(request, entry, spec, inputs)
         try:
-            pipelines.check_video_request(family, request.mode, frames=frames, width=width, height=height)
+            if hasattr(source, "pipe"):  # after the load: the rules of this checkpoint (its adapter, its VAE)
+                rules = pipelines.video_family_for(source)
+                rules.check_mode(request.mode)
+                rules.check_frames(frames)
+                rules.check_size(width, height)
+            else:
+                pipelines.check_video_request(family, request.mode, frames=frames, width=width, height=height)
         except ValueError as exc:
             raise RequestError(f"model {entry.name}: {exc}") from None
         if inputs.frames is not None and request.frames is not None and request.frames > len(inputs.frames):
