@@ -166,7 +166,8 @@ def demo(
 @app.command()
 def models(
     add: Optional[str] = typer.Option(None, "--add", help="Register NAME=SOURCE (hub id, folder or file)."),
-    family: Optional[str] = typer.Option(None, "--family", help="With --add: sd1|sd2|sdxl|sd3|flux|other."),
+    family: Optional[str] = typer.Option(None, "--family", help="With --add: sd1|sd2|sdxl|sd3|flux|other, or a "
+                                                                "video family animatediff|svd|cogvideox|ltx|wan."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List registered models and whether each is available locally (or add one)."""
@@ -235,8 +236,14 @@ def samplers(
         typer.echo(json.dumps({"model": entry.name, "family": family, "default": default, "samplers": rows},
                               indent=2))
         return
+    from .modalities import sampler_family
+
     basis = "its scheduler config" if config else ("its family only (no scheduler config on disk)" if family
                                                     else "nothing yet (family unknown until it loads)")
+    if family and sampler_family(family) is None:
+        typer.echo(f"{entry.name}: {family} runs its own scheduler; pass no sampler (a catalog name is accepted "
+                   "only when it is that scheduler, checked when the model loads)")
+        return
     typer.echo(f"{entry.name}: {family or 'family unknown'}, default sampler {default or 'chosen at load'}; "
                f"checked against {basis}")
     for r in rows:

@@ -35,7 +35,10 @@ def default_sampler_for(entry: Any) -> Optional[str]:
 
     if getattr(entry, "sampler", None):
         return schedulers.resolve_sampler(entry.sampler)
+    from ..modalities import sampler_family
+
     family, config = scheduler_context(entry)
+    family = sampler_family(family)
     return schedulers.default_sampler(family, config) if family else None
 
 
@@ -44,8 +47,13 @@ def _sampler_problem(source: str, family: Optional[str], name: str, sampler: str
     from ..engine import check_sampler
     from ..errors import RequestError
 
+    from ..modalities import sampler_family
+
+    found, config = _scheduler_context(source, family)
+    if found is not None and sampler_family(found) is None:
+        return None  # a video model that runs only its own scheduler: the pipeline judges the name at render
     try:
-        check_sampler(sampler, *_scheduler_context(source, family))
+        check_sampler(sampler, sampler_family(found), config)
     except RequestError as exc:
         return f"model {name} refuses sampler {sampler!r}: {exc}"
     return None

@@ -21,8 +21,16 @@ def modality(name: str | None) -> MediaModality:
     return MODALITIES[name or "image"]
 
 
+def sampler_family(family: str | None) -> str | None:
+    """The `schedulers` family whose samplers drive a model of `family` (None: it runs only its own)."""
+    from ..registry import VIDEO_FAMILIES
+
+    return (VIDEO if family in VIDEO_FAMILIES else IMAGE).sampler_family(family)
+
+
 def for_format(fmt: str) -> MediaModality:
     return next(m for m in MODALITIES.values() if fmt in m.extensions)
 
 
-__all__ = ["EXTENSIONS", "MODALITIES", "MediaModality", "WRITABLE_SUFFIXES", "for_format", "modality"]
+__all__ = ["EXTENSIONS", "MODALITIES", "MediaModality", "WRITABLE_SUFFIXES", "for_format", "modality",
+           "sampler_family"]
