@@ -43,15 +43,16 @@ def animate_image(pipe, image: Image.Image, *, prompt, negative_prompt=None, num
     init = encode_image(pipe, image, width, height)
     sched = pipe.scheduler
     # one fixed noise draw for frame 0: its noised copies then lie on one path from noise to the image
-    noise = torch.randn(init.shape, generator=generator, device="cpu", dtype=torch.float32).to(init.device, init.dtype)
+    gen = generator[0] if isinstance(generator, (list, tuple)) else generator
+    gdev = gen.device if gen is not None else torch.device("cpu")
+    noise = torch.randn(init.shape, generator=gen, device=gdev, dtype=torch.float32).to(init.device)
 
     def on_step_end(p, i, t, kw):
         lat = kw["latents"]
         ts = p.scheduler.timesteps
         if i + 1 < len(ts):
             nxt = ts[i + 1].reshape(1)
-            frame0 = p.scheduler.add_noise(init.float(), noise.float(), nxt.to(init.device)) if hasattr(
-                p.scheduler, "add_noise") else init
+            frame0 = p.scheduler.add_noise(init.float(), noise, nxt.to(init.device))
         else:
             frame0 = init
         lat = lat.clone()

@@ -1,0 +1,467 @@
+"""Train mini-video: an AnimateDiff motion adapter on the frozen mini image model (CPU-friendly).
+
+    python -m studio.mini.video.train --work /tmp/mv_work --out studio/mini/video/weights --seed 0
+
+What is trained, and why (measured in the card's probe table):
+
+- a ``MotionAdapter`` (temporal attention after every UNet block): it makes the 16 frames one clip;
+- the direction has to reach the frames through the UNet's cross-attention, because AnimateDiff calls the
+  motion modules without the text.  The shipped text encoder carries position words only faintly, and
+  "moving", "up", "down", "still" are not even tokens of the mini tokenizer.  So the tokenizer gains the
+  motion words (``world.MOTION_WORDS``, appended: every old id is unchanged) and only their new embedding
+  rows are learnt (textual-inversion style; the rest of the encoder is frozen, so colour and shape mean
+  what the frozen UNet learnt them to mean), and a low-rank update (LoRA) of the UNet's cross-attention
+  projections lets the frames read them.  The LoRA is fused into the UNet at export.
+
+Everything else (VAE, UNet, text encoder body, scheduler) is the committed mini model (``--base``).
+Training clips are rendered fresh every step (``world.sample_clip(split="train")``, never a held-out
+combination) and encoded in closed form (``studio/mini/latent.py``): no VAE in the loop.  v-prediction on
+the base's zero-terminal-SNR schedule, 10% caption dropout (classifier-free guidance).
+
+Image-to-video (``pipelines/animatediff_i2v.py``) replaces frame 0's latent by the given image's latent
+noised to the current timestep.  Plain training already shows frame 0 exactly that way: every frame is
+its ground truth noised to the clip's timestep, which is what the replacement feeds the model at
+every sampling step.
+
+Seeded: clip seeds, captions and noise are functions of (seed, step), so ``--resume`` continues the
+same stream.  Progress lines give the step, loss, seconds per step and the ETA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import world as W
+from ..tokenizer import BOS, EOS, MAX_LEN, build_vocab_merges, world_words
+from . import world as V
+
+ROOT = Path(__file__).resolve().parents[3]
+BASE = ROOT / "studio" / "mini" / "weights"
+OUT = Path(__file__).resolve().parent / "weights"
+TRAIN_SEED_BASE = 3_000_000
+ADAPTER_KW = dict(block_out_channels=(32, 64, 128), motion_layers_per_block=1, motion_num_attention_heads=4,
+                  motion_norm_num_groups=8, motion_max_seq_length=32)
+LORA_TARGETS = ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0")
+# defaults the studio registers (the card repeats them)
+DEFAULTS = {"width": 256, "height": 256, "num_frames": V.FRAMES, "fps": V.FPS, "num_inference_steps": 25,
+            "guidance_scale": 5.0, "sampler": "DPM++ 2M (DPMSolverMultistepScheduler, trailing)"}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- tokenizer / text encoder
+def build_video_tokenizer():
+    """The mini tokenizer plus the motion words, appended so that every existing token keeps its id."""
+    from transformers import CLIPTokenizer
+
+    words = world_words()
+    vocab, merges = build_vocab_merges(words + [w for w in V.MOTION_WORDS if w not in words])
+    return CLIPTokenizer(vocab=vocab, merges=merges, bos_token=BOS, eos_token=EOS, pad_token=EOS, unk_token=EOS,
+                         model_max_length=MAX_LEN)
+
+
+def extend_text_encoder(te, tok) -> int:
+    """Grow the token embedding to the video tokenizer; returns the first new row.  New motion words start
+    from a related old word where there is one, so training starts from a sensible place."""
+    import torch
+
+    old = te.get_input_embeddings().weight.shape[0]
+    te.resize_token_embeddings(len(tok))
+    emb = te.get_input_embeddings().weight
+    v = tok.get_vocab()
+    near = {"up": "top", "down": "bottom", "still": "center", "standing": "center", "to": "at", "moving": "the"}
+    with torch.no_grad():
+        mean = emb[:old].mean(0)
+        emb[old:] = mean
+        for w, src in near.items():
+            emb[v[w + "</w>"]] = emb[v[src + "</w>"]]
+    return old
+
+
+# ---------------------------------------------------------------- LoRA (hand-written: fused at export)
+def add_lora(unet, rank: int):
+    """Wrap the spatial cross-attention projections (``attentions.*.attn2``, not the motion modules')
+    with a zero-initialised low-rank update; returns (parent, key, wrapper) triples for ``fuse_lora``."""
+    import torch
+    from torch import nn
+
+    class _LoRA(nn.Module):
+        def __init__(self, base: nn.Linear):
+            super().__init__()
+            self.base = base
+            self.down = nn.Linear(base.in_features, rank, bias=False)
+            self.up = nn.Linear(rank, base.out_features, bias=False)
+            nn.init.normal_(self.down.weight, std=1.0 / rank)
+            nn.init.zeros_(self.up.weight)
+
+        def forward(self, x):
+            return self.base(x) + self.up(self.down(x))
+
+        def fused(self) -> nn.Linear:
+            with torch.no_grad():
+                self.base.weight += self.up.weight @ self.down.weight
+            return self.base
+
+    wrappers = []
+    for name, mod in list(unet.named_modules()):
+        if "motion_modules" in name or ".attentions." not in name or not name.endswith("attn2"):
+            continue
+        for parent, key in ((mod, "to_q"), (mod, "to_k"), (mod, "to_v"), (mod.to_out, 0)):
+            lin = parent[key] if isinstance(key, int) else getattr(parent, key)
+            w = _LoRA(lin)
+            if isinstance(key, int):
+                parent[key] = w
+            else:
+                setattr(parent, key, w)
+            wrappers.append((parent, key, w))
+    return wrappers
+
+
+def fuse_lora(wrappers) -> None:
+    for parent, key, w in wrappers:
+        if isinstance(key, int):
+            parent[key] = w.fused()
+        else:
+            setattr(parent, key, w.fused())
+
+
+# ---------------------------------------------------------------- model
+def load_parts(base: Path = BASE):
+    from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    import torch
+
+    unet = UNet2DConditionModel.from_pretrained(base / "unet", torch_dtype=torch.float32)
+    te = CLIPTextModel.from_pretrained(base / "text_encoder", torch_dtype=torch.float32)
+    vae = AutoencoderKL.from_pretrained(base / "vae", torch_dtype=torch.float32)
+    sched = DPMSolverMultistepScheduler.from_pretrained(base / "scheduler")
+    return unet, te, vae, sched
+
+
+def build_motion_unet(unet2d, adapter=None):
+    from diffusers import MotionAdapter, UNetMotionModel
+
+    adapter = adapter or MotionAdapter(**ADAPTER_KW)
+    return UNetMotionModel.from_unet2d(unet2d, adapter), adapter
+
+
+def handmade_vectors(dim: int = 128, norm: float = 11.0):
+    """Probe conditioning: one fixed random vector per motion (norm ~ a token state's)."""
+    import torch
+
+    g = torch.Generator().manual_seed(1234)
+    v = torch.randn(len(V.MOTIONS), dim, generator=g)
+    return v / v.norm(dim=1, keepdim=True) * norm
+
+
+def strip_motion(cap: str) -> str:
+    for ph in sorted({p for ps in V.MOTION_PHRASES.values() for p in ps}, key=len, reverse=True):
+        cap = cap.replace(" " + ph, "")
+    return cap
+
+
+class Conditioner:
+    """Caption -> cross-attention states, in one of three modes (the probe compares them):
+    "text"     the video tokenizer + the text encoder with learnt motion-word rows (the design);
+    "shipped"  the shipped tokenizer and encoder, nothing learnt (motion words fall back to bytes);
+    "handmade" the shipped encoder on the caption without its motion phrase, plus one appended token
+               holding a fixed random vector per motion (idealised conditioning)."""
+
+    def __init__(self, mode: str, te, tok, first_new: int | None):
+        import torch
+
+        self.mode, self.te, self.tok, self.first_new = mode, te, tok, first_new
+        self.hand = handmade_vectors() if mode == "handmade" else None
+        self.torch = torch
+
+    def params(self):
+        return [self.te.get_input_embeddings().weight] if self.mode == "text" else []
+
+    def __call__(self, caps: list[str], motions: list[str | None]):
+        torch = self.torch
+        if self.mode == "handmade":
+            caps = [strip_motion(c) for c in caps]
+        ids = self.tok(caps, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
+        with torch.set_grad_enabled(self.mode == "text" and torch.is_grad_enabled()):
+            h = self.te(ids).last_hidden_state
+        if self.mode == "handmade":
+            extra = torch.stack([self.hand[V.MOTIONS.index(m)] if m else torch.zeros(h.shape[-1]) for m in motions])
+            h = torch.cat([h, extra[:, None]], 1)
+        return h
+
+
+# ---------------------------------------------------------------- probe: first-step direction
+def first_step_direction(unet, cond_fn, sched, scaling: float, n_per: int = 4, noise_seeds: int = 2, res: int = 32) -> dict:
+    """Does the caption's motion reach the clip at all?  The model's first estimate of the clean clip
+    (t=999, from pure noise; zero terminal SNR makes it -v) is read frame by frame: the centre of mass
+    of its predicted object coverage (latent channel 3).  Its displacement over the clip is classified
+    like the judge does.  Held-out captions, n_per per motion x noise_seeds."""
+    import torch
+
+    from .judge import direction_of
+
+    ys, xs = torch.meshgrid(torch.arange(float(res)) + 0.5, torch.arange(float(res)) + 0.5, indexing="ij")
+    cell = W.SIZE / res
+    a = float(sched.alphas_cumprod[-1])
+    hits, per = [], {}
+    with torch.no_grad():
+        for m in V.MOTIONS:
+            for k in range(n_per):
+                clip = V.sample_clip(10_000 + k, "holdout", motion=m)
+                cond = cond_fn([V.caption(clip)], [m])
+                for s in range(noise_seeds):
+                    x = torch.randn(1, 4, V.FRAMES, res, res, generator=torch.Generator().manual_seed(s))
+                    out = unet(x, torch.tensor([999]), cond.repeat_interleave(V.FRAMES, 0)).sample
+                    x0 = a**0.5 * x - (1 - a) ** 0.5 * out
+                    cov = x0[0, 3] / scaling  # (F, 32, 32)
+                    w = (cov - cov.flatten(1).median(1).values.view(-1, 1, 1)).clamp(min=0) + 1e-8
+                    cx = (w * xs).sum((1, 2)) / w.sum((1, 2)) * cell
+                    cy = (w * ys).sum((1, 2)) / w.sum((1, 2)) * cell
+                    # the mean clip of a motion is a blur: any displacement beyond a few px is a direction
+                    dx, dy = float(cx[-3:].mean() - cx[:3].mean()), float(cy[-3:].mean() - cy[:3].mean())
+                    d = "still" if max(abs(dx), abs(dy)) < 6 else direction_of(dx * 10, dy * 10)[0]
+                    hits.append(d == m)
+                    per.setdefault(m, []).append(d == m)
+    return {"n": len(hits), "direction_correct": round(100 * float(np.mean(hits)), 1),
+            "per_motion": {m: round(100 * float(np.mean(v)), 1) for m, v in per.items()}}
+
+
+# ---------------------------------------------------------------- training
+def train(args) -> None:
+    import torch
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+    from transformers import CLIPTokenizer
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    unet2d, te, vae, isched = load_parts(Path(args.base))
+    scaling = float(vae.config.scaling_factor)
+    for p in list(unet2d.parameters()) + list(te.parameters()):
+        p.requires_grad_(False)
+    if args.cond == "text":
+        tok = build_video_tokenizer()
+        first_new = extend_text_encoder(te, tok)
+        emb = te.get_input_embeddings().weight
+        emb.requires_grad_(True)
+        mask = torch.zeros(emb.shape[0], 1)
+        mask[first_new:] = 1.0
+        emb.register_hook(lambda g: g * mask)  # only the motion words' rows learn
+    else:
+        tok = CLIPTokenizer.from_pretrained(Path(args.base) / "tokenizer")
+        first_new = None
+    cond = Conditioner(args.cond, te, tok, first_new)
+    te.eval()
+    unet, adapter = build_motion_unet(unet2d)
+    unet.freeze_unet2d_params()
+    wrappers = add_lora(unet, args.lora_rank) if args.lora_rank else []
+    lora_params = [p for _, _, w in wrappers for p in (w.down.weight, w.up.weight)]
+    lora_ids = {id(p) for p in lora_params}
+    groups = [{"params": [p for p in unet.parameters() if p.requires_grad and id(p) not in lora_ids],
+               "lr": args.lr, "name": "motion"}]
+    if lora_params:
+        groups.append({"params": lora_params, "lr": args.lora_lr, "name": "lora"})
+    if cond.params():
+        groups.append({"params": cond.params(), "lr": args.emb_lr, "weight_decay": 0.0, "name": "emb"})
+    for g in groups:
+        g["base_lr"] = g["lr"]
+    opt = torch.optim.AdamW(groups, weight_decay=1e-2)
+    n_train = sum(p.numel() for g in groups for p in g["params"])
+    log(f"trainable parameters: " + ", ".join(f"{g['name']} {sum(p.numel() for p in g['params'])}" for g in groups)
+        + f" (total {n_train}); LoRA layers {len(wrappers)}")
+
+    sched = DDPMScheduler.from_config(isched.config)
+    state_path = work / "state.pt"
+    step, seconds, history = 0, 0.0, []
+    if args.resume and state_path.exists():
+        st = torch.load(state_path, weights_only=False)
+        _load_trainable(unet, te, wrappers, st)
+        opt.load_state_dict(st["opt"])
+        step, seconds, history = st["step"], st["seconds"], st.get("history", [])
+        log(f"resumed at step {step} ({seconds:.0f} s done)")
+    elif args.resume:
+        log("--resume: no state yet, starting fresh")
+
+    def save() -> None:
+        st = _trainable_state(unet, te, wrappers, first_new)
+        st.update(opt=opt.state_dict(), step=step, seconds=seconds, history=history, args=vars(args))
+        torch.save(st, str(state_path) + ".tmp")
+        os.replace(str(state_path) + ".tmp", state_path)
+
+    unet.train()
+    t_start, last_save, losses = time.time() - seconds, time.time(), []
+    budget = args.time_budget_min * 60 if args.time_budget_min else 0
+    stop = args.stop_at or args.steps
+    while step < stop:
+        rng = random.Random(f"mv-train-{args.seed}-{step}")
+        gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
+        clips = [V.sample_clip(TRAIN_SEED_BASE + step * args.batch + k, "train") for k in range(args.batch)]
+        x0 = torch.from_numpy(V.clip_latents(clips)) * scaling
+        if args.latent_res != 32:  # probes: the same clips at a coarser latent (a 4x cheaper step at 16)
+            f = 32 // args.latent_res
+            x0 = F.avg_pool2d(x0.flatten(1, 2), f).view(*x0.shape[:3], args.latent_res, args.latent_res)
+        drop = [rng.random() < args.caption_dropout for _ in clips]
+        caps = ["" if d else V.caption(c, rng) for c, d in zip(clips, drop)]
+        if args.t999:
+            t = torch.full((len(clips),), 999)
+        else:
+            t = torch.randint(0, 1000, (len(clips),), generator=gen)
+            hi = torch.rand(len(clips), generator=gen) < args.t_high_frac  # direction is decided at high noise
+            t = torch.where(hi, torch.randint(600, 1000, (len(clips),), generator=gen), t)
+        noise = torch.randn(x0.shape, generator=gen)
+        xt = sched.add_noise(x0, noise, t)
+        target = sched.get_velocity(x0, noise, t)
+        h = cond(caps, [None if d else c.motion for c, d in zip(clips, drop)])
+        pred = unet(xt, t, h.repeat_interleave(V.FRAMES, 0)).sample
+        loss = F.mse_loss(pred, target)
+        prog = max(step / args.steps, (time.time() - t_start) / budget if budget else 0.0)
+        warm = min(1.0, (step + 1) / args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = g["base_lr"] * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0))))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
+        opt.step()
+        step += 1
+        seconds = time.time() - t_start
+        losses.append(float(loss.detach()))
+        if step % args.log_every == 0 or step == stop:
+            sps = seconds / max(step, 1)
+            left = (stop - step) * sps
+            if budget:
+                left = min(left, max(0.0, budget - seconds))
+            log(f"step {step}/{stop} loss {np.mean(losses[-args.log_every:]):.4f} {sps:.2f} s/step "
+                f"elapsed {seconds / 60:.1f} min ETA {left / 60:.1f} min")
+        if args.probe_every and step % args.probe_every == 0:
+            unet.eval()
+            pr = first_step_direction(unet, cond, sched, scaling, n_per=args.probe_n, res=args.latent_res)
+            unet.train()
+            history.append({"step": step, "seconds": round(seconds), "loss": float(np.mean(losses[-args.probe_every:])), **pr})
+            log(f"probe step {step}: first-step direction {pr['direction_correct']}% {pr['per_motion']}")
+            if args.probe_json:
+                Path(args.probe_json).write_text(json.dumps({"args": vars(args), "history": history}, indent=1))
+        if time.time() - last_save > args.ckpt_min * 60:
+            save()
+            last_save = time.time()
+            log(f"checkpoint {state_path} at step {step}")
+        if budget and seconds >= budget:
+            log(f"time budget reached at step {step}")
+            break
+    save()
+    log(f"saved {state_path} at step {step}")
+    if args.out:
+        export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, history)
+
+
+def _trainable_state(unet, te, wrappers, first_new) -> dict:
+    st = {"motion": {k: v.detach().clone() for k, v in unet.state_dict().items() if "motion_modules" in k},
+          "lora": [(w.down.weight.detach().clone(), w.up.weight.detach().clone()) for _, _, w in wrappers]}
+    if first_new is not None:
+        st["emb"] = te.get_input_embeddings().weight.detach()[first_new:].clone()
+        st["first_new"] = first_new
+    return st
+
+
+def _load_trainable(unet, te, wrappers, st) -> None:
+    import torch
+
+    missing = unet.load_state_dict(st["motion"], strict=False)
+    assert not missing.unexpected_keys, missing.unexpected_keys
+    with torch.no_grad():
+        for (_, _, w), (d, u) in zip(wrappers, st["lora"]):
+            w.down.weight.copy_(d)
+            w.up.weight.copy_(u)
+        if "emb" in st:
+            te.get_input_embeddings().weight[st["first_new"]:] = st["emb"]
+
+
+def export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, history) -> None:
+    """fp16 AnimateDiffPipeline folder: the UNet with the LoRA fused, the trained motion adapter, the
+    extended text encoder and tokenizer, the base VAE and scheduler."""
+    import torch
+    from diffusers import AnimateDiffPipeline, MotionAdapter
+
+    fuse_lora(wrappers)
+    unet.eval()
+    # the motion modules inside the UNetMotionModel are the trained ones; copy them into the adapter
+    ad_sd = adapter.state_dict()
+    u_sd = unet.state_dict()
+    new_ad = {}
+    for k in ad_sd:
+        src = k
+        if src not in u_sd:
+            src = k.replace("mid_block.motion_modules", "mid_block.motion_modules")
+        new_ad[k] = u_sd[src]
+    adapter.load_state_dict(new_ad)
+    pipe = AnimateDiffPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, motion_adapter=adapter,
+                               scheduler=isched, feature_extractor=None, image_encoder=None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pipe.to(torch.float16)
+    pipe.save_pretrained(out, safe_serialization=True)
+    meta = {"seed": args.seed, "steps_done": step, "steps_planned": args.steps, "seconds": round(seconds),
+            "batch": args.batch, "lr": args.lr, "lora_rank": args.lora_rank, "lora_lr": args.lora_lr,
+            "emb_lr": args.emb_lr, "cond": args.cond, "t_high_frac": args.t_high_frac,
+            "caption_dropout": args.caption_dropout, "clips_seen": step * args.batch,
+            "adapter": {k: list(v) if isinstance(v, tuple) else v for k, v in ADAPTER_KW.items()},
+            "lora_targets": list(LORA_TARGETS), "motion_words": list(V.MOTION_WORDS),
+            "holdout_motion": sorted(V.HOLDOUT_MOTION), "holdout_pairs": sorted(W.HOLDOUT),
+            "defaults": DEFAULTS, "hardware": f"CPU only ({platform.machine()}), torch threads {args.threads}",
+            "command": "python -m studio.mini.video.train " + " ".join(sys.argv[1:]), "history": history}
+    (out / "training.json").write_text(json.dumps(meta, indent=2))
+    log(f"exported {out}")
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default="/tmp/mini_video_work")
+    ap.add_argument("--out", default=str(OUT), help="export folder ('' to skip the export)")
+    ap.add_argument("--base", default=str(BASE))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=1200, help="planned steps (the cosine schedule's length)")
+    ap.add_argument("--stop-at", type=int, default=0, help="end early, keeping the --steps schedule")
+    ap.add_argument("--time-budget-min", type=float, default=0.0)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lora-rank", type=int, default=8)
+    ap.add_argument("--lora-lr", type=float, default=1e-3)
+    ap.add_argument("--emb-lr", type=float, default=3e-3)
+    ap.add_argument("--cond", choices=("text", "shipped", "handmade"), default="text")
+    ap.add_argument("--t-high-frac", type=float, default=0.4)
+    ap.add_argument("--t999", action="store_true", help="probe: train the pure-noise step only")
+    ap.add_argument("--caption-dropout", type=float, default=0.1)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--ckpt-min", type=float, default=4.0)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--probe-every", type=int, default=0)
+    ap.add_argument("--probe-json", default="")
+    ap.add_argument("--probe-n", type=int, default=4, help="held-out captions per motion in the probe")
+    ap.add_argument("--latent-res", type=int, choices=(16, 32), default=32, help="probes: 16 = 128 px clips")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = parse(argv)
+    train(args)
+
+
+if __name__ == "__main__":
+    main()

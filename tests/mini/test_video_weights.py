@@ -1,0 +1,55 @@
+"""The committed mini-video weights: offline load, shapes, a 2-step 8-frame smoke render (skipped when absent)."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "studio" / "mini" / "video" / "weights"
+pytestmark = pytest.mark.skipif(not (WEIGHTS / "model_index.json").exists(), reason="mini-video weights absent")
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    import torch
+    from diffusers import AnimateDiffPipeline
+
+    torch.set_num_threads(1)
+    p = AnimateDiffPipeline.from_pretrained(WEIGHTS, torch_dtype=torch.float32)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def test_files_and_size():
+    st = list(WEIGHTS.rglob("*.safetensors"))
+    assert st and not list(WEIGHTS.rglob("*.bin"))
+    family = sum(p.stat().st_size for p in (WEIGHTS.parents[1] / "weights").rglob("*") if p.is_file())
+    family += sum(p.stat().st_size for p in WEIGHTS.rglob("*") if p.is_file())
+    assert family <= 64 * 2**20  # the whole mini family
+    idx = json.loads((WEIGHTS / "model_index.json").read_text())
+    assert idx["_class_name"] == "AnimateDiffPipeline"
+    assert {"unet", "motion_adapter", "text_encoder", "tokenizer", "vae", "scheduler"} <= set(idx)
+
+
+def test_tokenizer_has_motion_words_and_keeps_old_ids(pipe):
+    from transformers import CLIPTokenizer
+
+    from studio.mini.video.world import MOTION_WORDS
+
+    old = CLIPTokenizer.from_pretrained(WEIGHTS.parents[1] / "weights" / "tokenizer")
+    for w in MOTION_WORDS:
+        assert len(pipe.tokenizer.tokenize(w)) == 1
+    cap = "a large red circle at the top left on a white background"
+    assert pipe.tokenizer(cap).input_ids == old(cap).input_ids
+    assert pipe.text_encoder.get_input_embeddings().weight.shape[0] == len(pipe.tokenizer)
+
+
+@pytest.mark.slow
+def test_smoke_render(pipe):
+    import torch
+
+    out = pipe(prompt="a red square moving to the left on a white background", num_frames=8, width=256, height=256,
+               num_inference_steps=2, guidance_scale=5.0, generator=torch.Generator().manual_seed(0),
+               output_type="np").frames[0]
+    assert out.shape == (8, 256, 256, 3) and np.isfinite(out).all()
+    assert pipe.unet.config.in_channels == 4 and pipe.vae.config.latent_channels == 4
