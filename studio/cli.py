@@ -43,8 +43,9 @@ def _progress_bar():
 def generate(
     prompt: str = typer.Argument(..., help="What to draw."),
     # a str, not a Path: Path drops the trailing "/" that marks a folder which does not exist yet
-    out: str = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.jpeg/.webp; .mp4/.gif/.webm for "
-                                                     "video; no extension: .png or .mp4) or folder (existing, "
+    out: str = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.jpeg/.webp; .mp4/.gif for "
+                                                     "video; .wav/.flac/.mp3 for audio; no extension: the "
+                                                     "model's first: .png, .mp4, .wav) or folder (existing, "
                                                      "or ending in /)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Registry name, hub id, folder or .safetensors."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed; image i of a batch uses seed+i."),
@@ -63,6 +64,13 @@ def generate(
     fps: Optional[float] = typer.Option(None, "--fps", help="Video: frames per second of the clip."),
     motion_adapter: Optional[str] = typer.Option(None, "--motion-adapter",
                                                  help="AnimateDiff: motion adapter folder or hub id."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Audio: seconds of music (model's default)."),
+    init_audio: Optional[Path] = typer.Option(None, "--init-audio", help="Source clip (.wav/.flac/.mp3): "
+                                                                         "audio-to-audio at --strength, or with "
+                                                                         "--extend / --span."),
+    extend: Optional[float] = typer.Option(None, "--extend", help="Audio: continue --init-audio by N seconds."),
+    span: Optional[str] = typer.Option(None, "--span", help="Audio: START:END seconds of --init-audio to "
+                                                            "regenerate (inpaint)."),
     strength: Optional[float] = typer.Option(None, "--strength", help="img2img/inpaint/video-to-video strength "
                                                                       "in [0, 1]."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpaint mask (white = repaint), same size as --init."),
@@ -84,7 +92,7 @@ def generate(
     import os
 
     from .modalities import WRITABLE_SUFFIXES
-    from .schema import GenerationRequest, LoraRef, Outpaint
+    from .schema import GenerationRequest, LoraRef, Outpaint, Span
     from .writer import check_output_targets
 
     out_path = Path(out).expanduser()
@@ -103,6 +111,8 @@ def generate(
             outpaint=Outpaint.parse(outpaint) if outpaint else None, output_format=fmt, accelerate=accelerate,
             frames=frames, fps=fps, init_video=str(init_video) if init_video else None,
             motion_adapter=motion_adapter,
+            duration=duration, init_audio=str(init_audio) if init_audio else None, extend=extend,
+            span=Span.parse(span) if span else None,
             device=device, dtype=dtype,
             memory={"offload": offload, "vae_tiling": vae_tiling, "vae_slicing": vae_slicing,
                     "attention_slicing": attention_slicing},
@@ -135,6 +145,8 @@ def generate(
 
     req = result.record.request
     clip = f", {req.frames} frames at {req.fps:g} fps" if req.frames else ""
+    if result.outputs and result.outputs[0].record.duration_s and not req.frames:
+        clip = f", {result.outputs[0].record.duration_s:g} s at {result.outputs[0].record.sample_rate} Hz"
     typer.echo(f"{len(result.outputs)} {modality(req.modality).noun}(s) in {result.record.elapsed_s:.1f}s "
                f"({result.record.model_name}, {result.record.sampler}, {req.steps} steps{clip})")
 

@@ -133,7 +133,8 @@ def _check_size(request: GenerationRequest, entry: ModelEntry, inputs: Inputs, s
 
 
 def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None, mask_value=None,
-               video_value=None, allow_pickle: bool = False, check_device: bool = True) -> _Checked:
+               video_value=None, audio_value=None, allow_pickle: bool = False,
+               check_device: bool = True) -> _Checked:
     import warnings
 
     import pipelines
@@ -158,9 +159,11 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
             pipelines.check_lora_file(lora.path, allow_pickle=allow_pickle)
         except (pipelines.ModelLoadError, ValueError) as exc:
             raise RequestError(str(exc)) from None
-    inputs = kind.read_inputs(request, init_value=init_value, mask_value=mask_value, video_value=video_value)
+    inputs = kind.read_inputs(request, init_value=init_value, mask_value=mask_value, video_value=video_value,
+                              audio_value=audio_value)
     scale = max(8, source.vae_scale_factor or 8)
-    _check_size(request, entry, inputs, scale, device, dtype)
+    if kind.sized:
+        _check_size(request, entry, inputs, scale, device, dtype)
     kind.check(request, entry, source, inputs, scale=scale)
     # Last: the only check that imports diffusers (for its scheduler classes), seconds that a cheaper
     # refusal above should not wait for.
@@ -186,11 +189,9 @@ def _decide_modality(request: GenerationRequest, entry: ModelEntry, allow_pickle
 
 def _entry_modality(entry: ModelEntry, source) -> str:
     """What the model makes: the registry says for named models, the files say for paths."""
-    from .registry import VIDEO_FAMILIES
+    from .registry import family_modality
 
-    if entry.modality:
-        return entry.modality
-    return "video" if getattr(source, "family", None) in VIDEO_FAMILIES else "image"
+    return entry.modality or family_modality(getattr(source, "family", None)) or "image"
 
 
 def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optional[dict]) -> None:
@@ -211,8 +212,8 @@ def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optiona
 
 def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *,
               init_image: Optional[ImageInput] = None, mask: Optional[ImageInput] = None,
-              init_video: Optional[VideoInput] = None, allow_pickle: bool = False,
-              check_device: bool = True) -> None:
+              init_video: Optional[VideoInput] = None, init_audio: Optional[VideoInput] = None,
+              allow_pickle: bool = False, check_device: bool = True) -> None:
     """Check everything about ``request`` that can be checked without loading its model, in milliseconds:
     the model source (exists, not a refused pickle, readable header), device and dtype, LoRA files, the
     sampler against the model's scheduler config (read from disk), init image and mask (readable, within
@@ -223,7 +224,8 @@ def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *
     the one that renders)."""
     registry = registry or Registry()
     _preflight(request, registry.resolve(request.model), init_value=init_image, mask_value=mask,
-               video_value=init_video, allow_pickle=allow_pickle, check_device=check_device)
+               video_value=init_video, audio_value=init_audio, allow_pickle=allow_pickle,
+               check_device=check_device)
 
 
 class Studio:
@@ -261,10 +263,10 @@ class Studio:
     # -- requests -------------------------------------------------------------------------------------------
     def check(self, request: GenerationRequest, *, init_image: Optional[ImageInput] = None,
               mask: Optional[ImageInput] = None, init_video: Optional[VideoInput] = None,
-              allow_pickle: bool = False) -> None:
+              init_audio: Optional[VideoInput] = None, allow_pickle: bool = False) -> None:
         """`preflight` against this studio's registry: raises `RequestError` without loading anything."""
         preflight(request, self.registry, init_image=init_image, mask=mask, init_video=init_video,
-                  allow_pickle=allow_pickle)
+                  init_audio=init_audio, allow_pickle=allow_pickle)
 
     def resolve(self, request: GenerationRequest, entry: ModelEntry, family: str, inputs: Inputs,
                 scale: int = 8, scheduler_config: Optional[dict] = None) -> GenerationRequest:
@@ -302,6 +304,7 @@ class Studio:
         init_image: Optional[ImageInput] = None,
         mask: Optional[ImageInput] = None,
         init_video: Optional[VideoInput] = None,
+        init_audio: Optional[VideoInput] = None,
         progress: Optional[ProgressFn] = None,
         preview: Optional[PreviewFn] = None,
         preview_every: int = 5,
@@ -327,6 +330,8 @@ class Studio:
                 fields["mask"] = str(mask)
             if init_video is not None:
                 fields["init_video"] = str(init_video) if isinstance(init_video, (str, Path)) else "<in-memory>"
+            if init_audio is not None:
+                fields["init_audio"] = str(init_audio) if isinstance(init_audio, (str, Path)) else "<in-memory>"
             if out is not None and fields.get("output_format") is None:
                 from .modalities import WRITABLE_SUFFIXES
 
@@ -337,13 +342,14 @@ class Studio:
             raise TypeError("pass either a request or fields, not both")
         with self._lock:
             generated = self._generate(request, out=Path(out) if out else None, init_value=init_image,
-                                       mask_value=mask, video_value=init_video, progress=progress, preview=preview,
+                                       mask_value=mask, video_value=init_video, audio_value=init_audio,
+                                       progress=progress, preview=preview,
                                        preview_every=max(1, preview_every), allow_pickle=allow_pickle,
                                        overwrite=overwrite)
             return generated.finish() if deliver else generated
 
-    def _generate(self, request, *, out, init_value, mask_value, video_value, progress, preview, preview_every,
-                  allow_pickle, overwrite=False) -> Generated:
+    def _generate(self, request, *, out, init_value, mask_value, video_value, audio_value, progress, preview,
+                  preview_every, allow_pickle, overwrite=False) -> Generated:
         import pipelines
         import torch
 
@@ -354,10 +360,11 @@ class Studio:
         check_output_targets(out, request.output_format, request.batch, seed=request.seed, overwrite=overwrite,
                              inputs={"init image": init_value if init_value is not None else request.init_image,
                                      "mask": mask_value if mask_value is not None else request.mask,
-                                     "init video": video_value if video_value is not None else request.init_video})
+                                     "init video": video_value if video_value is not None else request.init_video,
+                                     "init audio": audio_value if audio_value is not None else request.init_audio})
         # Everything checkable without the model, so a bad request fails in milliseconds, not after a load.
         checked = _preflight(request, entry, init_value=init_value, mask_value=mask_value,
-                             video_value=video_value, allow_pickle=allow_pickle)
+                             video_value=video_value, audio_value=audio_value, allow_pickle=allow_pickle)
         inputs = checked.inputs
         kind = modality_of(request.modality)
 
@@ -398,13 +405,14 @@ class Studio:
         # 9-channel inpaint models run every mode through their inpaint pipeline.
         as_inpaint = request.mode == "outpaint" or getattr(model, "inpaint_unet", False)
         pipe_for_mode = model.pipeline_for("inpaint" if as_inpaint else request.mode)
-        pipe_for_mode.set_progress_bar_config(disable=self.quiet)
+        if hasattr(pipe_for_mode, "set_progress_bar_config"):
+            pipe_for_mode.set_progress_bar_config(disable=self.quiet)
         frames_note = {"frames": request.frames} if request.frames else {}
 
         def callback(step: int, total: int, latents) -> None:
             if progress is not None:
                 progress(step, total)
-            if preview is not None and step % preview_every == 0 and step < total:
+            if preview is not None and kind.sized and step % preview_every == 0 and step < total:
                 image = pipelines.latent_preview(pipe_for_mode, latents)
                 if image is not None:
                     preview(step, total, seal_derived(image, model_name=entry.name, params={

@@ -140,3 +140,34 @@ def read_video(value, what: str = "init video", shown: Optional[str] = None,
     fmt = sniff(data)
     return SourceVideo([Image.fromarray(f) for f in frames], float(fps), data,
                        fmt if fmt and not fmt.startswith("unsupported") else None, label)
+
+
+@dataclass
+class SourceAudio:
+    samples: "numpy.ndarray"  # noqa: F821 - float32 (n,) or (n, channels)
+    rate: int
+    data: bytes  # the original bytes: the output's C2PA ingredient
+    fmt: Optional[str]
+    label: str
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.rate
+
+
+def read_audio(value, what: str = "init audio", shown: Optional[str] = None) -> SourceAudio:
+    """A user's audio clip (WAV, FLAC, MP3; a path or bytes) within `limits.MAX_INPUT_AUDIO_BYTES` and
+    `limits.MAX_INPUT_AUDIO_SECONDS`, decoded by the safety layer's bounded decoder."""
+    from safety.media import KIND, MediaError, decode_audio, sniff
+
+    data, label = _read_bytes(value, what, limits.MAX_INPUT_AUDIO_BYTES, shown)
+    fmt = sniff(data)
+    if fmt is None or KIND.get(fmt) != "audio":
+        raise RequestError(f"{what} {label} is not a readable audio file (WAV, FLAC or MP3)")
+    try:
+        samples, rate = decode_audio(data, fmt, max_seconds=limits.MAX_INPUT_AUDIO_SECONDS)
+    except MediaError as exc:
+        raise RequestError(f"{what} {label}: {exc}") from None
+    if len(samples) == 0:
+        raise RequestError(f"{what} {label} has no samples")
+    return SourceAudio(samples, int(rate), data, fmt, label)

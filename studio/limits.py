@@ -19,6 +19,9 @@ MAX_INPUT_PIXELS = 8192 * 8192  # twice the largest output side; decoded RGB is 
 # Init videos: only the frames a request can use are decoded (a clip longer than that is cut, and says so).
 MAX_INPUT_VIDEO_BYTES = 256 * MiB
 MAX_INPUT_FRAMES = MAX_FRAMES
+# Init audio: bytes before reading, and seconds before the samples are allocated.
+MAX_INPUT_AUDIO_BYTES = 256 * MiB
+MAX_INPUT_AUDIO_SECONDS = 600.0
 
 # width x height x batch (x frames for video) of one request. On CPU the cost is time and RAM (VAE decode of a 2048x2048 fp32 image
 # peaks near 10 GB); 2048x2048 x 1 (or 256x256 x 64, the mini model's largest batch) is the most allowed.
@@ -29,6 +32,6 @@ CUDA_BYTES_PER_PIXEL = {"fp16": 2048, "bf16": 2048, "fp32": 4096}
 
 __all__ = [
     "CPU_PIXEL_BUDGET", "CUDA_BYTES_PER_PIXEL", "MAX_BATCH", "MAX_FRAMES", "MAX_INPUT_BYTES", "MAX_INPUT_FRAMES",
-    "MAX_INPUT_PIXELS", "MAX_INPUT_VIDEO_BYTES", "MAX_SIDE",
+    "MAX_INPUT_PIXELS", "MAX_INPUT_VIDEO_BYTES", "MAX_INPUT_AUDIO_BYTES", "MAX_INPUT_AUDIO_SECONDS", "MAX_SIDE",
     "MAX_VERIFY_BYTES", "MAX_VERIFY_PIXELS", "MiB",
 ]

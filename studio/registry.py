@@ -23,7 +23,15 @@ log = logging.getLogger(__name__)
 USER_FILE = "models.toml"
 IMAGE_FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
 VIDEO_FAMILIES = ("animatediff", "svd", "cogvideox", "ltx", "wan")  # = pipelines.VIDEO_FAMILIES (tested)
-FAMILIES = IMAGE_FAMILIES + VIDEO_FAMILIES
+AUDIO_FAMILIES = ("stable-audio", "audioldm2", "ace-step", "musicgen")  # = pipelines.AUDIO_FAMILIES (tested)
+FAMILIES = IMAGE_FAMILIES + VIDEO_FAMILIES + AUDIO_FAMILIES
+
+
+def family_modality(family: Optional[str]) -> Optional[str]:
+    """What a model of `family` makes (None: unknown family)."""
+    if family is None:
+        return None
+    return "video" if family in VIDEO_FAMILIES else "audio" if family in AUDIO_FAMILIES else "image"
 _SAFE_SUFFIXES = (".safetensors", ".sft")
 _PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
 # A safetensors header is JSON metadata only; anything this large is not one (and must not be read into memory).
@@ -47,13 +55,14 @@ class ModelEntry:
     frames: Optional[int] = None
     fps: Optional[float] = None
     motion_adapter: Optional[str] = None
+    duration: Optional[float] = None  # audio: default clip length in seconds
     modality: Optional[str] = None  # None: from the family when known, else from the files at load time
     builtin: bool = False
     origin: str = "builtin"
 
     def __post_init__(self):
         if self.modality is None and self.family is not None:
-            object.__setattr__(self, "modality", "video" if self.family in VIDEO_FAMILIES else "image")
+            object.__setattr__(self, "modality", family_modality(self.family))
 
     @property
     def is_path(self) -> bool:
@@ -126,6 +135,17 @@ def builtin_entries() -> dict[str, ModelEntry]:
         ModelEntry("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", "wan",
                    "Wan 2.2 TI2V 5B (720p text- and image-to-video)", width=1280, height=704, steps=50,
                    guidance=5.0, frames=121, fps=24),
+        # music
+        ModelEntry("musicgen-small", "facebook/musicgen-small", "musicgen",
+                   "MusicGen small (transformers; text-to-music, continuation)", guidance=3.0, duration=8),
+        ModelEntry("musicgen-medium", "facebook/musicgen-medium", "musicgen", "MusicGen medium", guidance=3.0,
+                   duration=8),
+        ModelEntry("musicgen-melody", "facebook/musicgen-melody", "musicgen",
+                   "MusicGen melody (keeps the melody of an init clip)", guidance=3.0, duration=8),
+        ModelEntry("stable-audio-open", "stabilityai/stable-audio-open-1.0", "stable-audio",
+                   "Stable Audio Open 1.0 (44.1 kHz stereo, up to 47 s)", steps=100, guidance=7.0, duration=10),
+        ModelEntry("audioldm2-music", "cvssp/audioldm2-music", "audioldm2", "AudioLDM 2 music", steps=200,
+                   guidance=3.5, duration=10),
     ]
     return {e.name: replace(e, builtin=True) for e in entries}
 
@@ -283,7 +303,7 @@ class Registry:
             if not isinstance(spec, dict) or not spec.get("source"):
                 raise StudioError(f"{self.user_file}: model {name!r} needs a 'source' (hub id or path)")
             unknown = set(spec) - {"source", "family", "description", "width", "height", "steps", "guidance",
-                                   "sampler", "frames", "fps", "motion_adapter"}
+                                   "sampler", "frames", "fps", "motion_adapter", "duration"}
             if unknown:
                 raise StudioError(f"{self.user_file}: model {name!r} has unknown keys {sorted(unknown)}")
             if spec.get("family") not in (None, *FAMILIES):

@@ -12,16 +12,25 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .errors import RequestError
 
-Modality = Literal["image", "video"]
+Modality = Literal["image", "video", "audio"]
 ImageFormat = Literal["png", "jpeg", "webp"]
 VideoFormat = Literal["mp4", "gif"]  # not WebM: C2PA (c2pa-python) cannot sign it, and nothing leaves unsigned
-OutputFormat = Literal["png", "jpeg", "webp", "mp4", "gif"]
-Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "txt2vid", "img2vid", "vid2vid"]
+AudioFormat = Literal["wav", "flac", "mp3"]
+OutputFormat = Literal["png", "jpeg", "webp", "mp4", "gif", "wav", "flac", "mp3"]
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "txt2vid", "img2vid", "vid2vid",
+               "txt2audio", "audio_extend", "audio_inpaint", "audio2audio"]
 # Which output formats belong to which modality; the first is the default.
-FORMATS: dict[str, tuple[str, ...]] = {"image": ("png", "jpeg", "webp"), "video": ("mp4", "gif")}
-VIDEO_ONLY_FIELDS = ("frames", "fps", "init_video", "motion_adapter")
-IMAGE_ONLY_FIELDS = ("mask", "outpaint")
+FORMATS: dict[str, tuple[str, ...]] = {"image": ("png", "jpeg", "webp"), "video": ("mp4", "gif"),
+                                       "audio": ("wav", "flac", "mp3")}
+# Fields that only one modality reads: giving one decides the modality, giving it to another is an error.
+OWN_FIELDS: dict[str, tuple[str, ...]] = {
+    "image": ("mask", "outpaint"),
+    "video": ("frames", "fps", "init_video", "motion_adapter"),
+    "audio": ("duration", "init_audio", "extend", "span"),
+}
+VIDEO_ONLY_FIELDS = OWN_FIELDS["video"]
 MAX_FRAMES = 257
+MAX_AUDIO_SECONDS = 300.0
 MAX_FPS = 120.0
 MAX_SIDE = 4096
 MAX_BATCH = 64
@@ -132,6 +141,35 @@ class Outpaint(BaseModel):
                       bottom=bottom)
 
 
+class Span(BaseModel):
+    """A time span [start, end) in seconds of an init audio clip: the part audio inpainting regenerates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    start: float = Field(ge=0.0)
+    end: float = Field(gt=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Span":
+        if self.end <= self.start:
+            raise ValueError(f"span end {self.end:g} s must be after its start {self.start:g} s")
+        return self
+
+    def as_tuple(self) -> tuple[float, float]:
+        return (self.start, self.end)
+
+    @classmethod
+    def parse(cls, text: str) -> "Span":
+        """Parse the CLI form `START:END` (seconds)."""
+        start, sep, end = text.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            a, b = float(start), float(end)
+        except ValueError:
+            raise RequestError(f"span must be START:END in seconds (e.g. 2:4), got {text!r}") from None
+        return _build(cls, _prefix=f"span {text!r}: ", _loc=False, start=a, end=b)
+
+
 class MemoryOptions(BaseModel):
     """Trade speed for memory: offloading (CUDA only), VAE tiling/slicing, attention slicing."""
 
@@ -171,6 +209,11 @@ class GenerationRequest(BaseModel):
     fps: Optional[float] = Field(default=None, gt=0.0, le=MAX_FPS)
     init_video: Optional[str] = None
     motion_adapter: Optional[str] = None
+    # audio: clip length; a source clip to extend (by `extend` s), inpaint (`span`) or vary (`strength`)
+    duration: Optional[float] = Field(default=None, gt=0.0, le=MAX_AUDIO_SECONDS)
+    init_audio: Optional[str] = None
+    extend: Optional[float] = Field(default=None, gt=0.0, le=MAX_AUDIO_SECONDS)
+    span: Optional[Span] = None
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
     output_format: Optional[OutputFormat] = None  # None: the modality's first format (png, mp4)
     accelerate: Literal["off", "safe", "max"] = "off"
@@ -184,7 +227,7 @@ class GenerationRequest(BaseModel):
             raise ValueError("prompt is empty")
         return v
 
-    @field_validator("guidance", "strength", "fps", mode="before")
+    @field_validator("guidance", "strength", "fps", "duration", "extend", mode="before")
     @classmethod
     def _number(cls, v: Any, info) -> Any:
         return _finite(info.field_name, v)
@@ -205,21 +248,33 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _modality_fields(self) -> "GenerationRequest":
-        video_fields = [f for f in VIDEO_ONLY_FIELDS if getattr(self, f) is not None]
+        given = {m: [f for f in fields if getattr(self, f) is not None] for m, fields in OWN_FIELDS.items()}
+        claimed = [m for m, fields in given.items() if fields]
         fmt_modality = next((m for m, fmts in FORMATS.items() if self.output_format in fmts), None)
-        modality = self.modality or ("video" if video_fields else fmt_modality)
-        if modality == "image" and video_fields:
-            raise ValueError(f"{', '.join(video_fields)} given for an image request: they apply to video")
-        if modality == "video":
-            image_fields = [f for f in IMAGE_ONLY_FIELDS if getattr(self, f) is not None]
-            if image_fields:
-                raise ValueError(f"{', '.join(image_fields)} given for a video request: they apply to images")
-            if self.init_video and self.init_image:
-                raise ValueError("init_image and init_video are exclusive: animate a still (init_image) or "
-                                 "restyle a clip (init_video)")
+        modality = self.modality or (claimed[0] if len(claimed) == 1 else None) or fmt_modality
+        for other in claimed:
+            if modality is not None and other != modality:
+                raise ValueError(f"{', '.join(given[other])} given for a{'n' if modality in ('image', 'audio') else ''} "
+                                 f"{modality} request: {'it applies' if len(given[other]) == 1 else 'they apply'} "
+                                 f"to {other}")
+        if len(claimed) > 1 and modality is None:
+            raise ValueError(f"{', '.join(given[claimed[0]])} ({claimed[0]}) and {', '.join(given[claimed[1]])} "
+                             f"({claimed[1]}) cannot be in one request")
+        if modality == "audio" and self.init_image:
+            raise ValueError("init_image given for an audio request: audio edits take init_audio")
+        if modality == "video" and self.init_video and self.init_image:
+            raise ValueError("init_image and init_video are exclusive: animate a still (init_image) or "
+                             "restyle a clip (init_video)")
+        if modality == "audio":
+            if (self.extend or self.span) and not self.init_audio:
+                raise ValueError(f"{'extend' if self.extend else 'span'} given without init_audio: it edits a clip")
+            if self.extend and self.span:
+                raise ValueError("extend and span are exclusive: continue a clip, or regenerate a span inside it")
+            if self.strength is not None and (self.extend or self.span):
+                raise ValueError("strength applies to audio-to-audio (init_audio alone), not to extend/span")
         if modality is not None and self.output_format is not None and self.output_format not in FORMATS[modality]:
-            raise ValueError(f"output format {self.output_format} is not a {modality} format (use "
-                             f"{', '.join(FORMATS[modality])})")
+            raise ValueError(f"output format {self.output_format} is not a{'n' if modality in ('image', 'audio') else ''} "
+                             f"{modality} format (use {', '.join(FORMATS[modality])})")
         if modality is not None:
             self.modality = modality
             if self.output_format is None:
@@ -234,8 +289,9 @@ class GenerationRequest(BaseModel):
             raise ValueError("outpaint given without init_image: outpainting extends an existing image")
         if self.outpaint and self.mask:
             raise ValueError("outpaint and mask are exclusive: outpainting makes its own mask of the new border")
-        if self.strength is not None and not (self.init_image or self.init_video):
-            raise ValueError("strength given without init_image or init_video: strength applies to edits")
+        if self.strength is not None and not (self.init_image or self.init_video or self.init_audio):
+            raise ValueError("strength given without init_image, init_video or init_audio: strength applies to "
+                             "edits")
         return self
 
     def with_modality(self, modality: str) -> "GenerationRequest":
@@ -253,6 +309,10 @@ class GenerationRequest(BaseModel):
     def mode(self) -> Mode:
         if self.modality == "video":
             return "vid2vid" if self.init_video else "img2vid" if self.init_image else "txt2vid"
+        if self.modality == "audio":
+            if not self.init_audio:
+                return "txt2audio"
+            return "audio_extend" if self.extend else "audio_inpaint" if self.span else "audio2audio"
         if self.outpaint:
             return "outpaint"
         if self.mask:
@@ -296,10 +356,13 @@ class OutputRecord(BaseModel):
     generated_sha256: Optional[str] = None
     size_bytes: int
     path: Optional[str] = None
-    width: int
-    height: int
+    width: Optional[int] = None  # images and clips
+    height: Optional[int] = None
     frames: Optional[int] = None  # video
     fps: Optional[float] = None  # video
+    duration_s: Optional[float] = None  # audio and video
+    sample_rate: Optional[int] = None  # audio
+    channels: Optional[int] = None  # audio
     watermark_id: Optional[str] = None
     watermark_status: str = "unknown"
 

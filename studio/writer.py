@@ -50,7 +50,14 @@ class Output:
         """The delivered image, decoded from the sealed bytes (so it carries the watermark); for a clip, its
         first frame."""
         media = for_format(self.record.format).decode(self.data)
+        if isinstance(media, tuple):
+            raise AttributeError("an audio output has no image: use .audio")
         return media[0] if isinstance(media, list) else media
+
+    @property
+    def audio(self):
+        """The delivered sound, decoded from the sealed bytes (so it carries the watermark): (samples, rate)."""
+        return for_format(self.record.format).decode(self.data)
 
     @property
     def frames(self) -> list:
@@ -313,6 +320,7 @@ def seal_outputs(
             pixel_sha256=sealed.pixel_sha256, generated_sha256=sealed.generated_sha256,
             size_bytes=len(sealed.data), path=str(path) if path else None,
             width=sealed.width, height=sealed.height, frames=sealed.frames, fps=sealed.fps,
+            duration_s=sealed.duration_s, sample_rate=sealed.sample_rate, channels=sealed.channels,
             watermark_id=sealed.watermark_id, watermark_status=sealed.watermark_status,
         )
         if path is not None:

@@ -30,7 +30,7 @@ from .manifest import MANIFEST, JobLock, ManifestState, ManifestWriter, WriteInt
 from .spec import Invalid, JobItem, JobSpec, assign_seeds, load_job
 
 log = logging.getLogger(__name__)
-_TMP_RE = re.compile(r"^\..+\.(png|jpg|webp|mp4|gif)\.[A-Za-z0-9_]+\.tmp$")
+_TMP_RE = re.compile(r"^\..+\.(png|jpg|webp|mp4|gif|wav|flac|mp3)\.[A-Za-z0-9_]+\.tmp$")
 ItemCallback = Callable[["ItemOutcome", int, int], None]
 StepCallback = Callable[[str, int, int], None]
 
@@ -634,7 +634,8 @@ def _output_problems(spec: JobSpec, out_dir: Path, overwrite: bool) -> tuple[lis
         try:
             check_output_targets(out_dir, names=item_output_names(item), overwrite=overwrite, replaceable=own,
                                  inputs={"init image": item.request.init_image, "mask": item.request.mask,
-                                         "init video": item.request.init_video},
+                                         "init video": item.request.init_video,
+                                         "init audio": item.request.init_audio},
                                  create=False)
         except RequestError as exc:
             problems.append(Invalid(item.line, str(exc)))

@@ -425,10 +425,12 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
             resolved = {"init_image": _resolve_path(base_dir, written.init_image),
                         "mask": _resolve_path(base_dir, written.mask),
                         "init_video": _resolve_path(base_dir, written.init_video),
+                        "init_audio": _resolve_path(base_dir, written.init_audio),
                         "model": _resolve_model(base_dir, written.model)}
-            if resolved["init_video"] is not None and not Path(resolved["init_video"]).is_file():
-                raise RequestError(f"init_video {written.init_video!r} does not exist "
-                                   f"(paths are relative to the job file)")
+            for what in ("init_video", "init_audio"):
+                if resolved[what] is not None and not Path(resolved[what]).is_file():
+                    raise RequestError(f"{what} {getattr(written, what)!r} does not exist "
+                                       f"(paths are relative to the job file)")
             sizes = {}
             for what in ("init_image", "mask"):
                 if resolved[what] is None:

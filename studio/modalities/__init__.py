@@ -5,11 +5,12 @@ branching on it; adding a medium (music) is a new module here plus a row in the 
 """
 from __future__ import annotations
 
+from .audio import AUDIO
 from .base import MediaModality
 from .image import IMAGE
 from .video import VIDEO
 
-MODALITIES: dict[str, MediaModality] = {m.name: m for m in (IMAGE, VIDEO)}
+MODALITIES: dict[str, MediaModality] = {m.name: m for m in (IMAGE, VIDEO, AUDIO)}
 
 # format -> file extension, and the suffixes a user may write (-> format), across every modality
 EXTENSIONS: dict[str, str] = {fmt: ext for m in MODALITIES.values() for fmt, ext in m.extensions.items()}
@@ -23,9 +24,9 @@ def modality(name: str | None) -> MediaModality:
 
 def sampler_family(family: str | None) -> str | None:
     """The `schedulers` family whose samplers drive a model of `family` (None: it runs only its own)."""
-    from ..registry import VIDEO_FAMILIES
+    from ..registry import family_modality
 
-    return (VIDEO if family in VIDEO_FAMILIES else IMAGE).sampler_family(family)
+    return MODALITIES[family_modality(family) or "image"].sampler_family(family)
 
 
 def for_format(fmt: str) -> MediaModality:

@@ -17,6 +17,7 @@ class Inputs:
     mask: Any = None  # PIL mask
     frames: Optional[list] = None  # PIL frames of an init video
     fps: Optional[float] = None  # the init video's rate
+    audio: Optional[tuple] = None  # (samples float32, sample rate) of an init audio clip
     parent: Optional[bytes] = None
     parent_format: Optional[str] = None
     hashes: dict = field(default_factory=dict)  # input name -> sha256 of its bytes
@@ -33,10 +34,13 @@ class SealedMedia:
     watermark_status: str
     pixel_sha256: str  # of the decoded delivered media
     generated_sha256: str  # of the media before the seal
-    width: int
-    height: int
+    width: Optional[int] = None
+    height: Optional[int] = None
     frames: Optional[int] = None
     fps: Optional[float] = None
+    duration_s: Optional[float] = None
+    sample_rate: Optional[int] = None
+    channels: Optional[int] = None
 
 
 class MediaModality(ABC):
@@ -44,13 +48,14 @@ class MediaModality(ABC):
     extensions: dict[str, str]  # output format -> file extension
     suffixes: dict[str, str]  # file suffix a user may write -> output format
     noun: str  # "image", "clip": what one output is called in messages
+    sized = True  # has a width and height (images, clips); audio has a duration instead
 
     @property
     def formats(self) -> tuple[str, ...]:
         return tuple(self.extensions)
 
     @abstractmethod
-    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None) -> Inputs:
+    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None, audio_value=None) -> Inputs:
         """Read and bound the request's source media (one-line RequestError on anything wrong)."""
 
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:

@@ -35,7 +35,7 @@ class ImageModality(MediaModality):
     extensions = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
     suffixes = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
-    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None) -> Inputs:
+    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None, audio_value=None) -> Inputs:
         init = read_image(init_value if init_value is not None else request.init_image, "init image", "RGB") \
             if request.init_image else None
         mask = read_image(mask_value if mask_value is not None else request.mask, "mask", "L") \

@@ -39,7 +39,7 @@ class VideoModality(MediaModality):
     extensions = {"mp4": ".mp4", "gif": ".gif"}
     suffixes = {".mp4": "mp4", ".gif": "gif"}
 
-    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None) -> Inputs:
+    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None, audio_value=None) -> Inputs:
         hashes: dict = {}
         if request.init_video:
             clip = read_video(video_value if video_value is not None else request.init_video)

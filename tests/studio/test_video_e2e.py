@@ -86,7 +86,7 @@ def test_video_to_video_keeps_the_sources_length_and_rate(tmp_path, tiny_video_m
 
 @pytest.mark.parametrize("fields, needle", [
     (dict(frames=8), "frames given for an image request"),  # mini makes images
-    (dict(model="mini", output_format="mp4"), "output format mp4 is not a image format"),
+    (dict(model="mini", output_format="mp4"), "output format mp4 is not an image format"),
 ])
 def test_video_fields_on_an_image_model_are_one_line_errors(fields, needle):
     with pytest.raises(RequestError, match=needle):

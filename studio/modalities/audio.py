@@ -1,0 +1,117 @@
+"""Music: text-to-music, continuation, span inpainting and audio-to-audio through `pipelines.run_audio`,
+sealed by `safety.seal_audio` (the mark in the samples, then the container, then the C2PA manifest)."""
+from __future__ import annotations
+
+import hashlib
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import RequestError
+from ..inputs import read_audio
+from .base import Inputs, MediaModality, SealedMedia
+
+AUDIO2AUDIO_STRENGTH = 0.5
+
+
+def samples_sha256(samples, rate: int) -> str:
+    """Hash of a clip's samples (float32, shape and rate), the audio counterpart of an image's pixel hash."""
+    x = np.ascontiguousarray(np.asarray(samples, dtype=np.float32))
+    h = hashlib.sha256(f"f32:{rate}:{'x'.join(map(str, x.shape))}:".encode())
+    h.update(x.tobytes())
+    return h.hexdigest()
+
+
+def _family(name: str):
+    import pipelines
+
+    spec = pipelines.AUDIO_FAMILIES.get(name)
+    if spec is None:
+        raise RequestError(f"model family {name!r} does not make audio (audio families: "
+                           f"{', '.join(pipelines.AUDIO_FAMILIES)})")
+    return spec
+
+
+class AudioModality(MediaModality):
+    name = "audio"
+    noun = "clip"
+    sized = False
+    extensions = {"wav": ".wav", "flac": ".flac", "mp3": ".mp3"}
+    suffixes = {".wav": "wav", ".flac": "flac", ".mp3": "mp3"}
+
+    def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None, audio_value=None) -> Inputs:
+        if not request.init_audio:
+            return Inputs()
+        clip = read_audio(audio_value if audio_value is not None else request.init_audio)
+        if request.span is not None and request.span.end > clip.seconds + 1e-6:
+            raise RequestError(f"span {request.span.start:g}:{request.span.end:g} s ends after the init audio "
+                               f"({clip.seconds:.2f} s)")
+        return Inputs(audio=(clip.samples, clip.rate), parent=clip.data, parent_format=clip.fmt,
+                      hashes={"init_audio": hashlib.sha256(clip.data).hexdigest()})
+
+    def sampler_family(self, family: Optional[str]) -> Optional[str]:
+        return None  # each audio backend runs its own scheduler (or, MusicGen, none)
+
+    def pixels(self, request, width: int, height: int) -> int:
+        return 0
+
+    def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
+        import pipelines
+
+        family = getattr(source, "family", None) or entry.family
+        if family is None:
+            return
+        _family(family)
+        duration = request.duration or getattr(entry, "duration", None) or _family(family).default_duration
+        span = request.span.as_tuple() if request.span else None
+        try:
+            pipelines.check_audio_request(family, request.mode, duration=duration, extend=request.extend,
+                                          span=span)
+        except ValueError as exc:
+            raise RequestError(f"model {entry.name}: {exc}") from None
+
+    def resolve(self, fields: dict, request, entry, family: str, inputs: Inputs) -> None:
+        spec = _family(family)
+        fields["width"] = fields["height"] = None  # a clip of sound has no size
+        if request.mode == "txt2audio":
+            fields["duration"] = request.duration or getattr(entry, "duration", None) or spec.default_duration
+        elif request.mode == "audio2audio" and fields["strength"] is None:
+            fields["strength"] = AUDIO2AUDIO_STRENGTH
+
+    def run(self, model, request, inputs: Inputs, seeds: Sequence[int], callback) -> list:
+        import pipelines
+
+        duration = request.duration
+        if duration is None and inputs.audio is not None:
+            duration = len(inputs.audio[0]) / inputs.audio[1]
+        return pipelines.run_audio(
+            model, mode=request.mode, prompt=request.prompt, negative_prompt=request.negative_prompt,
+            duration=duration, steps=request.steps, guidance=request.guidance, sampler=request.sampler,
+            seeds=list(seeds), init_audio=inputs.audio, extend=request.extend,
+            span=request.span.as_tuple() if request.span else None, strength=request.strength,
+            callback=callback)
+
+    def seal(self, media, *, fmt, params, claim_generator, parent, parent_format, png_text, config,
+             watermark_id) -> SealedMedia:
+        import safety
+        from safety.media import decode_audio
+
+        samples, rate = media
+        sealed = safety.seal_audio(samples, sample_rate=int(rate), fmt=fmt, params=params,
+                                   claim_generator=claim_generator, parent=parent, parent_format=parent_format,
+                                   config=config, watermark_id=watermark_id)
+        delivered, delivered_rate = decode_audio(sealed.data, fmt)
+        x = np.asarray(samples)
+        return SealedMedia(data=sealed.data, manifest=sealed.manifest, watermark_id=sealed.watermark_id,
+                           watermark_status=sealed.watermark_status,
+                           pixel_sha256=samples_sha256(delivered, delivered_rate),
+                           generated_sha256=samples_sha256(x, int(rate)), duration_s=round(len(x) / rate, 4),
+                           sample_rate=int(rate), channels=1 if x.ndim == 1 else int(x.shape[1]))
+
+    def decode(self, data: bytes):
+        from safety.media import decode_audio, sniff
+
+        return decode_audio(data, sniff(data) or "wav")
+
+
+AUDIO = AudioModality()
