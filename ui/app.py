@@ -414,9 +414,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         with gr.Accordion("Source (optional): animate an image, or restyle a clip", open=True):
                             with gr.Row():
                                 vd_image = gr.File(label="Image to animate (img2vid)", file_types=["image"],
-                                                   type="filepath", elem_id="vd-image", height=100)
+                                                   type="filepath", elem_id="vd-image", height=130)
                                 vd_clip = gr.File(label="Clip to restyle (vid2vid)", file_types=CLIP_UPLOADS,
-                                                  type="filepath", elem_id="vd-clip", height=100)
+                                                  type="filepath", elem_id="vd-clip", height=130)
                             vd_strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, visible=False,
                                                     label="Strength (how far the clip is restyled)",
                                                     elem_id="vd-strength")

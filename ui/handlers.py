@@ -433,13 +433,6 @@ def _sanitize_obj(obj, out_dir):
     return obj
 
 
-def sealed_ok(entry: dict) -> bool:
-    """Sealed as it should be: valid credentials, and the watermark where the output could carry one (a clip
-    below the mark's minimum size is sealed without it, and says so in its watermark status)."""
-    unmarkable = entry.get("watermark_status") == "too_small"
-    return entry.get("verify") in VERIFY_GOOD and (unmarkable or entry.get("watermark_found", True))
-
-
 def clip_line(entry_or_info: dict) -> str:
     """"16 frames @ 8 fps" (and the duration when known) for a clip entry or a verify report's clip info."""
     frames, fps = entry_or_info.get("frames"), entry_or_info.get("fps")
@@ -452,7 +445,13 @@ def clip_line(entry_or_info: dict) -> str:
 
 
 def caption(entry: dict) -> str:
-    mark = "✓ sealed" if sealed_ok(entry) else ("? " + str(entry.get("verify", "unverified")))
+    signed = entry.get("verify") in VERIFY_GOOD
+    if signed and entry.get("watermark_found", True):
+        mark = "✓ sealed"
+    elif signed and entry.get("watermark_status") == "too_small":  # signed; the mark needs >= 256 px
+        mark = "✓ signed, too small to mark"
+    else:
+        mark = "? " + str(entry.get("verify", "unverified"))
     what = f"{modality_of(entry.get('modality')).noun} {clip_line(entry)} · " if is_clip(entry) else ""
     return f"{what}seed {entry.get('seed')} · {entry.get('model')} · {mark}"
 
