@@ -27,8 +27,9 @@ def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys):
     pngs = sorted(p for p in out.glob("[0-9][0-9]-*.png"))
     assert len(pngs) == len(items)
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    assert [r["request"]["prompt"] for r in records] == [i.fields["prompt"] for i in items]
-    assert all(r["model_name"] == "mini" for r in records)
+    images = [r for r in records if r["request"]["modality"] == "image"]
+    assert [r["request"]["prompt"] for r in images] == [i.fields["prompt"] for i in items]
+    assert all(r["model_name"] == "mini" for r in records if r["request"]["modality"] == "image")
     import studio
 
     sheet = studio.verify(out / "contact-sheet.png")
@@ -36,7 +37,14 @@ def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys):
     edit = next(p for p, r in zip(pngs, records) if r["mode"] == "img2img")
     report = studio.verify(edit).to_dict()
     assert report["exit_code"] == 0 and "parentOf" in json.dumps(report)
-    assert "contact sheet" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "contact sheet" in out_text and "2 sealed clips" in out_text
+    clips = [r for r in records if r["request"]["modality"] == "video"]
+    assert [r["mode"] for r in clips] == ["txt2vid", "img2vid"] and all(r["model_name"] == "mini-video" for r in clips)
+    for name in ("clip-text-to-video.mp4", "clip-image-to-video.mp4"):
+        assert studio.verify(out / name).exit_code == 0
+    animated = studio.verify(out / "clip-image-to-video.mp4").to_dict()
+    assert "parentOf" in json.dumps(animated)  # the first image is the clip's ingredient
 
 
 def test_demo_runs_again_into_its_own_folder(tmp_path, capsys):
