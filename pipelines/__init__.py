@@ -1,4 +1,15 @@
-"""Checkpoint loading and image / video generation over diffusers (imports diffusers/transformers/schedulers only)."""
+"""Checkpoint loading and image / video / music generation over diffusers (imports diffusers/transformers/schedulers only)."""
+from .audio import (
+    AUDIO_FAMILIES,
+    AUDIO_MODES,
+    DEFAULT_AUDIO2AUDIO_STRENGTH,
+    AudioFamily,
+    MusicGenPipeline,
+    audio_family_for,
+    audio_pipeline_for,
+    check_audio_request,
+    run_audio,
+)
 from .device import pick_device_dtype, resolve_device, resolve_dtype
 from .image import outpaint_canvas, run_image
 from .loading import (
@@ -41,4 +52,6 @@ __all__ = [
     "resolve_dtype", "run_image",
     "DEFAULT_VID2VID_STRENGTH", "VIDEO_FAMILIES", "VIDEO_MODES", "VideoFamily", "check_video_request", "run_video",
     "video_family_for", "video_pipeline_for",
+    "AUDIO_FAMILIES", "AUDIO_MODES", "DEFAULT_AUDIO2AUDIO_STRENGTH", "AudioFamily", "MusicGenPipeline",
+    "audio_family_for", "audio_pipeline_for", "check_audio_request", "run_audio",
 ]

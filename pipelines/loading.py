@@ -38,6 +38,17 @@ _VIDEO_PIPELINES = {
 # bf16 on CUDA where the checkpoints are published in bf16 (fp16 overflows in their transformers)
 _VIDEO_BF16 = ("cogvideox", "ltx", "wan")
 VIDEO_MODES = ("txt2vid", "img2vid", "vid2vid")
+# audio families (rules and modes in pipelines.audio.AUDIO_FAMILIES); MusicGen is transformers, wrapped in
+# pipelines.audio.MusicGenPipeline
+AUDIO_FAMILY_NAMES = ("stable-audio", "audioldm2", "musicgen")
+_AUDIO_PIPELINES = {
+    "stable-audio": ("StableAudioPipeline", "StableAudio3Pipeline", "StableAudio3AudioToAudioPipeline",
+                     "StableAudio3InpaintPipeline"),
+    "audioldm2": ("AudioLDM2Pipeline",),
+    "musicgen": ("MusicGenPipeline",),
+}
+AUDIO_MODES = ("txt2audio", "audio_extend", "audio_inpaint", "audio2audio")
+MEDIA_FAMILY_NAMES = VIDEO_FAMILY_NAMES + AUDIO_FAMILY_NAMES
 TOKENIZERS_ENV = "DIFFUSION_STUDIO_TOKENIZERS"
 
 
@@ -195,7 +206,7 @@ def clip_skip_supported(pipe) -> bool:
 
 def family_from_pipeline(pipe_or_class: Any, components: dict | None = None) -> str:
     name = pipe_or_class if isinstance(pipe_or_class, str) else type(pipe_or_class).__name__
-    for fam, classes in _VIDEO_PIPELINES.items():
+    for fam, classes in (*_VIDEO_PIPELINES.items(), *_AUDIO_PIPELINES.items()):
         if name in classes:
             return fam
     if name.startswith("StableDiffusionXL"):
@@ -215,7 +226,10 @@ def family_from_pipeline(pipe_or_class: Any, components: dict | None = None) -> 
 
 
 def folder_family(folder: Path) -> str:
-    """The family a diffusers folder's model_index.json (and UNet width) names; "other" when it names none."""
+    """The family a diffusers folder's model_index.json (and UNet width) names, or "musicgen" for a transformers
+    MusicGen folder; "other" when it names none."""
+    if not (folder / "model_index.json").is_file() and _musicgen_type(folder):
+        return "musicgen"
     try:
         idx = json.loads((folder / "model_index.json").read_text())
     except (OSError, ValueError):
@@ -254,8 +268,20 @@ def _not_available(model_id: str, reason: str = "") -> ModelNotAvailable:
 
 
 def _check_family(family: str | None) -> None:
-    if family is not None and family not in FAMILIES + VIDEO_FAMILY_NAMES:
-        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES + VIDEO_FAMILY_NAMES)}")
+    if family is not None and family not in FAMILIES + MEDIA_FAMILY_NAMES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES + MEDIA_FAMILY_NAMES)}")
+
+
+def _musicgen_type(folder: Path) -> str | None:
+    """"musicgen" / "musicgen_melody" when a folder's config.json is a transformers MusicGen checkpoint."""
+    cfg = _read_json(Path(folder) / "config.json")
+    t = (cfg or {}).get("model_type")
+    return t if t in ("musicgen", "musicgen_melody") else None
+
+
+def _not_a_model_folder(path: Path) -> ModelLoadError:
+    return ModelLoadError(f"{path} is a folder but not a diffusers pipeline (no model_index.json) nor a MusicGen "
+                          "checkpoint (config.json with model_type musicgen)")
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -276,11 +302,15 @@ class LoadedModel:
 
     @property
     def modality(self) -> str:
-        """"video" for the video families (pipelines.video.VIDEO_FAMILIES), else "image"."""
-        return "video" if self.family in VIDEO_FAMILY_NAMES else "image"
+        """"video" / "audio" for the video / audio families (pipelines.video.VIDEO_FAMILIES,
+        pipelines.audio.AUDIO_FAMILIES), else "image"."""
+        if self.family in VIDEO_FAMILY_NAMES:
+            return "video"
+        return "audio" if self.family in AUDIO_FAMILY_NAMES else "image"
 
     def __post_init__(self):
-        if not self.base_scheduler_config:
+        # MusicGen samples tokens: no scheduler, nothing to record
+        if not self.base_scheduler_config and getattr(self.pipe, "scheduler", None) is not None:
             # drop diffusers' "_use_default_values" so an in-memory pipeline builds the same samplers as the same
             # pipeline saved and re-loaded (from_config would otherwise swap in the target class's defaults)
             self.base_scheduler_config = {k: v for k, v in self.pipe.scheduler.config.items()
@@ -302,6 +332,14 @@ class LoadedModel:
             from .video import video_pipeline_for
 
             return video_pipeline_for(self, mode)
+        if self.modality == "audio":
+            if mode in MODES + VIDEO_MODES:
+                raise ValueError(f"{mode} is not an audio mode; this is a {self.family} audio model")
+            from .audio import audio_pipeline_for
+
+            return audio_pipeline_for(self, mode)
+        if mode in AUDIO_MODES:
+            raise ValueError(f"{mode} needs an audio model; this is a {self.family} image model")
         if mode in VIDEO_MODES:
             raise ValueError(f"{mode} needs a video model; this is a {self.family} image model")
         if mode not in MODES:
@@ -327,6 +365,10 @@ class LoadedModel:
             from .video import video_family_for
 
             return mode in video_family_for(self).modes
+        if self.modality == "audio":
+            from .audio import audio_family_for
+
+            return mode in audio_family_for(self).modes
         if mode not in MODES:
             return False
         if self.inpaint_unet:
@@ -610,12 +652,38 @@ def _with_motion_adapter(pipe, chash: str, base_src: str, adapter, *, allow_pick
     return anim, combined
 
 
+def _hub_is_musicgen(src: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(src, "config.json")
+    except Exception:  # noqa: BLE001 - a broken cache: the download reports it
+        return False
+    cfg = _read_json(hit) if isinstance(hit, str) else None
+    return bool(cfg and cfg.get("model_type") in ("musicgen", "musicgen_melody"))
+
+
+def _load_musicgen(folder: Path, family, device, dtype, allow_pickle: bool, error):
+    """A transformers MusicGen folder -> (MusicGenPipeline, "musicgen", device, dtype)."""
+    from .audio import MusicGenPipeline
+
+    if family not in (None, "musicgen"):
+        raise ModelLoadError(f"{folder} is a MusicGen checkpoint, not a {family} model")
+    use_safe = _check_folder_weights(folder, allow_pickle)
+    dev, dt = _pick(device, dtype, "musicgen")
+    try:
+        pipe = MusicGenPipeline.from_pretrained(folder, dtype=dt, use_safetensors=True if use_safe else None)
+    except (OSError, ValueError, KeyError) as e:
+        raise error(e) from e
+    return pipe, "musicgen", dev, dt
+
+
 def _check_family_matches(pipe, family: str | None, src: str) -> None:
     """A video family named for an image pipeline (or the reverse) cannot run: refuse at load time."""
     if family is None:
         return
     actual = family_from_pipeline(pipe)
-    if (family in VIDEO_FAMILY_NAMES or actual in VIDEO_FAMILY_NAMES) and actual != family:
+    if (family in MEDIA_FAMILY_NAMES or actual in MEDIA_FAMILY_NAMES) and actual != family:
         raise ModelLoadError(f"{src} is a {type(pipe).__name__} ({actual}), not a {family} model")
 
 
@@ -681,7 +749,10 @@ def inspect_source(source, *, family: str | None = None, allow_pickle: bool = Fa
                           _vae_scale(_read_json(cfg_dir / "vae" / "config.json")) if cfg_dir else None)
     if path.is_dir():
         if not (path / "model_index.json").is_file():
-            raise ModelLoadError(f"{path} is a folder but not a diffusers pipeline (no model_index.json)")
+            if not _musicgen_type(path):
+                raise _not_a_model_folder(path)
+            _check_folder_weights(path, allow_pickle)
+            return SourceInfo("folder", family or "musicgen", None)
         _check_folder_weights(path, allow_pickle)
         return SourceInfo("folder", family or folder_family(path),
                           _read_json(path / "scheduler" / "scheduler_config.json"),
@@ -701,8 +772,11 @@ def inspect_source(source, *, family: str | None = None, allow_pickle: bool = Fa
         index, sched, vae = cached("model_index.json"), cached("scheduler/scheduler_config.json"), \
             cached("vae/config.json")
         unet = cached("unet/config.json") if index and family is None else None
+        top = cached("config.json") if not index else None
     except Exception:  # noqa: BLE001 - a broken cache: the load reports it properly
-        index = sched = vae = unet = None
+        index = sched = vae = unet = top = None
+    if top and top.get("model_type") in ("musicgen", "musicgen_melody"):
+        return SourceInfo("hub", family or "musicgen", None)
     fam = family
     if fam is None and index:
         fam = family_from_pipeline(str(index.get("_class_name", "")),
@@ -733,9 +807,14 @@ def load_model(source, *, family: str | None = None, device=None, dtype=None, al
         pipe, fam = _load_single_file(path, family=base_family, dtype=dt, allow_pickle=allow_pickle,
                                       single_file_config=single_file_config, tokenizers_dir=tokenizers_dir)
         chash, kind = content_hash(path), "single_file"
+    elif path.is_dir() and not (path / "model_index.json").is_file():
+        if not _musicgen_type(path):
+            raise _not_a_model_folder(path)
+        pipe, fam, dev, dt = _load_musicgen(
+            path, family, device, dtype, allow_pickle,
+            lambda e: ModelLoadError(f"could not load MusicGen folder {path}: {_first_line(e)}"))
+        chash, kind = content_hash(path), "folder"
     elif path.is_dir():
-        if not (path / "model_index.json").is_file():
-            raise ModelLoadError(f"{path} is a folder but not a diffusers pipeline (no model_index.json)")
         pipe, fam, dev, dt = _load_folder(
             path, family, device, dtype, allow_pickle,
             lambda e: ModelLoadError(f"could not load diffusers folder {path}: {_first_line(e)}"))
@@ -748,11 +827,19 @@ def load_model(source, *, family: str | None = None, device=None, dtype=None, al
             raise ModelNotAvailable(f"{src!r} is neither an existing path nor a hub id of the form 'owner/name'")
         lfo = True if local_files_only is None else local_files_only
         try:
-            folder = Path(DiffusionPipeline.download(src, local_files_only=lfo))
+            if family == "musicgen" or _hub_is_musicgen(src):
+                # a transformers repo: DiffusionPipeline.download insists on model_index.json
+                from huggingface_hub import snapshot_download
+
+                patterns = None if allow_pickle else ["*.json", "*.safetensors", "*.model", "*.txt"]
+                folder = Path(snapshot_download(src, local_files_only=lfo, allow_patterns=patterns))
+            else:
+                folder = Path(DiffusionPipeline.download(src, local_files_only=lfo))
         except Exception as e:  # noqa: BLE001 - huggingface_hub raises several kinds
             raise _not_available(src, "not in the local Hugging Face cache" if lfo else _first_line(e)) from e
-        pipe, fam, dev, dt = _load_folder(folder, family, device, dtype, allow_pickle,
-                                          lambda e: _not_available(src, _first_line(e)))
+        loader = _load_musicgen if _musicgen_type(folder) else _load_folder
+        pipe, fam, dev, dt = loader(folder, family, device, dtype, allow_pickle,
+                                    lambda e: _not_available(src, _first_line(e)))
         chash, kind = content_hash(folder), "hub"
     if motion_adapter is not None or family == "animatediff":
         pipe, chash = _with_motion_adapter(pipe, chash, src, motion_adapter, allow_pickle=allow_pickle,

@@ -53,7 +53,11 @@ def apply_memory_options(model: LoadedModel, *, offload: str | None = None, vae_
     pipe = model.pipe
     applied = {"offload": None, "vae_tiling": False, "vae_slicing": False, "attention_slicing": False}
     if offload:
-        if torch.cuda.is_available() and model.device.type == "cuda":
+        if not hasattr(pipe, "enable_model_cpu_offload"):
+            # MusicGen (transformers) has no diffusers offload hooks
+            warnings.warn(f"{type(pipe).__name__} does not support CPU offload; ignored", RuntimeWarning,
+                          stacklevel=2)
+        elif torch.cuda.is_available() and model.device.type == "cuda":
             if offload == "model":
                 pipe.enable_model_cpu_offload()
             else:
