@@ -83,6 +83,8 @@ def generate(
     vae_tiling: bool = typer.Option(False, "--vae-tiling"),
     vae_slicing: bool = typer.Option(False, "--vae-slicing"),
     attention_slicing: bool = typer.Option(False, "--attention-slicing"),
+    decode_chunk: Optional[int] = typer.Option(None, "--decode-chunk",
+                                               help="Video: frames the VAE decodes at once (less memory)."),
     allow_unsafe_pickle: bool = typer.Option(False, "--allow-unsafe-pickle",
                                              help="Allow .ckpt/.bin/.pt checkpoints (pickle can run code)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
@@ -115,7 +117,7 @@ def generate(
             span=Span.parse(span) if span else None,
             device=device, dtype=dtype,
             memory={"offload": offload, "vae_tiling": vae_tiling, "vae_slicing": vae_slicing,
-                    "attention_slicing": attention_slicing},
+                    "attention_slicing": attention_slicing, "decode_chunk": decode_chunk},
         )
     except (RequestError, ValueError) as exc:
         _fail(str(exc))

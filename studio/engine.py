@@ -395,7 +395,7 @@ class Studio:
             names = ", ".join(Path(l.path).name for l in request.loras)
             raise RequestError(f"LoRA {names} could not be applied to model {entry.name} ({model.family}): made "
                                "for another model family, or not a LoRA") from None
-        pipelines.apply_memory_options(model, **request.memory.model_dump())
+        pipelines.apply_memory_options(model, **request.memory.model_dump(exclude={"decode_chunk"}))
         handle = None
         if request.accelerate != "off":
             import fused_ops

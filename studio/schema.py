@@ -178,6 +178,8 @@ class MemoryOptions(BaseModel):
     vae_tiling: bool = False
     vae_slicing: bool = False
     attention_slicing: bool = False
+    # video: frames the VAE decodes at once (AnimateDiff, SVD); None: the pipeline's default
+    decode_chunk: Optional[int] = Field(default=None, ge=1, le=64)
 
 
 class GenerationRequest(BaseModel):

@@ -112,7 +112,8 @@ class VideoModality(MediaModality):
             model, mode=request.mode, prompt=request.prompt, negative_prompt=request.negative_prompt,
             width=request.width, height=request.height, frames=request.frames, fps=request.fps,
             steps=request.steps, guidance=request.guidance, sampler=request.sampler, seeds=list(seeds),
-            init_image=inputs.image, init_video=init_video, strength=request.strength, callback=callback)
+            init_image=inputs.image, init_video=init_video, strength=request.strength, callback=callback,
+            decode_chunk_size=request.memory.decode_chunk)
 
     def seal(self, media, *, fmt, params, claim_generator, parent, parent_format, png_text, config,
              watermark_id) -> SealedMedia:

@@ -61,6 +61,19 @@ def test_text_to_video_is_a_sealed_clip_that_replays(tmp_path, tiny_video_model)
     assert other.outputs[0].record.generated_sha256 != o.record.generated_sha256
 
 
+def test_decode_chunk_reaches_the_pipeline_and_is_recorded(tiny_video_model, monkeypatch):
+    seen = {}
+    real = pipelines.run_video
+
+    def spy(*a, **kw):
+        seen["chunk"] = kw.get("decode_chunk_size")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipelines, "run_video", spy)
+    r = studio.generate("a red circle", model=tiny_video_model, seed=1, memory={"decode_chunk": 2}, **SMALL)
+    assert seen["chunk"] == 2 and r.record.request.memory.decode_chunk == 2
+
+
 def test_image_to_video_records_the_still_as_its_ingredient(tmp_path, tiny_video_model):
     still = _still(tmp_path / "still.png")
     r = studio.generate("a red circle", model=tiny_video_model, seed=1, init_image=still, out=tmp_path / "a.gif",
