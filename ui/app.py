@@ -4,6 +4,7 @@ Every handler returns *file paths of sealed outputs* (never PIL/numpy: Gradio wo
 the C2PA manifest), the server serves only its output folder, and a failure reaches the browser as one
 sanitized line (`gr.Error`), never a stack trace, a key or a server path outside the output folder.
 """
+import abc
 import contextvars
 import functools
 import inspect
@@ -19,6 +20,8 @@ import ui  # noqa: F401  (sets GRADIO_ANALYTICS_ENABLED=False before gradio is i
 
 import gradio as gr
 from starlette.middleware import Middleware
+from studio.modalities import MODALITIES
+from studio.registry import FAMILIES
 
 from . import batch as batch_mod
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
@@ -28,9 +31,6 @@ from .served_files import ServedFilesGuard, served_type
 from .handlers import (DEFAULT_SAMPLER, SIZE_PRESETS, Handlers, caption, clip_line, is_clip, params_view,
                        verdict_html, video_mode)
 
-from studio.modalities import MODALITIES
-from studio.registry import FAMILIES
-
 log = logging.getLogger("ui")
 DEFAULT_MAX_FILE_SIZE = "50mb"
 _FAMILIES = ["auto", *FAMILIES]
@@ -39,21 +39,31 @@ _VIDEO = MODALITIES["video"]
 CLIP_UPLOADS = [".mp4", ".gif", ".webm"]
 
 
-class SealedVideo(gr.Video):
+def _sealed_video_class() -> type:
     """gr.Video that hands the browser the sealed file itself. Stock gr.Video re-encodes a clip it judges
-    unplayable (a GIF, or any MP4 ffprobe does not call H.264) with ffmpeg when ffmpeg is on the PATH: the
+    unplayable (a GIF, or an MP4 ffprobe does not call H.264) with ffmpeg when ffmpeg is on the PATH: the
     player would then show an unsealed copy, without the C2PA manifest. Only MP4 reaches this player (a GIF
-    clip plays in an image element), and it goes out untouched."""
+    clip plays in an image element), and it goes out untouched.
+
+    A class, not a patched instance: Gradio rebuilds a component from its class for every `gr.update`. Built
+    without running gradio's ComponentMeta.__new__, which would write a .pyi copy of this module next to it
+    (its stub generator for custom components); that hook adds nothing this class needs (no new __init__ or
+    events)."""
+    from gradio.data_classes import FileData
+
+    def postprocess(self, value):
+        return None if value is None else FileData(path=str(value), orig_name=Path(str(value)).name)
 
     def get_block_name(self) -> str:
         return "video"  # the stock frontend component
 
-    def postprocess(self, value):
-        if value is None:
-            return None
-        from gradio.data_classes import FileData
+    attrs = {"postprocess": postprocess, "get_block_name": get_block_name, "__module__": __name__,
+             "__qualname__": "SealedVideo", "__doc__": _sealed_video_class.__doc__}
+    return abc.ABCMeta.__new__(type(gr.Video), "SealedVideo", (gr.Video,), attrs)
 
-        return FileData(path=str(value), orig_name=Path(str(value)).name)
+
+SealedVideo = _sealed_video_class()
+
 
 CSS = """
 .gradio-container {max-width: 1440px !important; width: 100% !important; margin: auto;}

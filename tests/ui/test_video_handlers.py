@@ -208,10 +208,26 @@ def test_the_event_streams_progress_and_ends_with_the_sealed_clip(video_demo):
     assert player["value"] == files[0] and player["visible"] and not still["visible"]
     assert status.startswith("txt2vid: sealed clip (8 frames @ 8 fps, 64×64, mp4)") and "seed 5" in status
     assert params["frames"] == 8 and params["mode"] == "txt2vid"
-    # the player hands out the sealed file itself (stock gr.Video may re-encode with ffmpeg)
-    player_block = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "vd-player")
-    assert player_block.get_block_name() == "video"
-    assert player_block.postprocess(files[0]).path == files[0]
+
+
+def test_the_player_never_re_encodes_the_sealed_clip(video_demo, first_clip, monkeypatch):
+    """Stock gr.Video converts a clip ffprobe calls unplayable when ffmpeg is installed: the browser would get
+    an unsealed copy. The player (and the copy Gradio rebuilds from its class on every gr.update) does not."""
+    from gradio import processing_utils
+
+    demo, _ = video_demo
+    clip = first_clip[0][0]["file"]
+    monkeypatch.setattr(processing_utils, "ffmpeg_installed", lambda: True)
+    monkeypatch.setattr(processing_utils, "video_is_playable", lambda *_: False)
+    monkeypatch.setattr(processing_utils, "convert_video_to_playable_mp4",
+                        lambda *a, **k: pytest.fail("the sealed clip was handed to ffmpeg"))
+    for elem in ("vd-player", "h-video"):
+        block = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == elem)
+        rebuilt = type(block)(label="x", interactive=False)
+        for b in (block, rebuilt):
+            assert b.get_block_name() == "video"
+            assert b.postprocess(clip).path == clip
+    assert not list(Path(__import__("ui.app").app.__file__).parent.glob("*.pyi"))  # no stub written
 
 
 def test_gallery_shows_a_clip_and_reuse_fills_the_video_form(video_demo, first_clip):
