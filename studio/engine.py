@@ -376,7 +376,8 @@ class Studio:
         if not model.supports(request.mode):
             raise RequestError(f"model {entry.name} ({model.family}) does not support {request.mode}")
         scale = int(getattr(model.pipe, "vae_scale_factor", 8) or 8)
-        scheduler_config = dict(model.pipe.scheduler.config)
+        scheduler = getattr(model.pipe, "scheduler", None)  # MusicGen samples tokens: no scheduler
+        scheduler_config = dict(scheduler.config) if scheduler is not None else {}
         request = self.resolve(request, entry, model.family, inputs, scale=max(8, scale),
                                scheduler_config=scheduler_config)
         kind.check(request, entry, model, inputs, scale=max(8, scale))  # the family the load found, too
@@ -437,7 +438,8 @@ class Studio:
         record = GenerationRecord(
             request=request, mode=request.mode, model_name=entry.name, model_source=str(model.source),
             model_family=model.family, model_hash=model.content_hash, lora_hashes=list(lora_hashes),
-            sampler=request.sampler or type(model.pipe.scheduler).__name__, device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
+            sampler=request.sampler or (type(scheduler).__name__ if scheduler is not None else "token sampling"),
+            device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
             versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3),
             input_hashes=dict(inputs.hashes),
         )

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 USER_FILE = "models.toml"
 IMAGE_FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
 VIDEO_FAMILIES = ("animatediff", "svd", "cogvideox", "ltx", "wan")  # = pipelines.VIDEO_FAMILIES (tested)
-AUDIO_FAMILIES = ("stable-audio", "audioldm2", "ace-step", "musicgen")  # = pipelines.AUDIO_FAMILIES (tested)
+AUDIO_FAMILIES = ("stable-audio", "audioldm2", "musicgen")  # = pipelines.AUDIO_FAMILIES (tested)
 FAMILIES = IMAGE_FAMILIES + VIDEO_FAMILIES + AUDIO_FAMILIES
 
 

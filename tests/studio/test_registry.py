@@ -140,3 +140,13 @@ def _folder(path: Path, index) -> Path:
     if index is not None:
         (path / "model_index.json").write_text(index)
     return path
+
+
+def test_registry_families_are_the_pipelines_families():
+    """The registry names families without importing torch; they must be exactly what pipelines loads."""
+    import pipelines
+    from studio.registry import AUDIO_FAMILIES, IMAGE_FAMILIES, VIDEO_FAMILIES
+
+    assert set(VIDEO_FAMILIES) == set(pipelines.VIDEO_FAMILIES)
+    assert set(AUDIO_FAMILIES) == set(pipelines.AUDIO_FAMILIES)
+    assert set(IMAGE_FAMILIES) == set(pipelines.FAMILIES) - set(VIDEO_FAMILIES) - set(AUDIO_FAMILIES)
