@@ -259,14 +259,6 @@ class MusicGenPipeline:
         return torch.zeros_like(norm).scatter_(-1, norm.argmax(-1, keepdim=True), 1.0)
 
 
-def _read_json(path) -> dict | None:
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def musicgen_type(folder) -> str | None:
     """"musicgen" / "musicgen_melody" when ``folder`` holds a transformers MusicGen checkpoint, else None."""
     return _musicgen_type(Path(folder))
