@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 import threading
 import time
@@ -340,6 +341,9 @@ class Studio:
             request = GenerationRequest.build(**fields)
         elif fields:
             raise TypeError("pass either a request or fields, not both")
+        if out is not None and str(out).endswith(("/", os.sep)):
+            # a folder that does not exist yet: Path() would drop the slash that says "folder"
+            check_output_targets(Path(out), names=[])
         with self._lock:
             generated = self._generate(request, out=Path(out) if out else None, init_value=init_image,
                                        mask_value=mask, video_value=init_video, audio_value=init_audio,
@@ -413,7 +417,9 @@ class Studio:
         def callback(step: int, total: int, latents) -> None:
             if progress is not None:
                 progress(step, total)
-            if preview is not None and kind.sized and step % preview_every == 0 and step < total:
+            # a run no longer than the preview interval still shows one preview, halfway
+            due = step % preview_every == 0 or (total <= preview_every and step == max(1, total // 2))
+            if preview is not None and kind.sized and due and step < total:
                 image = pipelines.latent_preview(pipe_for_mode, latents)
                 if image is not None:
                     preview(step, total, seal_derived(image, model_name=entry.name, params={

@@ -130,3 +130,16 @@ def test_cli_video_one_line_each(tmp_path, tiny_video_model, capsys):
                  str(tmp_path / "x.webm")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error:") and err.count("\n") == 1 and "WebM" in err
+
+
+def test_a_new_folder_named_with_a_slash_receives_the_clip(tmp_path, tiny_video_model):
+    r = studio.generate("a red circle", model=tiny_video_model, seed=4, out=f"{tmp_path}/clips/", **SMALL)
+    assert r.outputs[0].path == tmp_path / "clips" / "studio-4.mp4" and r.outputs[0].path.is_file()
+
+
+def test_a_short_run_still_sends_one_sealed_preview(tiny_video_model):
+    seen = []
+    studio.generate("a red circle", model=tiny_video_model, seed=4, preview=lambda s, t, o: seen.append((s, t, o)),
+                    **{**SMALL, "steps": 3})
+    assert [(s, t) for s, t, _ in seen] == [(1, 3)]
+    assert safety.verify(seen[0][2].data).exit_code == 0
