@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from ..errors import RequestError
-from ..schema import GenerationRequest, LoraRef, Outpaint
+from ..schema import GenerationRequest, LoraRef, Outpaint, Span
 from .checks import image_problem, sampler_problem
 
 FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".csv": "csv", ".yaml": "yaml", ".yml": "yaml", ".json": "yaml"}
@@ -113,6 +113,8 @@ def _coerce_text_value(key: str, value: str) -> Any:
         return Outpaint.parse(value).model_dump()
     if key == "memory":
         return json.loads(value)
+    if key == "span":  # the CLI's START:END (seconds), as `--span` takes it
+        return Span.parse(value).model_dump()
     return value
 
 
