@@ -11,8 +11,6 @@ from ..errors import RequestError
 from ..inputs import read_audio
 from .base import Inputs, MediaModality, SealedMedia
 
-AUDIO2AUDIO_STRENGTH = 0.5
-
 
 def samples_sha256(samples, rate: int) -> str:
     """Hash of a clip's samples (float32, shape and rate), the audio counterpart of an image's pixel hash."""
@@ -75,8 +73,11 @@ class AudioModality(MediaModality):
         fields["width"] = fields["height"] = None  # a clip of sound has no size
         if request.mode == "txt2audio":
             fields["duration"] = request.duration or getattr(entry, "duration", None) or spec.default_duration
-        elif request.mode == "audio2audio" and fields["strength"] is None:
-            fields["strength"] = AUDIO2AUDIO_STRENGTH
+        elif request.mode == "audio2audio" and fields["strength"] is None and family != "musicgen":
+            # MusicGen-Melody keeps the source's melody, not its waveform: it takes no strength
+            import pipelines
+
+            fields["strength"] = pipelines.DEFAULT_AUDIO2AUDIO_STRENGTH
 
     def run(self, model, request, inputs: Inputs, seeds: Sequence[int], callback) -> list:
         import pipelines

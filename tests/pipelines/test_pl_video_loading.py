@@ -85,7 +85,7 @@ def test_sd_base_plus_motion_adapter_is_animatediff(sd_base, adapters):
     ref = from_pipeline(AnimateDiffPipeline.from_pipe(tiny.tiny_sd(),
                                                       motion_adapter=tiny_video.tiny_motion_adapter(10)))
     assert np.array_equal(frames_of(m, "txt2vid", 32, 8), frames_of(ref, "txt2vid", 32, 8))
-    assert m.supports("vid2vid") and not m.supports("img2vid")
+    assert m.supports("vid2vid") and m.supports("img2vid")  # img2vid: frame 0 held (animatediff_i2v)
     assert inspect_source(sd_base, motion_adapter=adapters[0]).family == "animatediff"
 
 

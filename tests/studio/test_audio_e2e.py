@@ -117,3 +117,12 @@ def test_cli_and_batch_music(tmp_path, tiny_music_model, tune, capsys):
     capsys.readouterr()
     assert main(["replay", str(renders), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["identical"] == 2
+
+
+def test_audio_to_audio_keeps_the_melody_and_takes_no_strength(tmp_path, tune):
+    from pipelines.tiny_audio import save_tiny_audio, tiny_musicgen_melody
+
+    melody = str(save_tiny_audio(tiny_musicgen_melody(), tmp_path / "melody"))
+    r = studio.generate("a square melody", model=melody, init_audio=tune, seed=3, out=tmp_path / "v.wav")
+    assert r.record.mode == "audio2audio" and r.record.request.strength is None
+    assert safety.verify(tmp_path / "v.wav").exit_code == 0
