@@ -1,4 +1,4 @@
-"""The Gradio web app: Generate, Edit, Video, Batch, Gallery, Verify, Models.
+"""The Gradio web app: Generate, Edit, Video, Music, Batch, Gallery, Verify, Models.
 
 Every handler returns *file paths of sealed outputs* (never PIL/numpy: Gradio would re-encode pixels and strip
 the C2PA manifest), the server serves only its output folder, and a failure reaches the browser as one
@@ -28,13 +28,16 @@ from .browser_paths import browser_roots, checked_editor, checked_model, checked
 from .errors import Cancelled, sanitize, user_message
 from .login_throttle import LoginThrottle, LoginThrottleMiddleware
 from .served_files import ServedFilesGuard, served_type
-from .handlers import (DEFAULT_SAMPLER, SIZE_PRESETS, Handlers, caption, clip_line, is_clip, params_view,
-                       verdict_html, video_mode)
+from .handlers import (DEFAULT_SAMPLER, MUSIC_EDIT_LABELS, MUSIC_EDITS, SIZE_PRESETS, Handlers, audio_line, caption,
+                       clip_line, is_audio, is_clip, music_mode, params_view, verdict_html, video_mode)
 
 log = logging.getLogger("ui")
 DEFAULT_MAX_FILE_SIZE = "50mb"
 _FAMILIES = ["auto", *FAMILIES]
 _VIDEO = MODALITIES["video"]
+_AUDIO = MODALITIES["audio"]
+# What the Music tab takes as a source clip: the audio formats the engine reads and the upload guard lets in.
+AUDIO_UPLOADS = [".wav", ".flac", ".mp3"]
 # What the Video tab takes as a clip to restyle: the video formats the upload guard lets in (ui.served_files).
 CLIP_UPLOADS = [".mp4", ".gif", ".webm"]
 
@@ -63,6 +66,28 @@ def _sealed_video_class() -> type:
 
 
 SealedVideo = _sealed_video_class()
+
+
+def _sealed_audio_class() -> type:
+    """gr.Audio that hands the browser the sealed file itself. Stock gr.Audio re-encodes a file whose suffix
+    differs from its `format`, or that ffprobe calls unplayable when ffmpeg is on the PATH (decoding it to
+    numpy and writing a new WAV/MP3 into its cache): the player would then play an unsealed copy, at whatever
+    rate the conversion chose. WAV (16-bit PCM), FLAC and MP3 all play in browsers as they are. Built like
+    SealedVideo (a class, without ComponentMeta.__new__), for the same reasons."""
+    from gradio.data_classes import FileData
+
+    def postprocess(self, value):
+        return None if value is None else FileData(path=str(value), orig_name=Path(str(value)).name)
+
+    def get_block_name(self) -> str:
+        return "audio"  # the stock frontend component
+
+    attrs = {"postprocess": postprocess, "get_block_name": get_block_name, "__module__": __name__,
+             "__qualname__": "SealedAudio", "__doc__": _sealed_audio_class.__doc__}
+    return abc.ABCMeta.__new__(type(gr.Audio), "SealedAudio", (gr.Audio,), attrs)
+
+
+SealedAudio = _sealed_audio_class()
 
 
 CSS = """
@@ -276,6 +301,10 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         e = h.registry.entries.get(name)
         return (getattr(e, "frames", None), getattr(e, "fps", None)) if e is not None else (None, None)
 
+    def music_duration(name):
+        """An audio model's default clip length; None leaves it to the model's family."""
+        return getattr(h.registry.entries.get(name), "duration", None)
+
     def model_controls(prefix, modality="image"):
         """Model, sampler, steps and guidance: the same controls on the Generate, Edit and Video tabs."""
         model0 = h.default_model(modality)
@@ -297,12 +326,15 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
     video0 = h.default_model("video")
     _, _, _, vw0, vh0 = entry_defaults(video0)
     frames0, fps0 = clip_defaults(video0)
+    music0 = h.default_model(_AUDIO.name)
+    mu_steps0, mu_guid0, _, _, _ = entry_defaults(music0)
+    duration0 = music_duration(music0)
 
     with gr.Blocks(title="diffusion-studio", analytics_enabled=False, fill_width=True) as demo:
         demo.ui_handlers = h
         demo.ui_out_dir = out
         gr.HTML('<div id="ds-header"><h1>diffusion-studio</h1>'
-                '<span class="tag">text-to-image, editing, video and batch rendering</span>'
+                '<span class="tag">text-to-image, editing, video, music and batch rendering</span>'
                 '<span class="seal">every output is watermarked and C2PA-signed</span></div>')
         last_seed = gr.State(None)
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -448,6 +480,63 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         with gr.Accordion("Parameters", open=True):
                             vd_params = gr.JSON(label="Parameters", elem_id="vd-params")
 
+            # ---------------------------------------------------------------------------------- Music
+            with gr.Tab("Music", id="music", elem_id="tab-music") as music_tab:
+                with gr.Row(equal_height=False):
+                    with gr.Column(scale=5, min_width=360):
+                        mu_prompt = gr.Textbox(label="Prompt", lines=3, elem_id="mu-prompt",
+                                               placeholder="a slow piano melody in a minor key")
+                        mu_negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="mu-negative")
+                        mu_model = gr.Dropdown(h.model_choices(_AUDIO.name), value=music0, label="Model",
+                                               elem_id="mu-model")
+                        with gr.Row():
+                            # Minimum 0 for the reason model_controls gives: a typed 0 must be refused, not run.
+                            mu_steps = gr.Slider(0, 500, value=mu_steps0, step=1, label="Steps", elem_id="mu-steps",
+                                                 info="diffusion models (Stable Audio, AudioLDM 2); MusicGen "
+                                                      "samples tokens and ignores it")
+                            mu_guidance = gr.Slider(0, 20, value=mu_guid0, step=0.5, label="Guidance (CFG)",
+                                                    elem_id="mu-guidance")
+                        with gr.Row():
+                            # Empty = the model's default length; checked (field named) by Handlers.music_fields.
+                            mu_duration = gr.Number(value=duration0, label="Duration (s)", precision=None, step=1,
+                                                    elem_id="mu-duration", min_width=90)
+                            mu_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="mu-seed",
+                                                min_width=90)
+                            mu_format = gr.Radio(list(_AUDIO.formats), value=_AUDIO.formats[0], label="Format",
+                                                 elem_id="mu-format")
+                        with gr.Accordion("Source clip (optional): continue it, regenerate a span, or vary it",
+                                          open=True):
+                            mu_source = gr.File(label="Source clip (WAV, FLAC or MP3; kept byte-for-byte as the "
+                                                      "C2PA ingredient)", file_types=AUDIO_UPLOADS,
+                                                type="filepath", elem_id="mu-source", height=110)
+                            mu_edit = gr.Radio([(MUSIC_EDIT_LABELS[k], k) for k in MUSIC_EDITS], value=MUSIC_EDITS[0],
+                                               label="Edit", visible=False, elem_id="mu-edit")
+                            mu_extend = gr.Number(value=2, label="Continue by (s)", precision=None, step=0.5,
+                                                  visible=False, elem_id="mu-extend")
+                            with gr.Row(visible=False) as mu_span_row:
+                                mu_span_start = gr.Number(value=0, label="Span start (s)", precision=None, step=0.1,
+                                                          elem_id="mu-span-start", min_width=90)
+                                mu_span_end = gr.Number(value=1, label="Span end (s)", precision=None, step=0.1,
+                                                        elem_id="mu-span-end", min_width=90)
+                            mu_strength = gr.Slider(0.0, 1.0, value=0.5, step=0.05, visible=False,
+                                                    label="Strength (how far the clip is varied)",
+                                                    elem_id="mu-strength")
+                        mu_mode = gr.Markdown(f"**Mode:** {music_mode()}", elem_id="mu-mode")
+                        with gr.Row():
+                            mu_go = gr.Button("Generate music", variant="primary", elem_id="mu-go", scale=3)
+                            mu_cancel = gr.Button("Cancel", variant="stop", elem_id="mu-cancel", scale=1)
+                    with gr.Column(scale=7, min_width=420):
+                        mu_player = SealedAudio(label="Sealed clip", interactive=False, elem_id="mu-player",
+                                                buttons=["download"])
+                        mu_status = gr.Markdown("", elem_classes="ds-status", elem_id="mu-status")
+                        mu_wave = gr.Image(label="Waveform of the sealed clip (edits: source above, result below)",
+                                           type="filepath", interactive=False, elem_id="mu-wave", buttons=[],
+                                           height=260, show_label=True)
+                        mu_files = gr.File(label="Download the sealed clip", file_count="multiple",
+                                           interactive=False, elem_id="mu-files", height=90)
+                        with gr.Accordion("Parameters", open=True):
+                            mu_params = gr.JSON(label="Parameters", elem_id="mu-params")
+
             # ---------------------------------------------------------------------------------- Batch
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 with gr.Row(equal_height=False):
@@ -491,6 +580,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                             h_to_edit = gr.Button("Send to Edit", elem_id="h-to-edit")
                         h_video = SealedVideo(label="Sealed clip", interactive=False, autoplay=True, loop=True,
                                               height=240, elem_id="h-video", visible=False, buttons=[])
+                        h_audio = SealedAudio(label="Sealed music clip", interactive=False, elem_id="h-audio",
+                                              visible=False, buttons=[])
                         h_file = gr.File(label="Sealed file", interactive=False, elem_id="h-file", height=90)
                         h_params = gr.JSON(label="Parameters", elem_id="h-params")
                 h_entries = gr.State([])
@@ -536,7 +627,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             return getattr(request, "session_hash", None) or "-"
 
         def gallery_value(entries):
-            return [(e["file"], caption(e)) for e in entries]
+            # An audio entry shows as its waveform picture (a Gallery shows images and videos only); the sealed
+            # file itself plays in the Gallery's audio player and downloads from "Sealed file".
+            return [(e.get("thumb") or e["file"], caption(e)) for e in entries]
 
         # -- generate
         def on_model(name):
@@ -727,6 +820,69 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             show_progress_on=[vd_player], concurrency_id="device", concurrency_limit=1)
         vd_cancel.click(do_cancel, None, [vd_status], cancels=[vd_event], queue=False)
 
+        # -- music
+        def on_music_model(name):
+            steps, guidance, _, _, _ = entry_defaults(name)
+            return steps, guidance, music_duration(name)
+
+        mu_model.change(on_music_model, [mu_model], [mu_steps, mu_guidance, mu_duration], queue=False)
+        music_tab.select(lambda: gr.update(choices=h.model_choices(_AUDIO.name)), None, [mu_model], queue=False)
+
+        def on_music_source(source, edit, model):
+            """Only the controls of the edit asked for: with no source, the duration; with one, the edit and its
+            own fields (an edit's length follows its source; a strength only where the model varies by one)."""
+            has = bool(source)
+            try:
+                mode = music_mode(source, edit)
+            except Exception:  # noqa: BLE001 -- the label is cosmetic; Generate says what is wrong
+                mode = "?"
+            at_strength = h.varies_at_strength(model)
+            if mode == "audio2audio" and not at_strength:
+                mode += " (this model keeps the source's melody; it takes no strength)"
+            return (gr.update(visible=has), gr.update(visible=has and edit == "continue"),
+                    gr.update(visible=has and edit == "span"),
+                    gr.update(visible=has and edit == "vary" and at_strength),
+                    gr.update(visible=not has), f"**Mode:** {mode}")
+
+        for ctl in (mu_source, mu_edit, mu_model):
+            ctl.change(on_music_source, [mu_source, mu_edit, mu_model],
+                       [mu_edit, mu_extend, mu_span_row, mu_strength, mu_duration, mu_mode], queue=False)
+
+        @guarded(status=3, outputs=5)
+        def do_music(prompt, negative, model, steps, guidance, duration, seed, fmt, source, edit, extend,
+                     span_start, span_end, strength, request: gr.Request, progress=gr.Progress()):
+            model = checked_model(model, "model", h.registry)
+            source = checked_path(source, "source clip", roots)
+            if not h.varies_at_strength(model):
+                strength = None  # the slider is hidden for this model: its value was not asked for
+            cancel = h.cancel_event(session(request), reset=True)
+            fields = h.music_fields(prompt=prompt, negative=negative, model=model, steps=steps, guidance=guidance,
+                                    seed=seed, duration=duration, fmt=fmt)
+            sess = session(request)
+            tracker = _progress(progress)
+            for kind, value in _streamed(lambda _on_preview: h.music(
+                    fields, source=source, edit=edit, extend=extend, span_start=span_start, span_end=span_end,
+                    strength=strength, progress=tracker, cancel=cancel, session=sess), tracker):
+                if kind == "status":
+                    yield (gr.skip(),) * 3 + (value,) + (gr.skip(),)
+            entry = value[0]
+            status = (f"{entry['mode']}: sealed {_AUDIO.noun} ({audio_line(entry)}, {entry.get('format')}) in "
+                      f"{entry.get('elapsed_s', 0):.1f}s · {entry['model']} · seed {entry['seed']}")
+            if entry.get("request", {}).get("init_audio"):
+                status += " · source recorded as the C2PA ingredient"
+            if entry.get("watermark_status") == "too_short":
+                status += " · signed; too short to carry the watermark"
+            thumb = h.waveform(entry)
+            yield (entry["file"], thumb, [entry["file"]], status, params_view(entry))
+
+        mu_event = mu_go.click(
+            do_music,
+            [mu_prompt, mu_negative, mu_model, mu_steps, mu_guidance, mu_duration, mu_seed, mu_format, mu_source,
+             mu_edit, mu_extend, mu_span_start, mu_span_end, mu_strength],
+            [mu_player, mu_wave, mu_files, mu_status, mu_params],
+            show_progress_on=[mu_player], concurrency_id="device", concurrency_limit=1)
+        mu_cancel.click(do_cancel, None, [mu_status], cancels=[mu_event], queue=False)
+
         # -- batch
         @guarded
         def on_batch_file(path):
@@ -778,6 +934,15 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
 
         h_gallery.select(on_hist_select, [h_entries], [h_verdict, h_file, h_params, h_selected, h_video])
 
+        def on_hist_audio(entries, evt: gr.SelectData):
+            """The selected entry's sealed audio in the Gallery's player (hidden for images and clips)."""
+            i = evt.index if isinstance(evt.index, int) else 0
+            e = entries[i] if entries and i < len(entries) else None
+            plays = bool(e) and is_audio(e)
+            return gr.update(value=e["file"] if plays else None, visible=plays)
+
+        h_gallery.select(on_hist_audio, [h_entries], [h_audio], queue=False)
+
         image_form = [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_size, g_width, g_height,
                       g_seed, g_batch]
         video_form = [vd_prompt, vd_negative, vd_model, vd_sampler, vd_steps, vd_guidance, vd_frames, vd_fps,
@@ -789,6 +954,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             it is)."""
             if not e:
                 raise gr.Error("pick an image in the gallery first", print_exception=False)
+            if is_audio(e):  # reuse_music fills the Music form
+                return (gr.skip(),) * (len(image_form) + len(video_form) + 2)
             r = e.get("request", {})
             model = e.get("model") if e.get("model") in h.registry.entries else gr.update()
             common = (r.get("prompt", ""), r.get("negative_prompt", ""), model, r.get("sampler") or DEFAULT_SAMPLER,
@@ -802,8 +969,27 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             return values + (gr.skip(),) * len(video_form) + (gr.Tabs(selected="generate"), gr.skip())
 
         h_reuse.click(reuse, [h_selected], image_form + video_form + [tabs, h_count], queue=False)
+        music_form = [mu_prompt, mu_negative, mu_model, mu_steps, mu_guidance, mu_duration, mu_seed, mu_format]
+
+        @guarded(status=len(music_form) + 1, outputs=len(music_form) + 2)
+        def reuse_music(e):
+            """A music entry's settings fill the Music form (the source clip of an edit is not re-attached: only
+            its name was kept)."""
+            if not e or not is_audio(e):
+                return (gr.skip(),) * (len(music_form) + 2)
+            r = e.get("request", {})
+            model = e.get("model") if e.get("model") in h.registry.entries else gr.update()
+            fmt = e.get("format") if e.get("format") in _AUDIO.formats else gr.update()
+            duration = r.get("duration") if r.get("duration") is not None else e.get("duration_s")
+            return (r.get("prompt", ""), r.get("negative_prompt", ""), model, r.get("steps"), r.get("guidance"),
+                    duration, r.get("seed", e.get("seed", -1)), fmt, gr.Tabs(selected="music"), gr.skip())
+
+        h_reuse.click(reuse_music, [h_selected], music_form + [tabs, h_count], queue=False)
 
         def gallery_to_edit(e):
+            if e and is_audio(e):
+                raise gr.Error("a music clip cannot be edited in the Edit tab: upload it in the Music tab as the "
+                               "source clip", print_exception=False)
             if e and is_clip(e):
                 raise gr.Error(f"a {_VIDEO.noun} cannot be edited in the Edit tab: upload it in the Video tab as "
                                f"the clip to restyle", print_exception=False)
@@ -827,18 +1013,18 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         def refresh_models():
             choices = h.model_choices()
             return (h.model_rows(), gr.update(choices=choices), gr.update(choices=choices),
-                    gr.update(choices=h.model_choices(_VIDEO.name)))
+                    gr.update(choices=h.model_choices(_VIDEO.name)), gr.update(choices=h.model_choices(_AUDIO.name)))
 
-        m_refresh.click(refresh_models, None, [m_table, g_model, e_model, vd_model], queue=False)
+        m_refresh.click(refresh_models, None, [m_table, g_model, e_model, vd_model, mu_model], queue=False)
 
-        @guarded(status=3, outputs=5)
+        @guarded(status=3, outputs=6)
         def add_model(name, path, family):
             added = h.add_model(name, path, family)
-            rows, g_upd, e_upd, vd_upd = refresh_models()
-            return rows, g_upd, e_upd, f"✓ added **{added}**; pick it in the Model menu.", vd_upd
+            rows, g_upd, e_upd, vd_upd, mu_upd = refresh_models()
+            return rows, g_upd, e_upd, f"✓ added **{added}**; pick it in the Model menu.", vd_upd, mu_upd
 
-        m_add.click(add_model, [m_name, m_path, m_family], [m_table, g_model, e_model, m_status, vd_model],
-                    queue=False)
+        m_add.click(add_model, [m_name, m_path, m_family],
+                    [m_table, g_model, e_model, m_status, vd_model, mu_model], queue=False)
 
     return demo
 

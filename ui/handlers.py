@@ -36,6 +36,8 @@ SIZE_PRESETS = {
 }
 DEFAULT_SAMPLER = "Model default"
 VERIFY_GOOD = ("trusted", "valid")
+MUSIC_EDITS = ("continue", "span", "vary")  # the Music tab's edits of a source clip, in the form's order
+MUSIC_EDIT_LABELS = {"continue": "Continue it", "span": "Regenerate a span", "vary": "Vary it"}
 
 
 class Handlers:
@@ -159,7 +161,7 @@ class Handlers:
         }
 
     def generate(self, fields: dict, *, init_image: Optional[str] = None, mask: Optional[str] = None,
-                 init_video: Optional[str] = None,
+                 init_video: Optional[str] = None, init_audio: Optional[str] = None,
                  progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None,
                  source: str = "generate", out_stem: Optional[Path] = None,
                  preview: Optional[Callable[[str], None]] = None, session: str = "-") -> list[dict]:
@@ -173,6 +175,8 @@ class Handlers:
             fields["mask"] = str(mask)
         if init_video is not None:
             fields["init_video"] = str(init_video)
+        if init_audio is not None:
+            fields["init_audio"] = str(init_audio)
         request = GenerationRequest.build(**fields)
         if request.model is None:
             request = GenerationRequest.build(**{**fields, "model": self.default_model(request.modality or "image")})
@@ -181,18 +185,21 @@ class Handlers:
         # extension) and refuses an image model in the Video tab, or a clip model in Generate, before any load.
         decided = request.with_modality(request.modality or entry_modality(entry))
         kind = modality_of(decided.modality)
+        # MusicGen samples tokens rather than denoising; "generating" is true of every audio backend
+        doing = "generating" if kind.name == "audio" else "denoising"
 
         def on_step(step: int, total: int) -> None:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"cancelled at step {step}/{total}")
             if progress is not None:
-                progress(step, total, "denoising")
+                progress(step, total, doing)
 
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
         if progress is not None:
             progress(0, 1, f"loading {request.model}")
-        stem = out_stem or (self.out_dir / f"{kind.noun}s" / time.strftime("%Y%m%d") /
+        folder = "music" if kind.name == "audio" else f"{kind.noun}s"  # audio's noun is "clip", like video's
+        stem = out_stem or (self.out_dir / folder / time.strftime("%Y%m%d") /
                             f"{time.strftime('%H%M%S')}-{decided.mode}-{uuid.uuid4().hex[:6]}"
                             f"{kind.extensions[decided.output_format]}")
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +213,8 @@ class Handlers:
                 preview(str(output.save(preview_dir / f"{run_id}-{step:04d}.png")))
 
         result = self.studio.generate(request, out=stem, progress=on_step, preview=on_preview,
-                                      init_image=init_image, mask=mask, init_video=init_video)
+                                      init_image=init_image, mask=mask, init_video=init_video,
+                                      **({"init_audio": init_audio} if init_audio is not None else {}))
         return [self._record(result, o, source) for o in result.outputs]
 
     # -- video ----------------------------------------------------------------------------------------------
@@ -241,13 +249,96 @@ class Handlers:
         return self.generate(fields, init_image=image or None, init_video=clip or None, progress=progress,
                              cancel=cancel, source="video", preview=preview, session=session)
 
+    # -- music ----------------------------------------------------------------------------------------------
+    def music_fields(self, *, prompt, negative="", model=None, steps=None, guidance=None, seed=None,
+                     duration=None, fmt=None) -> dict:
+        """The Music tab's form -> request fields, `modality` set so an image or video model is refused in one
+        line before anything loads. No sampler: every audio backend runs its own."""
+        fields = self.request_fields(prompt=prompt, negative=negative, model=model, steps=steps,
+                                     guidance=guidance, seed=seed, batch=1)
+        kind = MODALITIES["audio"]
+        duration = _number(duration, "duration")
+        if duration is not None and duration <= 0:
+            raise RequestError("duration must be above 0 seconds")
+        if fmt not in (None, "") and fmt not in kind.formats:
+            raise RequestError(f"format must be one of {', '.join(kind.formats)}, not {str(fmt)[:20]!r}")
+        fields.pop("width"), fields.pop("height"), fields.pop("sampler")
+        return {**fields, "modality": kind.name, "duration": duration, "output_format": fmt or None}
+
+    def music(self, fields: dict, *, source: Optional[str] = None, edit: str = MUSIC_EDITS[0],
+              extend=None, span_start=None, span_end=None, strength=None,
+              progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None,
+              session: str = "-") -> list[dict]:
+        """Music from a prompt (txt2audio), or an edit of an uploaded `source` clip: `edit` continues it by
+        `extend` seconds, regenerates the span `span_start`-`span_end`, or varies it at `strength`. The source
+        goes to the engine as uploaded, so it becomes the C2PA ingredient. Each entry gets a `waveform` picture
+        (for an edit: the source above the result, with the regenerated or added part shaded)."""
+        fields = dict(fields)
+        before = None
+        if source:
+            from studio.inputs import read_audio  # bounded like the engine's own read
+
+            clip = read_audio(source, "source clip", shown=Path(source).name)
+            before = (clip.samples, clip.rate)
+            fields["duration"] = None  # an edit's length follows its source (plus the continuation)
+            if edit == "continue":
+                fields["extend"] = _number(extend, "continue by (seconds)")
+                if fields["extend"] is None or fields["extend"] <= 0:
+                    raise RequestError("continue by (seconds) must be above 0")
+            elif edit == "span":
+                start, end = _number(span_start, "span start"), _number(span_end, "span end")
+                if start is None or end is None:
+                    raise RequestError("give the span to regenerate: its start and end in seconds")
+                fields["span"] = {"start": start, "end": end}
+            elif edit == "vary":
+                fields["strength"] = _number(strength, "strength", minimum=0)  # None: the model's way to vary
+            else:
+                raise RequestError(f"unknown edit {str(edit)[:20]!r} (one of {', '.join(MUSIC_EDITS)})")
+        entries = self.generate(fields, init_audio=source or None, progress=progress, cancel=cancel,
+                                source="music", session=session)
+        for e in entries:
+            shade = None
+            if before is not None:
+                src_s = len(before[0]) / before[1]
+                if e["mode"] == "audio_extend":
+                    shade = [(src_s, e.get("duration_s") or src_s)]
+                elif e["mode"] == "audio_inpaint":
+                    shade = [(fields["span"]["start"], fields["span"]["end"])]
+            self.waveform(e, before=before, shade=shade, redraw=True)
+        return entries
+
+    def varies_at_strength(self, model: Optional[str]) -> bool:
+        """Whether the model's audio-to-audio takes a strength: Stable Audio re-noises the clip that far;
+        MusicGen-Melody keeps the clip's melody and refuses one (its pipeline says so, after loading)."""
+        entry = self.registry.entries.get(model or "")
+        return getattr(entry, "family", None) not in ("musicgen",)
+
+    def waveform(self, entry: dict, *, before=None, shade=None, redraw: bool = False) -> str:
+        """The picture of an audio entry (`waveforms/<id>.png` in the output folder), drawn from the samples
+        decoded out of its sealed file."""
+        path = self.out_dir / "waveforms" / f"{entry['id']}.png"
+        if path.exists() and not redraw:
+            return str(path)
+        from .waveform import draw_waveform
+
+        try:
+            samples, rate = MODALITIES["audio"].decode(Path(entry["file"]).read_bytes())
+        except Exception:  # noqa: BLE001 -- a damaged file still gets a tile in the Gallery, saying so
+            return str(draw_waveform(path, [0.0], 1, title="this file could not be decoded"))
+        labels = {"audio_extend": "after: continued (added part shaded)",
+                  "audio_inpaint": "after: span regenerated (shaded)", "audio2audio": "after: varied"}
+        title = labels.get(entry.get("mode"), "sealed clip") if before is not None else "sealed clip"
+        draw_waveform(path, samples, int(rate), before=before, shade=shade,
+                      title=f"{title} · {audio_line(entry)}")
+        return str(path)
+
     def _record(self, result, output, source: str) -> dict:
         path = Path(output.path).resolve()
         if not _inside(path, self.out_dir):  # never hand out a file from elsewhere
             raise StudioError("the studio wrote an output outside the UI's output folder")
         rec = result.record
         req = rec.request.model_dump(mode="json")
-        for key in ("init_image", "mask", "init_video"):
+        for key in ("init_image", "mask", "init_video", "init_audio"):
             if req.get(key):
                 req[key] = Path(req[key]).name
         entry = {
@@ -268,7 +359,7 @@ class Handlers:
             "request": {**req, "seed": output.record.seed, "batch": 1},
         }
         entry.update(modality=req.get("modality") or "image", format=getattr(output.record, "format", None))
-        for key in ("frames", "fps"):  # a clip's; an image has neither
+        for key in ("frames", "fps", "duration_s", "sample_rate", "channels"):  # a clip's; an image has none
             if getattr(output.record, key, None) is not None:
                 entry[key] = getattr(output.record, key)
         if self.verify_on_write:
@@ -344,11 +435,18 @@ class Handlers:
         rep = studio.verify(path)
         data = _sanitize_obj(rep.to_dict(), self.out_dir)
         name = Path(path).name
-        return verdict(rep), _render_report(rep, name, self.out_dir), data
+        audio = _audio_info(path, rep)
+        if audio:
+            data["audio"] = audio
+        return verdict(rep), _render_report(rep, name, self.out_dir, audio), data
 
     # -- history --------------------------------------------------------------------------------------------
     def history_entries(self, limit: int = 200) -> list[dict]:
-        return [{**e, "file": str(self.history.abspath(e))} for e in self.history.entries(limit)]
+        out = [{**e, "file": str(self.history.abspath(e))} for e in self.history.entries(limit)]
+        for e in out:
+            if is_audio(e):  # the Gallery shows pictures: an audio entry's is its waveform
+                e["thumb"] = self.waveform(e)
+        return out
 
     def entry(self, entry_id: str) -> Optional[dict]:
         e = self.history.get(entry_id)
@@ -379,6 +477,48 @@ def video_mode(image=None, clip=None) -> str:
     """The mode a Video tab request runs in, as the schema decides it from the source given."""
     return GenerationRequest.build(prompt="-", modality="video", init_image=str(image) if image else None,
                                    init_video=str(clip) if clip and not image else None).mode
+
+
+def music_mode(source=None, edit: str = MUSIC_EDITS[0]) -> str:
+    """The mode a Music tab request runs in, as the schema decides it from the source and the edit."""
+    if not source:
+        return "txt2audio"
+    extra = {"continue": {"extend": 1.0}, "span": {"span": {"start": 0, "end": 1}}}.get(edit, {})
+    return GenerationRequest.build(prompt="-", modality="audio", init_audio=str(source), **extra).mode
+
+
+def is_audio(entry: dict) -> bool:
+    return entry.get("modality") == "audio"
+
+
+def is_video(entry: dict) -> bool:
+    return entry.get("modality") == "video"
+
+
+def audio_line(entry_or_info: dict) -> str:
+    """"1.0 s · 32 kHz mono" for an audio entry or a verify report's audio info."""
+    seconds, rate, ch = (entry_or_info.get(k) for k in ("duration_s", "sample_rate", "channels"))
+    parts = [f"{seconds:g} s" if seconds is not None else None,
+             (f"{rate / 1000:g} kHz" if rate else None),
+             {1: "mono", 2: "stereo"}.get(ch, f"{ch} channels" if ch else None)]
+    text = " ".join(p for p in parts[1:] if p)
+    return " · ".join(p for p in (parts[0], text) if p)
+
+
+def _audio_info(path, rep) -> Optional[dict]:
+    """Duration, rate and channels of an audio file, decoded within the studio's input limits (the verify
+    report itself carries them for clips only); None for other files or when it cannot be decoded."""
+    if not str(rep.mime or "").startswith("audio/"):
+        return None
+    try:
+        from studio.inputs import read_audio
+
+        clip = read_audio(str(path), "file", shown=Path(path).name)
+    except Exception as exc:  # noqa: BLE001 -- the verdict stands without the numbers
+        return {"error": str(exc).split("\n")[0][:200]}
+    x = clip.samples
+    return {"duration_s": round(len(x) / clip.rate, 3), "sample_rate": int(clip.rate),
+            "channels": 1 if getattr(x, "ndim", 1) == 1 else int(x.shape[1]), "format": clip.fmt}
 
 
 def is_clip(entry: dict) -> bool:
@@ -450,17 +590,22 @@ def caption(entry: dict) -> str:
         mark = "✓ sealed"
     elif signed and entry.get("watermark_status") == "too_small":  # signed; the mark needs >= 256 px
         mark = "✓ signed, too small to mark"
+    elif signed and entry.get("watermark_status") == "too_short":  # signed; the audio mark needs ~5 s
+        mark = "✓ signed, too short to mark"
     else:
         mark = "? " + str(entry.get("verify", "unverified"))
-    what = f"{modality_of(entry.get('modality')).noun} {clip_line(entry)} · " if is_clip(entry) else ""
+    if is_audio(entry):
+        what = f"♪ music {audio_line(entry)} · "
+    else:
+        what = f"{modality_of(entry.get('modality')).noun} {clip_line(entry)} · " if is_clip(entry) else ""
     return f"{what}seed {entry.get('seed')} · {entry.get('model')} · {mark}"
 
 
 def params_view(entry: dict) -> dict:
     """What the browser is shown about one output (no server paths)."""
     keys = ("id", "time", "source", "modality", "mode", "model", "family", "sampler", "seed", "width", "height",
-            "format", "frames", "fps", "elapsed_s", "sha256", "watermark_id", "watermark_status", "verify",
-            "watermark_found", "request")
+            "format", "frames", "fps", "duration_s", "sample_rate", "channels", "elapsed_s", "sha256",
+            "watermark_id", "watermark_status", "verify", "watermark_found", "request")
     view = {k: entry[k] for k in keys if k in entry}
     view["file"] = entry.get("path")
     return view
@@ -469,8 +614,9 @@ def params_view(entry: dict) -> dict:
 def verdict(rep) -> str:
     """A one-line verdict (kept plain so tests and screen readers can read it)."""
     wm = f"watermark found (ID {rep.watermark_id})" if rep.watermark_found else "no watermark found"
-    if not rep.watermark_found and (rep.manifest or {}).get("watermark_status") == "too_small":
-        wm += " (the signed manifest says it was too small to carry one)"
+    status = (rep.manifest or {}).get("watermark_status")
+    if not rep.watermark_found and status in ("too_small", "too_short"):
+        wm += f" (the signed manifest says it was {status.replace('_', ' ')} to carry one)"
     if rep.state in VERIFY_GOOD:
         head = "Authentic: C2PA " + rep.state + ", " + wm if rep.watermark_found else \
             "C2PA " + rep.state + ", but " + wm
@@ -497,7 +643,7 @@ def _code(value) -> str:
     return "`" + str(value).replace("`", "'").replace("\n", " ")[:300] + "`"
 
 
-def _render_report(rep, name: str, out_dir: Path) -> str:
+def _render_report(rep, name: str, out_dir: Path, audio: Optional[dict] = None) -> str:
     lines = [f"**File:** {_code(name)}  ", f"**C2PA state:** {_code(rep.state)} (exit code {rep.exit_code})  "]
     if rep.fmt:
         lines.append(f"**Format:** {rep.fmt} ({rep.mime})  ")
@@ -505,6 +651,11 @@ def _render_report(rep, name: str, out_dir: Path) -> str:
     if isinstance(clip, dict) and clip.get("frames"):
         size = f", {clip['width']}×{clip['height']}" if clip.get("width") else ""
         lines.append(f"**Clip:** {clip_line(clip)}{size}  ")
+    if audio and audio.get("error"):
+        lines.append(f"**Audio:** could not be decoded ({sanitize(audio['error'], out_dir)})  ")
+    elif audio:
+        lines.append(f"**Audio:** {audio['duration_s']:g} s · sample rate {audio['sample_rate']} Hz · "
+                     f"{ {1: 'mono', 2: 'stereo'}.get(audio['channels'], str(audio['channels']) + ' channels') }  ")
     if rep.error:
         lines.append(f"**Error:** {sanitize(rep.error, out_dir)}  ")
     for f in rep.failures or []:
@@ -537,7 +688,10 @@ def _params_line(params, out_dir: Path) -> str:
     parts = [("model", params.get("model_name")), ("mode", params.get("mode")), ("seed", params.get("seed")),
              ("sampler", params.get("sampler")), ("steps", req.get("steps")), ("guidance", req.get("guidance")),
              ("size", f"{req.get('width')}×{req.get('height')}" if req.get("width") else None),
-             ("frames", req.get("frames")), ("fps", req.get("fps")), ("strength", req.get("strength"))]
+             ("frames", req.get("frames")), ("fps", req.get("fps")), ("duration", req.get("duration")),
+             ("extend", req.get("extend")),
+             ("span", f"{req['span']['start']:g}–{req['span']['end']:g} s" if isinstance(req.get("span"), dict)
+              else None), ("strength", req.get("strength"))]
     text = " · ".join(f"{k} {_code(v)}" for k, v in parts if v is not None)
     if req.get("prompt"):
         text += f" · prompt {_code(sanitize(req['prompt'], out_dir))}"

@@ -83,3 +83,21 @@ def add_tiny_video_model(registry, directory: Path, name: str = "tiny-video", ki
     registry.add(name, str(directory), None, width=VIDEO_SIZE, height=VIDEO_SIZE, steps=VIDEO_STEPS,
                  guidance=5.0, frames=VIDEO_FRAMES, fps=8)
     return name
+
+
+MUSIC_SECONDS = 1.0  # a tiny MusicGen renders a 1 s clip in a second or two on a CPU
+
+
+def add_tiny_music_model(registry, directory: Path, name: str = "tiny-music", melody: bool = False) -> str:
+    """Put a tiny random MusicGen (`melody`: MusicGen-Melody, which also does audio2audio) in `registry` under
+    `name`, defaulting to 1 s clips. Built once per folder. The entry is added in memory only:
+    `Registry.add` takes diffusers folders and .safetensors files, and a MusicGen folder is a transformers one
+    (no model_index.json)."""
+    from pipelines.tiny_audio import save_tiny_audio, tiny_musicgen, tiny_musicgen_melody
+    from studio.registry import ModelEntry
+
+    if not (Path(directory) / "config.json").exists():
+        save_tiny_audio((tiny_musicgen_melody if melody else tiny_musicgen)(), directory)
+    registry.entries[name] = ModelEntry(name=name, source=str(Path(directory).resolve()), family="musicgen",
+                                        guidance=3.0, duration=MUSIC_SECONDS, origin="test")
+    return name
