@@ -63,3 +63,31 @@ def test_saved_in_half_precision_loads_with_the_stock_class(vae, tmp_path):
     y = C.decode(back, C.encode(back, x))[0]
     assert C.snr_db(x, y) > 40
     assert sum(f.stat().st_size for f in (tmp_path / "vae").iterdir()) < 6 * 2**20
+
+
+def test_stock_stable_audio_pipeline_loads_and_decodes_the_latent(tmp_path):
+    """The format decision: a saved StableAudioPipeline folder with this VAE loads with the stock class
+    and renders 8 s at 16 kHz (random tiny DiT and T5: only shapes and loading are checked here)."""
+    from diffusers import CosineDPMSolverMultistepScheduler, StableAudioDiTModel, StableAudioPipeline
+    from diffusers.pipelines.stable_audio import StableAudioProjectionModel
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    torch.manual_seed(0)
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)] + [(c, -3.0) for c in "abcdefghilmnoprstuwy,"]
+    tok = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=64)  # the default max length overflows tokenizers
+    te = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16))
+    dit = StableAudioDiTModel(sample_size=int(8 * W.SR / C.HOP), in_channels=C.LATENT, num_layers=1,
+                              attention_head_dim=16, num_attention_heads=2, num_key_value_attention_heads=1,
+                              out_channels=C.LATENT, cross_attention_dim=32, time_proj_dim=32,
+                              global_states_input_dim=64, cross_attention_input_dim=32)
+    proj = StableAudioProjectionModel(text_encoder_dim=32, conditioning_dim=32, min_value=0, max_value=8)
+    StableAudioPipeline(vae=C.build_vae(), text_encoder=te, projection_model=proj, tokenizer=tok, transformer=dit,
+                        scheduler=CosineDPMSolverMultistepScheduler()).save_pretrained(tmp_path)
+    pipe = StableAudioPipeline.from_pretrained(tmp_path)
+    pipe.set_progress_bar_config(disable=True)
+    kw = dict(num_inference_steps=2, audio_end_in_s=8.0, generator=torch.Generator().manual_seed(0))
+    audio = pipe("a fast plucked melody", output_type="np", **kw).audios
+    assert audio.shape == (1, 1, 8 * W.SR) and np.isfinite(audio).all()
+    kw["generator"] = torch.Generator().manual_seed(0)
+    lat = pipe("a fast plucked melody", output_type="latent", **kw).audios
+    assert tuple(lat.shape) == (1, C.LATENT, 1000)
