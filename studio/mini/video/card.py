@@ -52,7 +52,7 @@ def write_card(folder: Path) -> None:
     ]
     table = ["| metric | measured | target | |", "|---|---|---|---|"]
     for name, val, target, unit, higher in rows:
-        shown = "not measured" if val is None else f"{val}{unit if isinstance(val, (int, float)) else ''}"
+        shown = "not measured" if val is None or str(val).startswith("None") else f"{val}{unit if isinstance(val, (int, float)) else ''}"
         tgt = "-" if target is None else (f">= {target}{unit}" if higher else f"<= {target} s")
         table.append(f"| {name} | {shown} | {tgt} | {_ok(val, target, higher) if target is not None else ''} |")
     n = f"n = {g(t2v, 'n')} text-to-video, {g(i2v, 'n')} image-to-video, {g(v2v, 'n')} video-to-video clips"

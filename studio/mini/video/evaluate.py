@@ -173,14 +173,29 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip", default="", help="comma list of parts to skip: t2v,i2v,v2v,speed,judge")
     ap.add_argument("--save-dir", default="")
     ap.add_argument("--no-card", action="store_true")
+    ap.add_argument("--results", default="", help="write the figures here instead of eval_results.json next to the "
+                    "weights (parts run in parallel processes; --merge then joins them)")
+    ap.add_argument("--merge", nargs="*", default=None, help="merge these result files into eval_results.json, write the card")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     weights = Path(args.weights)
     skip = set(filter(None, args.skip.split(",")))
-    res_path = weights / "eval_results.json"
+    res_path = Path(args.results) if args.results else weights / "eval_results.json"
     res = json.loads(res_path.read_text()) if res_path.exists() else {}
+    if args.merge is not None:
+        final = weights / "eval_results.json"
+        res = json.loads(final.read_text()) if final.exists() else {}
+        for f in args.merge:
+            part = json.loads(Path(f).read_text())
+            res["eval_seconds"] = res.get("eval_seconds", 0) + part.pop("eval_seconds", 0)
+            res.update(part)
+        final.write_text(json.dumps(res, indent=1))
+        from .card import write_card
+
+        write_card(weights)
+        return res
     pipe = load_pipe(weights)
     t0 = time.time()
     res["settings"] = {"steps": args.steps, "guidance": args.guidance, "frames": V.FRAMES, "size": 256,
