@@ -88,6 +88,7 @@ def _sealed_audio_class() -> type:
 
 
 SealedAudio = _sealed_audio_class()
+NATIVE_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 
 
 CSS = """
@@ -526,12 +527,15 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                             mu_go = gr.Button("Generate music", variant="primary", elem_id="mu-go", scale=3)
                             mu_cancel = gr.Button("Cancel", variant="stop", elem_id="mu-cancel", scale=1)
                     with gr.Column(scale=7, min_width=420):
+                        # The browser's own player: it plays the served file as it is, where Gradio's waveform
+                        # player decodes it with WebAudio (resampled to its editing rate); the picture below
+                        # stands in for that waveform.
                         mu_player = SealedAudio(label="Sealed clip", interactive=False, elem_id="mu-player",
-                                                buttons=["download"])
+                                                buttons=["download"], waveform_options=NATIVE_PLAYER)
                         mu_status = gr.Markdown("", elem_classes="ds-status", elem_id="mu-status")
                         mu_wave = gr.Image(label="Waveform of the sealed clip (edits: source above, result below)",
                                            type="filepath", interactive=False, elem_id="mu-wave", buttons=[],
-                                           height=260, show_label=True)
+                                           height=260, show_label=False)  # its panels carry their own titles
                         mu_files = gr.File(label="Download the sealed clip", file_count="multiple",
                                            interactive=False, elem_id="mu-files", height=90)
                         with gr.Accordion("Parameters", open=True):
@@ -581,7 +585,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         h_video = SealedVideo(label="Sealed clip", interactive=False, autoplay=True, loop=True,
                                               height=240, elem_id="h-video", visible=False, buttons=[])
                         h_audio = SealedAudio(label="Sealed music clip", interactive=False, elem_id="h-audio",
-                                              visible=False, buttons=[])
+                                              visible=False, buttons=[], waveform_options=NATIVE_PLAYER)
                         h_file = gr.File(label="Sealed file", interactive=False, elem_id="h-file", height=90)
                         h_params = gr.JSON(label="Parameters", elem_id="h-params")
                 h_entries = gr.State([])
@@ -872,6 +876,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                 status += " · source recorded as the C2PA ingredient"
             if entry.get("watermark_status") == "too_short":
                 status += " · signed; too short to carry the watermark"
+            elif entry.get("watermark_status") == "not_embeddable":
+                status += " · signed; the watermark could not be embedded"
             thumb = h.waveform(entry)
             yield (entry["file"], thumb, [entry["file"]], status, params_view(entry))
 

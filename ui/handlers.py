@@ -36,6 +36,9 @@ SIZE_PRESETS = {
 }
 DEFAULT_SAMPLER = "Model default"
 VERIFY_GOOD = ("trusted", "valid")
+# watermark statuses of an output sealed without the mark, as the signed manifest records them
+UNMARKED = {"too_small": "it was too small to carry one", "too_short": "it was too short to carry one",
+            "not_embeddable": "the mark could not be embedded in it"}
 MUSIC_EDITS = ("continue", "span", "vary")  # the Music tab's edits of a source clip, in the form's order
 MUSIC_EDIT_LABELS = {"continue": "Continue it", "span": "Regenerate a span", "vary": "Vary it"}
 
@@ -590,8 +593,10 @@ def caption(entry: dict) -> str:
         mark = "✓ sealed"
     elif signed and entry.get("watermark_status") == "too_small":  # signed; the mark needs >= 256 px
         mark = "✓ signed, too small to mark"
-    elif signed and entry.get("watermark_status") == "too_short":  # signed; the audio mark needs ~5 s
+    elif signed and entry.get("watermark_status") == "too_short":  # signed; the audio mark needs a few seconds
         mark = "✓ signed, too short to mark"
+    elif signed and entry.get("watermark_status") == "not_embeddable":
+        mark = "✓ signed, mark not embeddable"
     else:
         mark = "? " + str(entry.get("verify", "unverified"))
     if is_audio(entry):
@@ -615,8 +620,8 @@ def verdict(rep) -> str:
     """A one-line verdict (kept plain so tests and screen readers can read it)."""
     wm = f"watermark found (ID {rep.watermark_id})" if rep.watermark_found else "no watermark found"
     status = (rep.manifest or {}).get("watermark_status")
-    if not rep.watermark_found and status in ("too_small", "too_short"):
-        wm += f" (the signed manifest says it was {status.replace('_', ' ')} to carry one)"
+    if not rep.watermark_found and status in UNMARKED:
+        wm += f" (the signed manifest says {UNMARKED[status]})"
     if rep.state in VERIFY_GOOD:
         head = "Authentic: C2PA " + rep.state + ", " + wm if rep.watermark_found else \
             "C2PA " + rep.state + ", but " + wm
