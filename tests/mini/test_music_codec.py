@@ -73,7 +73,8 @@ def test_stock_stable_audio_pipeline_loads_and_decodes_the_latent(tmp_path):
     from transformers import T5Config, T5EncoderModel, T5Tokenizer
 
     torch.manual_seed(0)
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)] + [(c, -3.0) for c in "abcdefghilmnoprstuwy,"]
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -2.0)]
+    vocab += [(c, -3.0) for c in "abcdefghilmnoprstuwy,"]
     tok = T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=64)  # the default max length overflows tokenizers
     te = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16))
     dit = StableAudioDiTModel(sample_size=int(8 * W.SR / C.HOP), in_channels=C.LATENT, num_layers=1,

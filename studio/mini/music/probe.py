@@ -33,13 +33,12 @@ def _judge_acc(melodies, audios) -> dict:
 
 
 def probe_codec(n: int, duration: float, oobleck_encode: int) -> dict:
-    import torch
-
     vae = C.build_vae()
     vae16 = C.build_vae().half()
     ms = _combos(n, duration)
     xs = np.stack([W.render(m) for m in ms])
-    out: dict = {"n": n, "duration_s": duration, "latent_shape_8s": None, "vae_params": sum(p.numel() for p in vae.parameters())}
+    out: dict = {"n": n, "duration_s": duration, "latent_shape_8s": None,
+                 "vae_params": sum(p.numel() for p in vae.parameters())}
     # the Oobleck's own encoder against the numpy closed form, on a few clips (it costs seconds a clip)
     t = time.time()
     z_vae = C.encode(vae, xs[:oobleck_encode])
@@ -87,7 +86,6 @@ def probe_codec(n: int, duration: float, oobleck_encode: int) -> dict:
     for k, zp in pert.items():
         yp = np.concatenate([C.decode(vae, zp[i:i + 8]) for i in range(0, n, 8)])
         out["judge_after_perturbation"][k] = _judge_acc(ms, yp)
-    del torch
     return out
 
 
