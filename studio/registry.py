@@ -230,10 +230,16 @@ def _folder_family(folder: Path) -> Optional[str]:
     from pipelines.loading import folder_family
 
     index = folder / "model_index.json"
+    if not index.exists():
+        from pipelines.audio import musicgen_type
+
+        if musicgen_type(folder):  # a transformers MusicGen folder (config.json), not a diffusers pipeline
+            return "musicgen"
     try:
         data = json.loads(index.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise StudioError(f"{folder.name} is not a diffusers folder (no model_index.json)") from None
+        raise StudioError(f"{folder.name} is not a diffusers folder (no model_index.json) nor a MusicGen "
+                          "folder") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise StudioError(f"{folder.name}/model_index.json is not readable JSON ({exc})") from None
     if not isinstance(data, dict):

@@ -63,6 +63,10 @@ class AudioModality(MediaModality):
         duration = request.duration or getattr(entry, "duration", None) or _family(family).default_duration
         span = request.span.as_tuple() if request.span else None
         try:
+            if hasattr(source, "pipe"):  # after the load: this checkpoint's modes, rate and window
+                rules = pipelines.audio_family_for(source)
+                rules.check_mode(request.mode)
+                rules.check_duration(duration + (request.extend or 0.0))
             pipelines.check_audio_request(family, request.mode, duration=duration, extend=request.extend,
                                           span=span)
         except ValueError as exc:

@@ -150,3 +150,14 @@ def test_registry_families_are_the_pipelines_families():
     assert set(VIDEO_FAMILIES) == set(pipelines.VIDEO_FAMILIES)
     assert set(AUDIO_FAMILIES) == set(pipelines.AUDIO_FAMILIES)
     assert set(IMAGE_FAMILIES) == set(pipelines.FAMILIES) - set(VIDEO_FAMILIES) - set(AUDIO_FAMILIES)
+
+
+def test_a_musicgen_folder_can_be_added_and_is_an_audio_model(tmp_path):
+    from pipelines.tiny_audio import save_tiny_audio, tiny_musicgen
+
+    from studio.registry import Registry
+
+    folder = save_tiny_audio(tiny_musicgen(), tmp_path / "mg")
+    entry = Registry(tmp_path / "models.toml").add("my-tune-model", str(folder))
+    assert entry.family == "musicgen" and entry.modality == "audio"
+    assert Registry(tmp_path / "models.toml").resolve("my-tune-model").modality == "audio"
