@@ -137,6 +137,7 @@ Mean distance travelled by moving clips: {g(t2v, 'mean_distance_moving_px')} px 
 
 - Only the mini world's vocabulary means anything; one object per clip; 256x256, 16 frames.
 - Trained on CPU only for a short budget (see Training); the figures above are what that budget bought.
+{chr(10).join('- ' + n for n in ev.get('notes', []))}
 """
     (folder / "README.md").write_text(text)
 
