@@ -17,9 +17,10 @@ from .errors import RequestError
 from .jobs.spec import READERS, RawItem
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "prompts.txt"
-# (file name, prompt, animate the demo's first image?)
+# (file name, prompt in mini-video's caption language, animate the demo's first image?); the second prompt
+# describes samples/prompts.txt's first image ("a large red circle in the center on a white background")
 CLIPS = (("clip-text-to-video.mp4", "a red circle moving to the right on a white background", False),
-         ("clip-image-to-video.mp4", "moving to the left", True))
+         ("clip-image-to-video.mp4", "a large red circle moving to the left on a white background", True))
 
 
 def parse_prompt_file(path: Path) -> list[RawItem]:
@@ -52,15 +53,14 @@ def contact_sheet(images: list, captions: list[str], cell: int = 192):
     return sheet
 
 
-def render_clips(studio, out_dir: Path, first_image: Path, first_prompt: str, *, model: str, seed: int,
+def render_clips(studio, out_dir: Path, first_image: Path, *, model: str, seed: int,
                  log: Callable[[str], None]) -> list:
     """The demo's two clips: text-to-video, and image-to-video from the demo's first image."""
     results = []
     for n, (name, prompt, animate) in enumerate(CLIPS, start=1):
         fields = {"model": model, "seed": seed + 100 + n, "prompt": prompt}
         if animate:
-            # the still's own caption plus the motion, so the clip keeps what the image shows
-            fields.update(prompt=f"{first_prompt.split(',')[0]} {prompt}", init_image=str(first_image))
+            fields["init_image"] = str(first_image)
         started = time.perf_counter()
         result = studio.generate(out=out_dir / name, overwrite=True, **fields)
         results.append(result)
@@ -106,8 +106,7 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
                  params={"kind": "contact-sheet", "items": [r.outputs[0].record.sha256 for r in results]})
     clips = []
     if video_model:
-        clips = render_clips(studio, out_dir, results[0].paths[0], items[0].fields["prompt"], model=video_model,
-                             seed=seed, log=log)
+        clips = render_clips(studio, out_dir, results[0].paths[0], model=video_model, seed=seed, log=log)
         records += [json.loads(c.record.model_dump_json()) for c in clips]
     (out_dir / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     elapsed = time.perf_counter() - started
