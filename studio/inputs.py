@@ -40,25 +40,8 @@ def read_image(value: ImageInput, what: str, mode: str, shown: Optional[str] = N
     from PIL import Image, UnidentifiedImageError
 
     cap = limits.MAX_INPUT_BYTES
-    if isinstance(value, (str, Path)):
-        path = Path(value).expanduser()
-        if not path.is_file():
-            raise RequestError(f"{what} {str(value)!r} does not exist or is not a file")
-        label = repr(shown if shown is not None else str(value))
-        size = path.stat().st_size
-        if size > cap:
-            raise RequestError(f"{what} {label} is {size / limits.MiB:.0f} MiB, over the input limit of "
-                               f"{cap // limits.MiB} MiB")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise RequestError(f"{what} {label} cannot be read ({exc.strerror or 'I/O error'})") from None
-    elif isinstance(value, (bytes, bytearray)):
-        label = "(bytes)"  # never the object's repr: "<_io.BytesIO object at 0x...>" tells the user nothing
-        if len(value) > cap:
-            raise RequestError(f"{what} {label} is {len(value) / limits.MiB:.0f} MiB, over the input limit of "
-                               f"{cap // limits.MiB} MiB")
-        data = bytes(value)
+    if isinstance(value, (str, Path, bytes, bytearray)):
+        data, label = _read_bytes(value, what, cap, shown)
     elif isinstance(value, Image.Image):
         label = "(PIL image)"
         if value.width * value.height > limits.MAX_INPUT_PIXELS:
@@ -108,6 +91,7 @@ def _read_bytes(value, what: str, cap: int, shown: Optional[str]) -> tuple[bytes
         except OSError as exc:
             raise RequestError(f"{what} {label} cannot be read ({exc.strerror or 'I/O error'})") from None
     if isinstance(value, (bytes, bytearray)):
+        # never the object's repr in messages: "<_io.BytesIO object at 0x...>" tells the user nothing
         if len(value) > cap:
             raise RequestError(f"{what} (bytes) is {len(value) / limits.MiB:.0f} MiB, over the input limit of "
                                f"{cap // limits.MiB} MiB")

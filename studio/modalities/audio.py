@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import RequestError
 from ..inputs import read_audio
-from .base import Inputs, MediaModality, SealedMedia
+from .base import Inputs, MediaModality, SealedMedia, family_rules
 
 
 def samples_sha256(samples, rate: int) -> str:
@@ -23,11 +23,7 @@ def samples_sha256(samples, rate: int) -> str:
 def _family(name: str):
     import pipelines
 
-    spec = pipelines.AUDIO_FAMILIES.get(name)
-    if spec is None:
-        raise RequestError(f"model family {name!r} does not make audio (audio families: "
-                           f"{', '.join(pipelines.AUDIO_FAMILIES)})")
-    return spec
+    return family_rules(pipelines.AUDIO_FAMILIES, name, "audio")
 
 
 class AudioModality(MediaModality):

@@ -8,6 +8,18 @@ from typing import Any, Callable, Optional, Sequence
 StepFn = Callable[[int, int, Any], None]
 
 
+def family_rules(families: dict, name: str, medium: str):
+    """The rules of model family `name` from a pipelines table (`VIDEO_FAMILIES`, `AUDIO_FAMILIES`), or a
+    one-line RequestError naming the families that make `medium`."""
+    from ..errors import RequestError
+
+    spec = families.get(name)
+    if spec is None:
+        raise RequestError(f"model family {name!r} does not make {medium} ({medium} families: "
+                           f"{', '.join(families)})")
+    return spec
+
+
 @dataclass
 class Inputs:
     """The request's source media, read and checked before any model loads. `parent` is the source's original

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import RequestError
 from ..inputs import read_image, read_video
-from .base import Inputs, MediaModality, SealedMedia
+from .base import Inputs, MediaModality, SealedMedia, family_rules
 
 VID2VID_STRENGTH = 0.6
 DECODE_CHUNK = 16  # restyle by default; 0.3 keeps the layout of every frame
@@ -26,11 +26,7 @@ def frames_sha256(frames) -> str:
 def _family(name: str):
     import pipelines
 
-    spec = pipelines.VIDEO_FAMILIES.get(name)
-    if spec is None:
-        raise RequestError(f"model family {name!r} does not make video (video families: "
-                           f"{', '.join(pipelines.VIDEO_FAMILIES)})")
-    return spec
+    return family_rules(pipelines.VIDEO_FAMILIES, name, "video")
 
 
 class VideoModality(MediaModality):
