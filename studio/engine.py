@@ -21,7 +21,7 @@ from .schema import GenerationRecord, GenerationRequest
 from .writer import Output, check_output_targets, seal_derived, seal_outputs
 
 log = logging.getLogger(__name__)
-VideoInput = Union[str, Path, bytes]
+MediaInput = Union[str, Path, bytes]  # a clip or a sound: a path or its bytes
 ProgressFn = Callable[[int, int], None]
 PreviewFn = Callable[[int, int, Output], None]
 
@@ -213,7 +213,7 @@ def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optiona
 
 def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *,
               init_image: Optional[ImageInput] = None, mask: Optional[ImageInput] = None,
-              init_video: Optional[VideoInput] = None, init_audio: Optional[VideoInput] = None,
+              init_video: Optional[MediaInput] = None, init_audio: Optional[MediaInput] = None,
               allow_pickle: bool = False, check_device: bool = True) -> None:
     """Check everything about ``request`` that can be checked without loading its model, in milliseconds:
     the model source (exists, not a refused pickle, readable header), device and dtype, LoRA files, the
@@ -263,8 +263,8 @@ class Studio:
 
     # -- requests -------------------------------------------------------------------------------------------
     def check(self, request: GenerationRequest, *, init_image: Optional[ImageInput] = None,
-              mask: Optional[ImageInput] = None, init_video: Optional[VideoInput] = None,
-              init_audio: Optional[VideoInput] = None, allow_pickle: bool = False) -> None:
+              mask: Optional[ImageInput] = None, init_video: Optional[MediaInput] = None,
+              init_audio: Optional[MediaInput] = None, allow_pickle: bool = False) -> None:
         """`preflight` against this studio's registry: raises `RequestError` without loading anything."""
         preflight(request, self.registry, init_image=init_image, mask=mask, init_video=init_video,
                   init_audio=init_audio, allow_pickle=allow_pickle)
@@ -304,8 +304,8 @@ class Studio:
         out: Optional[Union[str, Path]] = None,
         init_image: Optional[ImageInput] = None,
         mask: Optional[ImageInput] = None,
-        init_video: Optional[VideoInput] = None,
-        init_audio: Optional[VideoInput] = None,
+        init_video: Optional[MediaInput] = None,
+        init_audio: Optional[MediaInput] = None,
         progress: Optional[ProgressFn] = None,
         preview: Optional[PreviewFn] = None,
         preview_every: int = 5,
@@ -314,9 +314,10 @@ class Studio:
         deliver: bool = True,
         **fields,
     ) -> Union[Result, "Generated"]:
-        """Run one request. `init_image`/`mask` may be paths, bytes or PIL images, `init_video` a path or bytes
-        (the request then records their hashes); `out` is a file or directory to write the sealed outputs to. `preview(step, total,
-        output)` receives a sealed low-cost preview of the first image every `preview_every` steps. An existing
+        """Run one request. `init_image`/`mask` may be paths, bytes or PIL images, `init_video`/`init_audio` a
+        path or bytes (the request then records their hashes); `out` is a file or directory to write the sealed
+        outputs to. `preview(step, total, output)` receives a sealed low-cost preview of the first image (a clip's
+        middle frame) every `preview_every` steps, at least once. An existing
         output file is refused before anything is loaded unless `overwrite`. `deliver=False` returns a `Generated`
         once the pixels exist, without sealing them: its `finish()` seals (and writes) and returns the `Result`,
         outside this studio's lock, so the next request can generate meanwhile."""
