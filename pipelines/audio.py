@@ -587,6 +587,7 @@ def _diffusers(ctx: _Run, index: int, seed: int) -> tuple[np.ndarray, int]:
                 kw.update(mask_start_seconds=start, mask_end_seconds=end)
         _step_end(kw, ctx, index, steps)
     elif name == "AudioLDM2Pipeline":
+        _audioldm2_lm_step(pipe.language_model)
         pipe.scheduler = _scheduler(model, spec, pipe, ctx.sampler)
         kw.update(audio_length_in_s=ctx.duration, guidance_scale=ctx.guidance, negative_prompt=ctx.negative_prompt,
                   num_waveforms_per_prompt=1)
@@ -598,6 +599,23 @@ def _diffusers(ctx: _Run, index: int, seed: int) -> tuple[np.ndarray, int]:
     with torch.inference_mode():
         audio = pipe(output_type="pt" if name != "AudioLDM2Pipeline" else "np", **kw).audios
     return _finish(ctx, _np_channels_last(audio[:1] if not isinstance(audio, np.ndarray) else audio[0]))
+
+
+def _audioldm2_lm_step(lm) -> None:
+    """AudioLDM2's GPT-2 loop (diffusers 0.42.1 ``generate_language_model``) calls
+    ``language_model._update_model_kwargs_for_generation``, a GenerationMixin method the bare ``GPT2Model`` it loads
+    no longer has in transformers 5. Give that instance one: extend the attention mask by the new position and keep no
+    cache, so each step re-reads the whole sequence (the same hidden states as the cached loop; 8 steps)."""
+    if hasattr(lm, "_update_model_kwargs_for_generation"):
+        return
+
+    def _update(outputs, model_kwargs, **_):
+        kw = {k: v for k, v in model_kwargs.items() if k not in ("past_key_values", "cache", "cache_position")}
+        mask = kw.get("attention_mask")
+        if mask is not None:
+            kw["attention_mask"] = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+        return kw
+    object.__setattr__(lm, "_update_model_kwargs_for_generation", _update)
 
 
 def _step_end(kw: dict, ctx: _Run, index: int, steps: int) -> None:
