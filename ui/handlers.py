@@ -188,8 +188,7 @@ class Handlers:
         # extension) and refuses an image model in the Video tab, or a clip model in Generate, before any load.
         decided = request.with_modality(request.modality or entry_modality(entry))
         kind = modality_of(decided.modality)
-        # MusicGen samples tokens rather than denoising; "generating" is true of every audio backend
-        doing = "generating" if kind.name == "audio" else "denoising"
+        doing = kind.working
 
         def on_step(step: int, total: int) -> None:
             if cancel is not None and cancel.is_set():
@@ -201,8 +200,7 @@ class Handlers:
             raise Cancelled("cancelled")
         if progress is not None:
             progress(0, 1, f"loading {request.model}")
-        folder = "music" if kind.name == "audio" else f"{kind.noun}s"  # audio's noun is "clip", like video's
-        stem = out_stem or (self.out_dir / folder / time.strftime("%Y%m%d") /
+        stem = out_stem or (self.out_dir / kind.folder / time.strftime("%Y%m%d") /
                             f"{time.strftime('%H%M%S')}-{decided.mode}-{uuid.uuid4().hex[:6]}"
                             f"{kind.extensions[decided.output_format]}")
         stem.parent.mkdir(parents=True, exist_ok=True)

@@ -29,6 +29,8 @@ def _family(name: str):
 class AudioModality(MediaModality):
     name = "audio"
     noun = "clip"
+    folder = "music"
+    working = "generating"  # MusicGen samples tokens rather than denoising; true of every audio backend
     sized = False
     extensions = {"wav": ".wav", "flac": ".flac", "mp3": ".mp3"}
     suffixes = {".wav": "wav", ".flac": "flac", ".mp3": "mp3"}

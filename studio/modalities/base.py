@@ -60,6 +60,8 @@ class MediaModality(ABC):
     extensions: dict[str, str]  # output format -> file extension
     suffixes: dict[str, str]  # file suffix a user may write -> output format
     noun: str  # "image", "clip": what one output is called in messages
+    folder: str  # where a front door files this modality's outputs ("images", "clips", "music")
+    working: str = "denoising"  # what a progress line says the model is doing step by step
     sized = True  # has a width and height (images, clips); audio has a duration instead
 
     @property

@@ -32,6 +32,7 @@ def pixel_sha256(data: bytes) -> str:
 class ImageModality(MediaModality):
     name = "image"
     noun = "image"
+    folder = "images"
     extensions = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}
     suffixes = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 

@@ -32,6 +32,7 @@ def _family(name: str):
 class VideoModality(MediaModality):
     name = "video"
     noun = "clip"
+    folder = "clips"
     extensions = {"mp4": ".mp4", "gif": ".gif"}
     suffixes = {".mp4": "mp4", ".gif": "gif"}
 
