@@ -1,6 +1,6 @@
 """One request/result schema for every modality and every front door (API, CLI, batch files, UI, manifests).
 
-A request's `modality` (image or video) decides its mode, its output formats and which fields apply; what
+A request's `modality` (image, video or audio) decides its mode, its output formats and which fields apply; what
 each modality does with a request lives in `studio.modalities`, one module per modality, chosen from a table.
 """
 from __future__ import annotations
@@ -58,6 +58,11 @@ def _finite(name: str, value: Any) -> Any:
     if number is not None and math.isinf(number):
         raise ValueError(f"{name} must be a finite number (got {value!r})")
     return value
+
+
+def _a(word: str) -> str:
+    """The article for `word` ("an image", "a video", "an audio request")."""
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def _build(cls, _prefix: str = "invalid request: ", _loc: bool = True, **fields: Any):
@@ -188,7 +193,7 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    # None: decided by the video-only fields or the output format when they are given, else by the model
+    # None: decided by a modality's own fields or the output format when they are given, else by the model
     # (`with_modality`); always recorded resolved.
     modality: Optional[Modality] = None
     prompt: str = Field(min_length=1, max_length=4000)
@@ -217,7 +222,7 @@ class GenerationRequest(BaseModel):
     extend: Optional[float] = Field(default=None, gt=0.0, le=MAX_AUDIO_SECONDS)
     span: Optional[Span] = None
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
-    output_format: Optional[OutputFormat] = None  # None: the modality's first format (png, mp4)
+    output_format: Optional[OutputFormat] = None  # None: the modality's first format (png, mp4, wav)
     accelerate: Literal["off", "safe", "max"] = "off"
     device: Optional[str] = None
     dtype: Optional[Literal["fp32", "fp16", "bf16"]] = None
@@ -256,9 +261,8 @@ class GenerationRequest(BaseModel):
         modality = self.modality or (claimed[0] if len(claimed) == 1 else None) or fmt_modality
         for other in claimed:
             if modality is not None and other != modality:
-                raise ValueError(f"{', '.join(given[other])} given for a{'n' if modality in ('image', 'audio') else ''} "
-                                 f"{modality} request: {'it applies' if len(given[other]) == 1 else 'they apply'} "
-                                 f"to {other}")
+                raise ValueError(f"{', '.join(given[other])} given for {_a(modality)} request: "
+                                 f"{'it applies' if len(given[other]) == 1 else 'they apply'} to {other}")
         if len(claimed) > 1 and modality is None:
             raise ValueError(f"{', '.join(given[claimed[0]])} ({claimed[0]}) and {', '.join(given[claimed[1]])} "
                              f"({claimed[1]}) cannot be in one request")
@@ -275,8 +279,8 @@ class GenerationRequest(BaseModel):
             if self.strength is not None and (self.extend or self.span):
                 raise ValueError("strength applies to audio-to-audio (init_audio alone), not to extend/span")
         if modality is not None and self.output_format is not None and self.output_format not in FORMATS[modality]:
-            raise ValueError(f"output format {self.output_format} is not a{'n' if modality in ('image', 'audio') else ''} "
-                             f"{modality} format (use {', '.join(FORMATS[modality])})")
+            raise ValueError(f"output format {self.output_format} is not {_a(modality)} format (use "
+                             f"{', '.join(FORMATS[modality])})")
         if modality is not None:
             self.modality = modality
             if self.output_format is None:
@@ -302,9 +306,8 @@ class GenerationRequest(BaseModel):
         if self.modality == modality:
             return self
         if self.modality is not None:
-            raise RequestError(f"this is a{'n' if self.modality == 'image' else ''} {self.modality} request but "
-                               f"the model makes {modality}: choose a{'n' if modality == 'image' else ''} "
-                               f"{modality} model or drop the {self.modality} options")
+            raise RequestError(f"this is {_a(self.modality)} request but the model makes {modality}: choose "
+                               f"{_a(modality)} model or drop the {self.modality} options")
         return GenerationRequest.build(**{**self.model_dump(exclude_unset=True), "modality": modality})
 
     @property
