@@ -329,11 +329,16 @@ def seal_outputs(
     return outputs
 
 
-def seal_derived(image, path: Optional[Path] = None, *, model_name: str, params: dict) -> Output:
+def seal_derived(image, path: Optional[Path] = None, *, model_name: str, params: dict,
+                 source: Optional[bytes] = None, source_format: Optional[str] = None,
+                 components: Sequence[tuple[bytes, str]] = (), description: Optional[str] = None,
+                 png_text: Optional[dict] = None) -> Output:
     """Seal (and write, given a path) an image the studio derived from its own work: the demo's contact
-    sheet, live previews of a generation in flight."""
+    sheet, live previews of a generation in flight, a clip's waveform picture (`source`: the sealed clip, its
+    parentOf ingredient), an X/Y/Z grid (`components`: the sealed cells, (bytes, format), as ingredients)."""
     sealed = safety.seal_image(image, fmt="png", params=params, claim_generator=claim_generator(model_name),
-                               config=safety_config())
+                               config=safety_config(), parent=source, parent_format=source_format,
+                               components=components, description=description, png_text=png_text)
     if path is not None:
         write_atomic(path, sealed.data)
     rec = OutputRecord(index=0, seed=0, format="png", sha256=hashlib.sha256(sealed.data).hexdigest(),

@@ -323,14 +323,15 @@ class Handlers:
         from .waveform import draw_waveform
 
         try:
-            samples, rate = MODALITIES["audio"].decode(Path(entry["file"]).read_bytes())
+            data = Path(entry["file"]).read_bytes()
+            samples, rate = MODALITIES["audio"].decode(data)
         except Exception:  # noqa: BLE001 -- a damaged file still gets a tile in the Gallery, saying so
             return str(draw_waveform(path, [0.0], 1, title="this file could not be decoded"))
         labels = {"audio_extend": "after: continued (added part shaded)",
                   "audio_inpaint": "after: span regenerated (shaded)", "audio2audio": "after: varied"}
         title = labels.get(entry.get("mode"), "sealed clip") if before is not None else "sealed clip"
         draw_waveform(path, samples, int(rate), before=before, shade=shade,
-                      title=f"{title} · {audio_line(entry)}")
+                      title=f"{title} · {audio_line(entry)}", source=data, source_format=entry.get("format"))
         return str(path)
 
     def _record(self, result, output, source: str) -> dict:

@@ -2,7 +2,8 @@
 
 A picture is only a view of a sealed clip: it is never offered as the output (the sealed audio file is), and
 it is drawn from the samples decoded out of the sealed bytes, so it shows what a listener gets (watermark
-included), not what the model produced before the seal."""
+included), not what the model produced before the seal. The picture itself leaves sealed too (watermarked and
+signed, the clip as its ingredient), like every file the app serves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -96,10 +97,12 @@ def _axis(draw, top: int, seconds: float, font) -> None:
 
 def draw_waveform(path: Path | str, samples, rate: int, *, before: Optional[tuple] = None,
                   shade: Optional[Sequence[tuple[float, float]]] = None, title: str = "",
-                  before_title: str = "before (source clip)") -> Path:
-    """Write a PNG of `samples` at `rate` to `path`; with `before` (samples, rate) of an edit's source, the
-    source is drawn above on the same time scale, and each `shade` span (seconds) is shaded in both panels:
-    the part of the clip the edit regenerated or added."""
+                  before_title: str = "before (source clip)", source: Optional[bytes] = None,
+                  source_format: Optional[str] = None) -> Path:
+    """Write a sealed PNG of `samples` at `rate` to `path` (the studio's seal for derived pictures, with
+    `source`, the sealed clip's bytes in `source_format`, as its C2PA ingredient); with `before` (samples,
+    rate) of an edit's source, the source is drawn above on the same time scale, and each `shade` span
+    (seconds) is shaded in both panels: the part of the clip the edit regenerated or added."""
     from PIL import Image, ImageDraw
 
     after = _mono(samples)
@@ -116,12 +119,11 @@ def draw_waveform(path: Path | str, samples, rate: int, *, before: Optional[tupl
     for i, (x, r, name, colors) in enumerate(panels):
         _panel(draw, i * (TITLE_H + PANEL_H), x, r, seconds, name, colors, shade, font)
     _axis(draw, len(panels) * (TITLE_H + PANEL_H), seconds, font)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")  # a half-written picture must never be served
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    from studio.writer import seal_derived  # watermark + sign, then an atomic write: never served half-written
+
+    seal_derived(img, Path(path), model_name="waveform", source=source, source_format=source_format,
+                 params={"derived": "waveform", "title": title}, description="waveform picture of a sealed clip")
+    return Path(path)
 
 
 __all__ = ["draw_waveform"]

@@ -11,6 +11,7 @@ import inspect
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 gr = pytest.importorskip("gradio")
@@ -119,6 +120,10 @@ def test_txt2audio_clip_is_sealed_and_recorded(music_demo, first_tune):
         assert im.format == "PNG" and im.width >= 600 and im.height >= 150
         px = im.convert("RGB")
         assert len(set(px.get_flattened_data())) > 4  # something drawn, not a blank tile
+    # the picture leaves sealed like every served file, with the clip it shows as its ingredient
+    report = is_sealed(wave)
+    (ingredient,) = report.manifest["ingredients"]
+    assert ingredient["relationship"] == "parentOf" and ingredient["has_manifest"]
 
 
 def test_every_edit_is_sealed_with_the_source_as_ingredient(music_demo, first_tune):
@@ -146,7 +151,10 @@ def test_every_edit_is_sealed_with_the_source_as_ingredient(music_demo, first_tu
         with Image.open(h.waveform(e)) as im:  # before above, after below: taller than a single panel
             assert im.height > 300
             if mode in ("audio_extend", "audio_inpaint"):  # the regenerated/added part is shaded
-                assert (255, 228, 170) in set(im.convert("RGB").get_flattened_data())
+                # the watermark moves pixels a little: the shade is there within a few levels per channel
+                shade = np.array((255, 228, 170))
+                px = np.asarray(im.convert("RGB")).reshape(-1, 3).astype(int)
+                assert (np.abs(px - shade).max(axis=1) <= 12).sum() > 100
 
 
 def test_mode_follows_the_source_and_edit():
