@@ -13,6 +13,9 @@ from PIL import Image, ImageFilter
 from schedulers import default_sampler, make_scheduler, resolve_sampler
 
 from .loading import MODES, LoadedModel, apply_clip_skip_shim, clip_skip_supported
+from .prompting import weighted_embeds
+from .variation import variation_latents
+from .upscale import LATENT_FAMILIES, upscaled_latents
 
 OUTPAINT_OVERLAP = 8  # px of the original the generation mask reaches into (feathered)
 
@@ -98,8 +101,13 @@ def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
               seeds: Sequence[int] = (0,), init_image: Image.Image | None = None, strength: float | None = None,
               mask: Image.Image | None = None, outpaint: Sequence[int] | None = None,
               callback: Callable[[int, int, torch.Tensor], None] | None = None,
-              clip_skip: int | None = None) -> list[Image.Image]:
-    """Generate ``len(seeds)`` images; image i uses ``torch.Generator('cpu').manual_seed(seeds[i])``."""
+              clip_skip: int | None = None, latent_upscale: bool = False,
+              variation_seed: int | None = None, variation_strength: float = 0.0,
+              prompt_weighting: bool = False, controls: Sequence | None = None,
+              guess_mode: bool = False) -> list[Image.Image]:
+    """Generate ``len(seeds)`` images; image i uses ``torch.Generator('cpu').manual_seed(seeds[i])``.
+    ``latent_upscale`` (img2img): start from the init image's latents interpolated to width x height instead of
+    its pixels resized (hires fix's latent upscaler)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if not isinstance(steps, int) or steps < 1:
@@ -149,7 +157,19 @@ def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
             strength = 1.0
         msk = Image.new("L", (width, height), 255)
         pipe_mode = "inpaint"
-    base = model.pipeline_for(pipe_mode)
+    # a unit at weight 0 adds nothing, but Flux's pipeline still VAE-encodes its map with the seeds' generators
+    # (other noise): drop such units, so weight 0 is exactly the uncontrolled image on every family
+    controls = [u for u in controls or () if float(u.weight) != 0.0]
+    if controls:  # pipelines.controlnet.ControlSpec units: the family's ControlNet pipeline for this mode
+        from .controlnet import control_pipeline
+
+        base = control_pipeline(model.pipe, model.family, pipe_mode, controls)
+    else:
+        base = model.pipeline_for(pipe_mode)
+    if latent_upscale:
+        if pipe_mode != "img2img" or model.family not in LATENT_FAMILIES:
+            raise ValueError(f"latent upscale runs on SD 1.x/2.x/XL img2img (not {model.family} {pipe_mode})")
+        init = upscaled_latents(base, _rgb(init_image), width, height)
 
     # ---- sampler: fresh scheduler from the model's own config, on a per-call pipeline copy
     name = resolve_sampler(sampler) if sampler else default_sampler(model.family, model.base_scheduler_config)
@@ -187,6 +207,24 @@ def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
             kw.update(width=width, height=height)
     else:
         kw.update(image=init, mask_image=msk, strength=float(strength), width=width, height=height)
+
+    if variation_seed is not None and variation_strength > 0:
+        # txt2img only (a 9-channel inpaint model runs it as inpaint at strength 1, which takes noise the same way)
+        if mode != "txt2img":
+            raise ValueError(f"variation seeds apply to txt2img, not {mode}")
+        kw["latents"] = variation_latents(pipe, gens, width=width, height=height, variation_seed=variation_seed,
+                                          strength=variation_strength)
+    if prompt_weighting:
+        if clip_skip:
+            raise ValueError("prompt weighting and clip_skip cannot be combined")
+        kw.update(weighted_embeds(pipe, prompt, negative_prompt or ""))
+        kw.pop("prompt")
+        kw.pop("negative_prompt", None)
+
+    if controls:
+        from .controlnet import control_kwargs
+
+        kw.update(control_kwargs(model.family, pipe_mode, controls, guess_mode=guess_mode))
 
     if callback is not None:
         def _cb(p, i, t, cbkw):

@@ -75,7 +75,23 @@ def generate(
                                                                       "in [0, 1]."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpaint mask (white = repaint), same size as --init."),
     outpaint: Optional[str] = typer.Option(None, "--outpaint", help="LEFT,TOP,RIGHT,BOTTOM pixels to add."),
+    variation_seed: Optional[int] = typer.Option(None, "--variation-seed", help="Variation seed: the noise is "
+                                                 "slerped towards this seed's by --variation-strength."),
+    variation_strength: Optional[float] = typer.Option(None, "--variation-strength",
+                                                       help="0 = the plain --seed, 1 = the variation seed's noise."),
+    style: List[str] = typer.Option([], "--style", help="Saved style NAME (see `studio styles`), repeatable."),
+    weighting: Optional[bool] = typer.Option(None, "--weighting/--no-weighting",
+                                             help="(word:1.2) prompt weighting via compel (default: on when the "
+                                                  "prompt uses it)."),
     batch: int = typer.Option(1, "--batch", help="Number of images (seeds seed..seed+N-1)."),
+    hires: Optional[float] = typer.Option(None, "--hires", help="Hires fix: upscale the sealed first pass by SCALE "
+                                                                 "(e.g. 2) and refine it with img2img."),
+    hires_strength: Optional[float] = typer.Option(None, "--hires-strength", help="Hires refine strength in (0, 1] "
+                                                                                 "(default 0.5)."),
+    hires_upscaler: Optional[str] = typer.Option(None, "--hires-upscaler",
+                                                 help="latent (default) | pixel-lanczos | sd-x2-latent-upscaler | "
+                                                      "sd-x4-upscaler | a local upscaler folder."),
+    hires_steps: Optional[int] = typer.Option(None, "--hires-steps", help="Hires refine steps (default: --steps)."),
     accelerate: str = typer.Option("off", "--accelerate", help="off | safe | max (fused GPU kernels)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 ... (default: automatic)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="fp32 | fp16 | bf16 (default: automatic)."),
@@ -104,6 +120,12 @@ def generate(
         except RequestError as exc:
             _fail(str(exc))
     fmt = WRITABLE_SUFFIXES.get(out_path.suffix.lower())  # None: the model's modality decides (.png / .mp4)
+    if variation_seed is not None and variation_strength is None:
+        _fail("--variation-seed needs --variation-strength (0 = the plain seed, 1 = the variation seed)")
+    hires_opts = {k: v for k, v in (("strength", hires_strength), ("upscaler", hires_upscaler),
+                                     ("steps", hires_steps)) if v is not None}
+    if hires_opts and hires is None:
+        _fail(f"--hires-{next(iter(hires_opts))} given without --hires SCALE")
     try:
         request = GenerationRequest.build(
             prompt=prompt, negative_prompt=negative, model=model, seed=seed, steps=steps, width=width,
@@ -115,6 +137,9 @@ def generate(
             motion_adapter=motion_adapter,
             duration=duration, init_audio=str(init_audio) if init_audio else None, extend=extend,
             span=Span.parse(span) if span else None,
+            variation_seed=variation_seed, variation_strength=variation_strength or 0.0, styles=list(style),
+            prompt_weighting=weighting,
+            hires={"scale": hires, **hires_opts} if hires is not None else None,
             device=device, dtype=dtype,
             memory={"offload": offload, "vae_tiling": vae_tiling, "vae_slicing": vae_slicing,
                     "attention_slicing": attention_slicing, "decode_chunk": decode_chunk},
@@ -140,6 +165,8 @@ def generate(
             _fail(str(exc))
         except StudioError as exc:
             _fail(str(exc), EXIT_FAILED)
+    for line in result.record.warnings:
+        typer.echo(f"warning: {_one_line(line)}", err=True)
     for o in result.outputs:
         typer.echo(f"{o.path}  seed={o.record.seed}  sha256={o.record.sha256[:16]}  "
                    f"watermark={o.record.watermark_id or o.record.watermark_status}")
@@ -263,6 +290,34 @@ def samplers(
     for r in rows:
         mark = "default" if r["default"] else ("ok" if r["accepted"] else "refused")
         typer.echo(f"{r['name']:<22} {r['kind']:<5} {mark:<8} {r['description']}")
+
+
+@app.command()
+def styles(
+    add: Optional[str] = typer.Option(None, "--add", help="Save a style NAME (with --prompt and/or --negative)."),
+    prompt: str = typer.Option("", "--prompt", help="With --add: the style's prompt; {prompt} marks where yours "
+                                                  "goes (without it the style is appended)."),
+    negative: str = typer.Option("", "--negative", help="With --add: appended to the negative prompt."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List saved styles (prompt snippets applied with `generate --style NAME`), or add one."""
+    from .styles import load_styles, save_style
+
+    try:
+        if add:
+            save_style(add, prompt, negative)
+        rows = [{"name": s.name, "prompt": s.prompt, "negative_prompt": s.negative_prompt}
+                for s in load_styles().values()]
+    except (RequestError, StudioError) as exc:
+        _fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        neg = f"  (negative: {r['negative_prompt']})" if r["negative_prompt"] else ""
+        typer.echo(f"{r['name']}: {r['prompt']}{neg}")
+    if not rows:
+        typer.echo("no styles saved yet: studio styles --add NAME --prompt \"... {prompt} ...\"")
 
 
 @app.command()

@@ -17,7 +17,9 @@ from .metadata import package_versions
 from .modalities import modality as modality_of
 from .modalities.base import Inputs
 from .registry import ModelEntry, Registry
+from .prompt_tools import review as review_prompt
 from .schema import GenerationRecord, GenerationRequest
+from .styles import apply_styles
 from .writer import Output, check_output_targets, seal_derived, seal_outputs
 
 log = logging.getLogger(__name__)
@@ -224,6 +226,13 @@ def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *
     names them. `check_device=False` skips device, dtype and budget (a validator on a machine other than
     the one that renders)."""
     registry = registry or Registry()
+    request = apply_styles(request)[0]  # an unknown style is a bad request
+    if request.hires is not None:
+        from .hires import check_hires
+
+        check_hires(request, registry.resolve(request.model), registry, init_value=init_image, mask_value=mask,
+                    allow_pickle=allow_pickle, check_device=check_device)
+        return
     _preflight(request, registry.resolve(request.model), init_value=init_image, mask_value=mask,
                video_value=init_video, audio_value=init_audio, allow_pickle=allow_pickle,
                check_device=check_device)
@@ -354,12 +363,13 @@ class Studio:
             return generated.finish() if deliver else generated
 
     def _generate(self, request, *, out, init_value, mask_value, video_value, audio_value, progress, preview,
-                  preview_every, allow_pickle, overwrite=False) -> Generated:
+                  preview_every, allow_pickle, overwrite=False, upscale: Optional[str] = None) -> Generated:
         import pipelines
         import torch
 
         started = time.perf_counter()
         entry = self.registry.resolve(request.model)
+        request, styled = apply_styles(request)  # before anything reads the prompt; recorded below
         request = _decide_modality(request, entry, allow_pickle)
         # Before the model loads: a bad output target should cost nothing, not a whole render.
         check_output_targets(out, request.output_format, request.batch, seed=request.seed, overwrite=overwrite,
@@ -367,10 +377,17 @@ class Studio:
                                      "mask": mask_value if mask_value is not None else request.mask,
                                      "init video": video_value if video_value is not None else request.init_video,
                                      "init audio": audio_value if audio_value is not None else request.init_audio})
+        if request.hires is not None:  # a first pass, sealed, then an img2img refine: two requests of this path
+            from .hires import run_hires
+
+            return run_hires(self, request, entry, out=out, init_value=init_value, mask_value=mask_value,
+                             progress=progress, preview=preview, preview_every=preview_every,
+                             allow_pickle=allow_pickle, overwrite=overwrite)
         # Everything checkable without the model, so a bad request fails in milliseconds, not after a load.
         checked = _preflight(request, entry, init_value=init_value, mask_value=mask_value,
                              video_value=video_value, audio_value=audio_value, allow_pickle=allow_pickle)
         inputs = checked.inputs
+        inputs.upscale = upscale  # hires' refine pass: how its init image reaches the output size
         kind = modality_of(request.modality)
 
         try:
@@ -386,6 +403,7 @@ class Studio:
         request = self.resolve(request, entry, model.family, inputs, scale=max(8, scale),
                                scheduler_config=scheduler_config)
         kind.check(request, entry, model, inputs, scale=max(8, scale))  # the family the load found, too
+        request, prompt_notes = review_prompt(request, model, entry)  # weighting resolved; prompts past the limit
         if kind.sampler_family(model.family):
             check_sampler(request.sampler, kind.sampler_family(model.family), scheduler_config)  # the default too
 
@@ -448,7 +466,7 @@ class Studio:
             sampler=request.sampler or (type(scheduler).__name__ if scheduler is not None else "token sampling"),
             device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
             versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3),
-            input_hashes=dict(inputs.hashes),
+            input_hashes=dict(inputs.hashes), warnings=prompt_notes, styles=styled,
         )
         return Generated(record, media, seeds, out=out, overwrite=overwrite, parent=inputs.parent,
                          parent_format=inputs.parent_format)

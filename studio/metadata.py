@@ -47,6 +47,15 @@ def a1111_parameters(record: GenerationRecord, seed: int) -> str:
     ]
     if req.strength is not None:
         fields.append(("Denoising strength", req.strength))
+    if req.hires is not None:  # A1111's own hires fix keys ("Denoising strength" is the refine pass's there)
+        if req.strength is None:
+            fields.append(("Denoising strength", req.hires.strength))
+        fields += [("Hires upscale", f"{req.hires.scale:g}"), ("Hires steps", req.hires.steps),
+                   ("Hires upscaler", req.hires.upscaler)]
+    if req.variation_seed is not None and req.variation_strength > 0:  # A1111's keys for its subseed
+        fields += [("Variation seed", req.variation_seed), ("Variation seed strength", req.variation_strength)]
+    if record.styles:
+        fields.append(("Styles", ", ".join(record.styles.get("names", []))))
     if record.lora_hashes:
         loras = ", ".join(f"{Path(l.path).stem}: {h[:12]}" for l, h in zip(req.loras, record.lora_hashes))
         fields.append(("Lora hashes", f'"{loras}"'))

@@ -6,6 +6,7 @@ each modality does with a request lives in `studio.modalities`, one module per m
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -175,6 +176,75 @@ class Span(BaseModel):
         return _build(cls, _prefix=f"span {text!r}: ", _loc=False, start=a, end=b)
 
 
+HIRES_BUILTIN_UPSCALERS = ("latent", "pixel-lanczos")
+HIRES_SCALE_MAX = 4.0
+
+
+def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
+    """The size a hires pass renders at: each side times `scale`, which must land on a multiple of 8 within
+    MAX_SIDE (RequestError naming the side and the nearest scale that fits otherwise)."""
+    out = []
+    for side, value in (("width", width), ("height", height)):
+        target = value * scale
+        if abs(target - round(target)) > 1e-6 or round(target) % 8:
+            near = max(8, round(target / 8) * 8)
+            raise RequestError(f"hires {side} {value} x {scale:g} = {target:g} is not a multiple of 8 (try scale "
+                               f"{near / value:g} for {near})")
+        if round(target) > MAX_SIDE:
+            raise RequestError(f"hires {side} {value} x {scale:g} = {round(target)} is over the largest side "
+                               f"{MAX_SIDE}: use a smaller scale or size")
+        out.append(int(round(target)))
+    return out[0], out[1]
+
+
+class HiresOptions(BaseModel):
+    """Hires fix: render, seal that first pass, upscale it by `scale` (latents, Lanczos pixels, or an upscaler
+    model) and refine it with img2img at `strength` for `steps` (None: the first pass's steps). The first pass
+    is the output's C2PA ingredient."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    scale: float = 2.0
+    # "latent", "pixel-lanczos", an upscaler name (`studio.addons`) or a local diffusers upscaler folder
+    upscaler: str = Field(default="latent", min_length=1, max_length=500)
+    strength: float = 0.5
+    steps: Optional[int] = Field(default=None, gt=0, le=1000)
+
+    @field_validator("scale", "strength", mode="before")
+    @classmethod
+    def _finite_numbers(cls, v: Any, info) -> Any:
+        return _finite(f"hires {info.field_name}", v)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_range(cls, v: float) -> float:
+        if not 1.0 < v <= HIRES_SCALE_MAX:
+            raise ValueError(f"hires scale must be above 1 and at most {HIRES_SCALE_MAX:g} (got {v:g})")
+        return v
+
+    @field_validator("strength")
+    @classmethod
+    def _strength_range(cls, v: float) -> float:
+        if not 0.0 < v <= 1.0:
+            raise ValueError(f"hires strength must be above 0 and at most 1 (got {v:g})")
+        return v
+
+    @field_validator("upscaler")
+    @classmethod
+    def _upscaler_name(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("hires upscaler is empty")
+        return {"lanczos": "pixel-lanczos", "pixel": "pixel-lanczos"}.get(v.lower(), v)
+
+    @classmethod
+    def parse(cls, text: str) -> "HiresOptions":
+        """Parse the text form `SCALE[:STRENGTH[:UPSCALER]]` (batch files' text cells)."""
+        parts = str(text).strip().split(":", 2)
+        keys = ("scale", "strength", "upscaler")
+        fields = {k: p.strip() for k, p in zip(keys, parts) if p.strip()}
+        return _build(cls, _prefix=f"hires {text!r}: ", _loc=False, **fields)
+
+
 class MemoryOptions(BaseModel):
     """Trade speed for memory: offloading (CUDA only), VAE tiling/slicing, attention slicing."""
 
@@ -221,6 +291,16 @@ class GenerationRequest(BaseModel):
     init_audio: Optional[str] = None
     extend: Optional[float] = Field(default=None, gt=0.0, le=MAX_AUDIO_SECONDS)
     span: Optional[Span] = None
+    # images (txt2img): A1111 variation seeds; the initial noise is slerp(noise(seed), noise(variation_seed),
+    # variation_strength), so strength 0 is the plain seed and 1 the variation seed's noise
+    variation_seed: Optional[int] = Field(default=None, ge=0, lt=2**63)
+    variation_strength: float = Field(default=0.0, ge=0.0, le=1.0)
+    # saved prompt snippets (`studio.styles`), applied in order; the resolved request carries the styled prompt
+    styles: list[str] = Field(default_factory=list)
+    # (word:1.2) weighting through compel: None detects A1111 weights in the prompts; recorded resolved
+    prompt_weighting: Optional[bool] = None
+    # images: upscale the sealed first pass and refine it (txt2img, img2img)
+    hires: Optional[HiresOptions] = None
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
     output_format: Optional[OutputFormat] = None  # None: the modality's first format (png, mp4, wav)
     accelerate: Literal["off", "safe", "max"] = "off"
@@ -234,10 +314,26 @@ class GenerationRequest(BaseModel):
             raise ValueError("prompt is empty")
         return v
 
-    @field_validator("guidance", "strength", "fps", "duration", "extend", mode="before")
+    @field_validator("styles", mode="before")
+    @classmethod
+    def _style_names(cls, v: Any) -> Any:
+        # "cinematic, film" from a CLI flag, a CSV cell or a txt override means two styles
+        if isinstance(v, str):
+            v = [s for s in (p.strip() for p in re.split(r"[,;]", v)) if s]
+        return v
+
+    @field_validator("guidance", "strength", "variation_strength", "fps", "duration", "extend", mode="before")
     @classmethod
     def _number(cls, v: Any, info) -> Any:
         return _finite(info.field_name, v)
+
+    @field_validator("hires", mode="before")
+    @classmethod
+    def _hires_short(cls, v: Any) -> Any:
+        # `hires=2` (API, a jsonl number) and "2:0.5" (a CSV cell) mean the scale (and strength, upscaler)
+        if isinstance(v, (int, float, str)) and not isinstance(v, bool):
+            return HiresOptions.parse(str(v)).model_dump()
+        return v
 
     @field_validator("width", "height")
     @classmethod
@@ -289,12 +385,24 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _edit_inputs(self) -> "GenerationRequest":
+        if self.variation_strength > 0 and self.variation_seed is None:
+            raise ValueError("variation_strength given without variation_seed: it interpolates towards that "
+                             "seed's noise")
+        if self.variation_seed is not None and (self.init_image or self.modality in ("video", "audio")):
+            raise ValueError("variation_seed applies to text-to-image (no init_image, an image model)")
         if self.mask and not self.init_image:
             raise ValueError("mask given without init_image: inpainting needs the image to paint into")
         if self.outpaint and not self.init_image:
             raise ValueError("outpaint given without init_image: outpainting extends an existing image")
         if self.outpaint and self.mask:
             raise ValueError("outpaint and mask are exclusive: outpainting makes its own mask of the new border")
+        if self.hires is not None:
+            if self.modality in ("video", "audio"):
+                raise ValueError(f"hires given for {_a(self.modality)} request: it upscales images")
+            if self.mask or self.outpaint:
+                raise ValueError("hires applies to txt2img and img2img, not to inpaint or outpaint")
+            if self.width and self.height:
+                hires_size(self.width, self.height, self.hires.scale)
         if self.strength is not None and not (self.init_image or self.init_video or self.init_audio):
             raise ValueError("strength given without init_image, init_video or init_audio: strength applies to "
                              "edits")
@@ -391,3 +499,8 @@ class GenerationRecord(BaseModel):
     elapsed_s: float
     input_hashes: dict[str, str] = Field(default_factory=dict)
     outputs: list[OutputRecord] = Field(default_factory=list)
+    # what the user should know about how the request was read (e.g. a prompt past the text encoder's limit)
+    warnings: list[str] = Field(default_factory=list)
+    # the styles applied: {"names": [...], "prompt": ..., "negative_prompt": ...} (the prompts before styling);
+    # request.prompt is the styled prompt, so the request replays without the styles file
+    styles: Optional[dict[str, Any]] = None

@@ -298,7 +298,8 @@ def seal_outputs(
     overwrite: bool = False,
 ) -> list[Output]:
     """Seal each output (image or clip: watermark, encode with metadata, sign) and write it if `out` is given;
-    an existing file is replaced only with `overwrite`."""
+    an existing file is replaced only with `overwrite`. `parent` is one ingredient for every output, or a list
+    of one per output (a hires batch: each output's own sealed first pass)."""
     fmt = record.request.output_format
     kind = for_format(fmt)
     paths = output_paths(out, fmt, seeds)
@@ -309,7 +310,7 @@ def seal_outputs(
             fmt=fmt,
             params=output_params(record, index, seed),
             claim_generator=claim_generator(record.model_name),
-            parent=parent,
+            parent=parent[index] if isinstance(parent, list) else parent,
             parent_format=parent_format,
             png_text=png_text_for(record, index, seed),
             config=safety_config(),

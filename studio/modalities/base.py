@@ -34,6 +34,7 @@ class Inputs:
     parent_format: Optional[str] = None
     hashes: dict = field(default_factory=dict)  # input name -> sha256 of its bytes
     size: Optional[tuple[int, int]] = None  # the source's (width, height), when a default size follows it
+    upscale: Optional[str] = None  # hires refine pass: "latent" starts from the init's interpolated latents
 
 
 @dataclass

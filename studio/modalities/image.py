@@ -29,6 +29,16 @@ def pixel_sha256(data: bytes) -> str:
     return h.hexdigest()
 
 
+def _prompt_options(request) -> dict:
+    """run_image's variation-seed and weighting arguments, only when they are in use."""
+    opts = {}
+    if request.variation_seed is not None and request.variation_strength > 0:
+        opts.update(variation_seed=request.variation_seed, variation_strength=request.variation_strength)
+    if request.prompt_weighting:
+        opts["prompt_weighting"] = True
+    return opts
+
+
 class ImageModality(MediaModality):
     name = "image"
     noun = "image"
@@ -72,7 +82,8 @@ class ImageModality(MediaModality):
             width=request.width, height=request.height, steps=request.steps, guidance=request.guidance,
             sampler=request.sampler, seeds=list(seeds), init_image=inputs.image, strength=request.strength,
             mask=inputs.mask, outpaint=request.outpaint.as_tuple() if request.outpaint else None,
-            callback=callback)
+            callback=callback, **({"latent_upscale": True} if inputs.upscale == "latent" else {}),
+            **_prompt_options(request))
 
     def seal(self, media, *, fmt, params, claim_generator, parent, parent_format, png_text, config,
              watermark_id) -> SealedMedia:
