@@ -6,7 +6,7 @@ import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -34,6 +34,7 @@ class Result:
 
     record: GenerationRecord
     outputs: list[Output]
+    controls: list[Output] = field(default_factory=list)  # the sealed control maps that steered the outputs
 
     @property
     def images(self):
@@ -56,23 +57,36 @@ class Generated:
     `Result`. It needs no model and no studio lock, so a job seals item i while item i+1 generates. The
     unsealed images stay private: nothing but `finish()` hands them on."""
 
-    def __init__(self, record: GenerationRecord, images, seeds, *, out, overwrite, parent, parent_format):
+    def __init__(self, record: GenerationRecord, images, seeds, *, out, overwrite, parent, parent_format,
+                 controls=()):
         self.record = record
         self._images, self._seeds = list(images), list(seeds)
         self._out, self._overwrite = out, overwrite
         self._parent, self._parent_format = parent, parent_format
+        self._controls = list(controls)  # studio.control.ControlMap: sealed here, then the outputs' ingredients
         self._result: Optional[Result] = None
+
+    def score(self, reward_fn: Callable[[list], object]) -> list[float]:
+        """`reward_fn(media)` over the unsealed media (best-of-N ranks them before the seal, so the seal can
+        record the scores): only the numbers come back, never the media."""
+        if self._images is None:
+            raise StudioError("this generation is already sealed; score it before finish()")
+        return [float(s) for s in reward_fn(list(self._images))]
 
     def finish(self) -> Result:
         if self._result is None:
             if self._images is None:
                 raise StudioError("this generation's seal failed; it cannot be finished again")
             images, self._images = self._images, None  # once: the pixels are dropped whatever happens
+            from .control import seal_maps
+
+            controls = seal_maps(self._controls, model_name=self.record.model_name) if self._controls else []
             outputs = seal_outputs(images, self.record, seeds=self._seeds, out=self._out,
+                                   components=[(c.data, "png") for c in controls],
                                    overwrite=self._overwrite, parent=self._parent,
                                    parent_format=self._parent_format)
             self.record.outputs = [o.record for o in outputs]
-            self._result = Result(record=self.record, outputs=outputs)
+            self._result = Result(record=self.record, outputs=outputs, controls=controls)
         return self._result
 
 
@@ -147,6 +161,10 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
     except (pipelines.ModelLoadError, ValueError) as exc:
         raise RequestError(str(exc)) from None
     request = request.with_modality(_entry_modality(entry, source))
+    if request.modality == "image":  # instruct edits and ControlNets are decided by the model's family
+        from .control import decide
+
+        request = decide(request, source.family)
     kind = modality_of(request.modality)
     device = dtype = None
     if check_device:
@@ -321,6 +339,7 @@ class Studio:
         allow_pickle: bool = False,
         overwrite: bool = False,
         deliver: bool = True,
+        keep_all: bool = False,
         **fields,
     ) -> Union[Result, "Generated"]:
         """Run one request. `init_image`/`mask` may be paths, bytes or PIL images, `init_video`/`init_audio` a
@@ -329,7 +348,8 @@ class Studio:
         middle frame) every `preview_every` steps, at least once. An existing
         output file is refused before anything is loaded unless `overwrite`. `deliver=False` returns a `Generated`
         once the pixels exist, without sealing them: its `finish()` seals (and writes) and returns the `Result`,
-        outside this studio's lock, so the next request can generate meanwhile."""
+        outside this studio's lock, so the next request can generate meanwhile. `best_of=N, reward=NAME` renders N
+        candidates and returns a `studio.best_of.BestOfResult` (the best, or all N ranked with `keep_all`)."""
         if request is None:
             if init_image is not None and not isinstance(init_image, (str, Path)):
                 fields["init_image"] = "<in-memory>"
@@ -351,6 +371,13 @@ class Studio:
             request = GenerationRequest.build(**fields)
         elif fields:
             raise TypeError("pass either a request or fields, not both")
+        if request.best_of is not None:  # N candidates ranked by a reward (`keep_all`: deliver all N)
+            from .best_of import generate_best_of
+
+            return generate_best_of(self, request, out=out, keep_all=keep_all, deliver=deliver,
+                                    init_image=init_image, mask=mask, init_video=init_video, init_audio=init_audio,
+                                    progress=progress, preview=preview, preview_every=preview_every,
+                                    allow_pickle=allow_pickle, overwrite=overwrite)
         if out is not None and str(out).endswith(("/", os.sep)):
             # a folder that does not exist yet: Path() would drop the slash that says "folder"
             check_output_targets(Path(out), names=[])
@@ -387,6 +414,7 @@ class Studio:
         checked = _preflight(request, entry, init_value=init_value, mask_value=mask_value,
                              video_value=video_value, audio_value=audio_value, allow_pickle=allow_pickle)
         inputs = checked.inputs
+        request = checked.request  # with what the model's family decided (instruct, ControlNet names)
         inputs.upscale = upscale  # hires' refine pass: how its init image reaches the output size
         kind = modality_of(request.modality)
 
@@ -469,7 +497,7 @@ class Studio:
             input_hashes=dict(inputs.hashes), warnings=prompt_notes, styles=styled,
         )
         return Generated(record, media, seeds, out=out, overwrite=overwrite, parent=inputs.parent,
-                         parent_format=inputs.parent_format)
+                         parent_format=inputs.parent_format, controls=inputs.control_maps)
 
 
 _default: Optional[Studio] = None

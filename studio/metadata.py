@@ -69,6 +69,10 @@ def output_params(record: GenerationRecord, index: int, seed: int) -> dict[str, 
     data = record.model_dump(mode="json", exclude={"outputs"})
     data["index"] = index
     data["seed"] = seed
+    if record.reward is not None:  # best-of-N: this candidate's own score and rank next to the group's
+        r = record.reward
+        data["reward"] = {"name": r.name, "hash": r.hash, "n": r.n, "score": r.scores[index],
+                          "rank": r.ranks[index], "scores": r.scores}
     return data
 
 

@@ -18,14 +18,14 @@ ImageFormat = Literal["png", "jpeg", "webp"]
 VideoFormat = Literal["mp4", "gif"]  # not WebM: C2PA (c2pa-python) cannot sign it, and nothing leaves unsigned
 AudioFormat = Literal["wav", "flac", "mp3"]
 OutputFormat = Literal["png", "jpeg", "webp", "mp4", "gif", "wav", "flac", "mp3"]
-Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "txt2vid", "img2vid", "vid2vid",
+Mode = Literal["txt2img", "img2img", "inpaint", "outpaint", "instruct", "txt2vid", "img2vid", "vid2vid",
                "txt2audio", "audio_extend", "audio_inpaint", "audio2audio"]
 # Which output formats belong to which modality; the first is the default.
 FORMATS: dict[str, tuple[str, ...]] = {"image": ("png", "jpeg", "webp"), "video": ("mp4", "gif"),
                                        "audio": ("wav", "flac", "mp3")}
 # Fields that only one modality reads: giving one decides the modality, giving it to another is an error.
 OWN_FIELDS: dict[str, tuple[str, ...]] = {
-    "image": ("mask", "outpaint"),
+    "image": ("mask", "outpaint", "image_guidance"),
     "video": ("frames", "fps", "init_video", "motion_adapter"),
     "audio": ("duration", "init_audio", "extend", "span"),
 }
@@ -176,6 +176,84 @@ class Span(BaseModel):
         return _build(cls, _prefix=f"span {text!r}: ", _loc=False, start=a, end=b)
 
 
+# = pipelines.control_preprocess.PREPROCESSORS (tested); named here so a request validates without torch
+CONTROL_PREPROCESSORS = ("none", "canny", "shuffle", "lineart_standard", "hed", "scribble", "pidinet", "mlsd",
+                         "lineart", "lineart_anime", "depth", "normal", "openpose")
+CONTROL_WEIGHT_MAX = 2.0
+
+
+class ControlUnit(BaseModel):
+    """One ControlNet unit: a source image, the preprocessor that turns it into a control map (`none`: it is
+    one already), the ControlNet (`model`: a ControlNet name from `studio.control`, a folder or a hub id; None:
+    the default for the base model's family and the preprocessor, recorded resolved), its weight (conditioning
+    scale) and the fraction of the steps it acts in, [start, end]."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    image: str = Field(min_length=1)
+    preprocessor: str = "none"
+    model: Optional[str] = None
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+    @field_validator("weight", "start", "end", mode="before")
+    @classmethod
+    def _numbers(cls, v: Any, info) -> Any:
+        return _finite(f"control {info.field_name}", v)
+
+    @field_validator("preprocessor")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v not in CONTROL_PREPROCESSORS:
+            raise ValueError(f"unknown preprocessor {v!r} (one of {', '.join(CONTROL_PREPROCESSORS)})")
+        return v
+
+    @field_validator("weight")
+    @classmethod
+    def _weight(cls, v: float) -> float:
+        if not 0.0 <= v <= CONTROL_WEIGHT_MAX:
+            raise ValueError(f"control weight must be in [0, {CONTROL_WEIGHT_MAX:g}] (got {v:g})")
+        return v
+
+    @model_validator(mode="after")
+    def _window(self) -> "ControlUnit":
+        if not 0.0 <= self.start < self.end <= 1.0:
+            raise ValueError(f"control start {self.start:g} and end {self.end:g} must satisfy 0 <= start < end <= 1")
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> "ControlUnit":
+        """Parse the CLI form `PREPROCESSOR:IMAGE[:WEIGHT[:START:END]]` (the ControlNet follows the model's
+        family) or `MODEL:IMAGE[:PREPROCESSOR[:WEIGHT[:START:END]]]`."""
+        parts = [p.strip() for p in str(text).split(":")]
+        usage = ("control must be PREPROCESSOR:IMAGE[:WEIGHT[:START:END]] or "
+                 f"MODEL:IMAGE[:PREPROCESSOR[:WEIGHT[:START:END]]], got {text!r}")
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise RequestError(usage)
+        fields: dict[str, Any] = {"image": parts[1]}
+        rest = parts[2:]
+        if parts[0].lower() in CONTROL_PREPROCESSORS:
+            fields["preprocessor"] = parts[0]
+        else:
+            fields["model"] = parts[0]
+            if rest and rest[0] and not _is_number(rest[0]):
+                fields["preprocessor"] = rest.pop(0)
+        if len(rest) not in (0, 1, 3) or not all(_is_number(x) for x in rest):
+            raise RequestError(usage)
+        for key, value in zip(("weight", "start", "end"), rest):
+            fields[key] = float(value)
+        return _build(cls, _prefix=f"control {text!r}: ", _loc=False, **fields)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 HIRES_BUILTIN_UPSCALERS = ("latent", "pixel-lanczos")
 HIRES_SCALE_MAX = 4.0
 
@@ -291,6 +369,13 @@ class GenerationRequest(BaseModel):
     init_audio: Optional[str] = None
     extend: Optional[float] = Field(default=None, gt=0.0, le=MAX_AUDIO_SECONDS)
     span: Optional[Span] = None
+    # images, instruction editing (the prompt is the instruction): None lets the model decide (an instruct model
+    # given an init image edits it); image_guidance weighs the source image next to text guidance
+    instruct: Optional[bool] = None
+    image_guidance: Optional[float] = Field(default=None, ge=0.0, le=50.0)
+    # images: ControlNet units, and guess mode (SD/SDXL: the ControlNet reads the map without the prompt)
+    controls: list[ControlUnit] = Field(default_factory=list)
+    guess_mode: bool = False
     # images (txt2img): A1111 variation seeds; the initial noise is slerp(noise(seed), noise(variation_seed),
     # variation_strength), so strength 0 is the plain seed and 1 the variation seed's noise
     variation_seed: Optional[int] = Field(default=None, ge=0, lt=2**63)
@@ -301,6 +386,9 @@ class GenerationRequest(BaseModel):
     prompt_weighting: Optional[bool] = None
     # images: upscale the sealed first pass and refine it (txt2img, img2img)
     hires: Optional[HiresOptions] = None
+    # best-of-N (`studio.best_of`): `best_of` candidates seeded seed..seed+N-1, ranked by the named `reward`
+    best_of: Optional[int] = Field(default=None, ge=1, le=MAX_BATCH)
+    reward: Optional[str] = Field(default=None, min_length=1, max_length=100)
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
     output_format: Optional[OutputFormat] = None  # None: the modality's first format (png, mp4, wav)
     accelerate: Literal["off", "safe", "max"] = "off"
@@ -383,6 +471,35 @@ class GenerationRequest(BaseModel):
                 self.output_format = FORMATS[modality][0]
         return self
 
+    @field_validator("controls", mode="before")
+    @classmethod
+    def _control_text(cls, v: Any) -> Any:
+        # "canny:ref.png:0.8" (a CSV cell, a --set value), several joined with ";"
+        if isinstance(v, str):
+            v = [p for p in (x.strip() for x in v.split(";")) if p]
+        if isinstance(v, (list, tuple)):
+            v = [ControlUnit.parse(x) if isinstance(x, str) else x for x in v]
+        return v
+
+    @model_validator(mode="after")
+    def _instruct_and_controls(self) -> "GenerationRequest":
+        if self.image_guidance is not None and not self.init_image:
+            raise ValueError("image_guidance given without init_image: it weighs the image an instruction edits")
+        if self.instruct and not self.init_image:
+            raise ValueError("instruct given without init_image: an instruction edits an image (--init)")
+        if self.instruct or self.image_guidance is not None:
+            extra = [f for f in ("mask", "outpaint", "strength") if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} given for an instruction edit: the instruction says what "
+                                 "changes")
+        if self.controls and self.modality in ("video", "audio"):
+            raise ValueError(f"controls given for {_a(self.modality)} request: ControlNet applies to images")
+        if self.controls and (self.instruct or self.image_guidance is not None):
+            raise ValueError("controls do not apply to instruction edits")
+        if self.guess_mode and not self.controls:
+            raise ValueError("guess_mode given without controls: it changes how a ControlNet reads its map")
+        return self
+
     @model_validator(mode="after")
     def _edit_inputs(self) -> "GenerationRequest":
         if self.variation_strength > 0 and self.variation_seed is None:
@@ -406,6 +523,12 @@ class GenerationRequest(BaseModel):
         if self.strength is not None and not (self.init_image or self.init_video or self.init_audio):
             raise ValueError("strength given without init_image, init_video or init_audio: strength applies to "
                              "edits")
+        if self.best_of is not None and self.batch > 1:
+            raise ValueError("best_of and batch are exclusive: best_of renders its N candidates as one batch")
+        if self.best_of is not None and not self.reward:
+            raise ValueError("best_of needs a reward to rank its candidates (studio rewards lists them)")
+        if self.reward and self.best_of is None:
+            raise ValueError("reward given without best_of: it ranks best-of-N candidates")
         return self
 
     def with_modality(self, modality: str) -> "GenerationRequest":
@@ -426,6 +549,8 @@ class GenerationRequest(BaseModel):
             if not self.init_audio:
                 return "txt2audio"
             return "audio_extend" if self.extend else "audio_inpaint" if self.span else "audio2audio"
+        if self.instruct:
+            return "instruct"
         if self.outpaint:
             return "outpaint"
         if self.mask:
@@ -478,6 +603,19 @@ class OutputRecord(BaseModel):
     channels: Optional[int] = None  # audio
     watermark_id: Optional[str] = None
     watermark_status: str = "unknown"
+    reward_score: Optional[float] = None  # best-of-N: this candidate's score and rank (1 = best)
+    reward_rank: Optional[int] = None
+
+
+class RewardRecord(BaseModel):
+    """Which reward ranked a best-of-N group, and every candidate's score and rank (by candidate index)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    hash: str
+    n: int
+    scores: list[float]
+    ranks: list[int]  # 1 = best
 
 
 class GenerationRecord(BaseModel):
@@ -504,3 +642,4 @@ class GenerationRecord(BaseModel):
     # the styles applied: {"names": [...], "prompt": ..., "negative_prompt": ...} (the prompts before styling);
     # request.prompt is the styled prompt, so the request replays without the styles file
     styles: Optional[dict[str, Any]] = None
+    reward: Optional[RewardRecord] = None  # best-of-N: how the candidates were ranked

@@ -103,7 +103,8 @@ def watermark_id_for(record: GenerationRecord, index: int, seed: int) -> str:
     # Keyed on the single-image request with this seed: image i of a batch seeded s equals the single
     # image seeded s+i, watermark included.
     single = record.request.model_copy(update={"seed": seed, "batch": 1})
-    key = {"request": single.model_dump(mode="json"), "model": record.model_hash,
+    # a best-of-N candidate is marked like the single render of its seed: the ranking does not make pixels
+    key = {"request": single.model_dump(mode="json", exclude={"best_of", "reward"}), "model": record.model_hash,
            "loras": record.lora_hashes, "inputs": record.input_hashes}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -296,6 +297,7 @@ def seal_outputs(
     parent: Optional[bytes] = None,
     parent_format: Optional[str] = None,
     overwrite: bool = False,
+    components: Sequence[tuple[bytes, str]] = (),
 ) -> list[Output]:
     """Seal each output (image or clip: watermark, encode with metadata, sign) and write it if `out` is given;
     an existing file is replaced only with `overwrite`. `parent` is one ingredient for every output, or a list
@@ -315,6 +317,7 @@ def seal_outputs(
             png_text=png_text_for(record, index, seed),
             config=safety_config(),
             watermark_id=watermark_id_for(record, index, seed),
+            **({"components": components} if components else {}),  # sealed control maps (images only)
         )
         rec = OutputRecord(
             index=index, seed=seed, format=fmt, sha256=hashlib.sha256(sealed.data).hexdigest(),
