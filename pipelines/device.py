@@ -8,7 +8,7 @@ import torch
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
            "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
            "fp32": torch.float32, "float32": torch.float32, "float": torch.float32, "full": torch.float32}
-BF16_FAMILIES = ("flux", "sd3")
+BF16_FAMILIES = ("flux", "sd3", "flux-kontext", "qwen-edit")  # published in bf16 (fp16 overflows)
 
 
 def _mps_available() -> bool:

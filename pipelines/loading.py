@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .device import pick_device_dtype
+from .instruct import INSTRUCT_FAMILY_NAMES, instruct_family_of_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,8 @@ CONFIG_DIR = Path(__file__).parent / "configs"
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth", ".pkl", ".pickle")
 SAFE_SUFFIXES = (".safetensors", ".sft")
 WEIGHT_SUFFIXES = SAFE_SUFFIXES + PICKLE_SUFFIXES
-FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
+# instruction-editing families (pipelines.instruct.INSTRUCT_FAMILIES) make images too
+FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other") + INSTRUCT_FAMILY_NAMES
 MODES = ("txt2img", "img2img", "inpaint", "outpaint")
 # video families (rules and modes in pipelines.video.VIDEO_FAMILIES); named here so loading needs no video import
 VIDEO_FAMILY_NAMES = ("animatediff", "svd", "cogvideox", "ltx", "wan")
@@ -209,6 +211,8 @@ def family_from_pipeline(pipe_or_class: Any, components: dict | None = None) -> 
     for fam, classes in (*_VIDEO_PIPELINES.items(), *_AUDIO_PIPELINES.items()):
         if name in classes:
             return fam
+    if instruct_family_of_pipeline(name):
+        return instruct_family_of_pipeline(name)
     if name.startswith("StableDiffusionXL"):
         return "sdxl"
     if name.startswith("StableDiffusion3"):
@@ -342,6 +346,11 @@ class LoadedModel:
             raise ValueError(f"{mode} needs an audio model; this is a {self.family} image model")
         if mode in VIDEO_MODES:
             raise ValueError(f"{mode} needs a video model; this is a {self.family} image model")
+        if (mode == "instruct") != (self.family in INSTRUCT_FAMILY_NAMES):
+            raise ValueError(f"{self.family} models do not support {mode}" if mode == "instruct" else
+                             f"{self.family} is an instruction-editing model: it runs instruct edits only")
+        if mode == "instruct":
+            return self.pipe  # the checkpoint's own pipeline is the editor
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         key = "inpaint" if mode == "outpaint" else mode
@@ -369,6 +378,8 @@ class LoadedModel:
             from .audio import audio_family_for
 
             return mode in audio_family_for(self).modes
+        if mode == "instruct" or self.family in INSTRUCT_FAMILY_NAMES:
+            return mode == "instruct" and self.family in INSTRUCT_FAMILY_NAMES
         if mode not in MODES:
             return False
         if self.inpaint_unet:

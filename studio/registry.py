@@ -21,7 +21,8 @@ else:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 USER_FILE = "models.toml"
-IMAGE_FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other")
+# the last four edit by instruction (= pipelines.INSTRUCT_FAMILIES, tested)
+IMAGE_FAMILIES = ("sd1", "sd2", "sdxl", "sd3", "flux", "other", "ip2p", "ip2p-sdxl", "flux-kontext", "qwen-edit")
 VIDEO_FAMILIES = ("animatediff", "svd", "cogvideox", "ltx", "wan")  # = pipelines.VIDEO_FAMILIES (tested)
 AUDIO_FAMILIES = ("stable-audio", "audioldm2", "musicgen")  # = pipelines.AUDIO_FAMILIES (tested)
 FAMILIES = IMAGE_FAMILIES + VIDEO_FAMILIES + AUDIO_FAMILIES
@@ -108,6 +109,16 @@ def builtin_entries() -> dict[str, ModelEntry]:
                    width=1024, height=1024, steps=4, guidance=0.0),
         ModelEntry("flux-dev", "black-forest-labs/FLUX.1-dev", "flux", "FLUX.1 dev (gated licence)",
                    width=1024, height=1024, steps=28, guidance=3.5),
+        # instruction editing (the prompt is the instruction; give the image to edit)
+        ModelEntry("instruct-pix2pix", "timbrooks/instruct-pix2pix", "ip2p",
+                   "InstructPix2Pix (SD 1.5): edits an image as told; image guidance 1.5", steps=20, guidance=7.5),
+        ModelEntry("sdxl-instruct-pix2pix", "diffusers/sdxl-instructpix2pix-768", "ip2p-sdxl",
+                   "InstructPix2Pix (SDXL, 768 px)", width=768, height=768, steps=30, guidance=3.0),
+        ModelEntry("flux-kontext", "black-forest-labs/FLUX.1-Kontext-dev", "flux-kontext",
+                   "FLUX.1 Kontext dev: instruction editing (gated licence)", width=1024, height=1024, steps=28,
+                   guidance=2.5),
+        ModelEntry("qwen-image-edit", "Qwen/Qwen-Image-Edit", "qwen-edit", "Qwen-Image-Edit (true CFG)",
+                   width=1024, height=1024, steps=50, guidance=4.0),
         # video
         ModelEntry("mini-video", _mini_video_path(), "animatediff",
                    "the studio's own tiny offline video model (mini world shapes that move)",

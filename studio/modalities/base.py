@@ -35,6 +35,8 @@ class Inputs:
     hashes: dict = field(default_factory=dict)  # input name -> sha256 of its bytes
     size: Optional[tuple[int, int]] = None  # the source's (width, height), when a default size follows it
     upscale: Optional[str] = None  # hires refine pass: "latent" starts from the init's interpolated latents
+    controls: list = field(default_factory=list)  # each ControlNet unit's source image (studio.inputs.SourceImage)
+    control_maps: list = field(default_factory=list)  # studio.control.ControlMap, made by the run
 
 
 @dataclass

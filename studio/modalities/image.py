@@ -66,9 +66,24 @@ class ImageModality(MediaModality):
             if request.outpaint:
                 o = request.outpaint
                 size = (size[0] + o.left + o.right, size[1] + o.top + o.bottom)
-        return Inputs(image=init.image if init else None, mask=mask.image if mask else None,
-                      parent=init.data if init else None, parent_format=init.fmt if init else None,
-                      hashes=hashes, size=size)
+        inputs = Inputs(image=init.image if init else None, mask=mask.image if mask else None,
+                        parent=init.data if init else None, parent_format=init.fmt if init else None,
+                        hashes=hashes, size=size)
+        if request.controls:
+            from ..control import read_sources
+
+            inputs.controls = read_sources(request)
+        return inputs
+
+    def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
+        from ..control import check_request
+
+        check_request(request, getattr(source, "family", None))
+
+    def sampler_family(self, family):
+        from ..control import INSTRUCT_BASE
+
+        return INSTRUCT_BASE.get(family, family)  # an instruct family runs its base family's samplers
 
     def resolve(self, fields: dict, request, entry, family: str, inputs: Inputs) -> None:
         if request.mode in ("img2img", "inpaint") and fields["strength"] is None:
@@ -77,21 +92,36 @@ class ImageModality(MediaModality):
     def run(self, model, request, inputs: Inputs, seeds: Sequence[int], callback) -> list:
         import pipelines
 
+        if request.mode == "instruct":
+            return pipelines.run_instruct(
+                model, prompt=request.prompt, init_image=inputs.image, width=request.width, height=request.height,
+                steps=request.steps, guidance=request.guidance, image_guidance=request.image_guidance,
+                negative_prompt=request.negative_prompt, sampler=request.sampler, seeds=list(seeds),
+                callback=callback)
+        controls = {}
+        if request.controls:
+            from .. import control
+
+            inputs.control_maps = control.make_maps(request, inputs.controls, width=request.width,
+                                                    height=request.height)
+            inputs.hashes.update(control.record_hashes(inputs.control_maps))
+            controls = {"controls": control.load_units(model, request, inputs.control_maps),
+                        "guess_mode": request.guess_mode}
         return pipelines.run_image(
             model, mode=request.mode, prompt=request.prompt, negative_prompt=request.negative_prompt,
             width=request.width, height=request.height, steps=request.steps, guidance=request.guidance,
             sampler=request.sampler, seeds=list(seeds), init_image=inputs.image, strength=request.strength,
             mask=inputs.mask, outpaint=request.outpaint.as_tuple() if request.outpaint else None,
             callback=callback, **({"latent_upscale": True} if inputs.upscale == "latent" else {}),
-            **_prompt_options(request))
+            **_prompt_options(request), **controls)
 
     def seal(self, media, *, fmt, params, claim_generator, parent, parent_format, png_text, config,
-             watermark_id) -> SealedMedia:
+             watermark_id, components=()) -> SealedMedia:
         import safety
 
         sealed = safety.seal_image(media, fmt=fmt, params=params, claim_generator=claim_generator, parent=parent,
                                    parent_format=parent_format, png_text=png_text if fmt == "png" else None,
-                                   config=config, watermark_id=watermark_id)
+                                   config=config, watermark_id=watermark_id, components=components)
         return SealedMedia(data=sealed.data, manifest=sealed.manifest, watermark_id=sealed.watermark_id,
                            watermark_status=sealed.watermark_status, pixel_sha256=pixel_sha256(sealed.data),
                            generated_sha256=image_sha256(media), width=media.width, height=media.height)
