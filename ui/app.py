@@ -24,6 +24,8 @@ from studio.modalities import MODALITIES
 from studio.registry import FAMILIES
 
 from . import batch as batch_mod
+from . import lora_hires
+from . import params_panel
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
 from .errors import Cancelled, sanitize, user_message
 from .login_throttle import LoginThrottle, LoginThrottleMiddleware
@@ -227,12 +229,13 @@ def _streamed(run, tracker: Optional[_Progress] = None):
     yield "done", box["value"]
 
 
-def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models_dir=None) -> gr.Blocks:
+def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models_dir=None,
+              loras_dir=None) -> gr.Blocks:
     """The web app over `studio` (a `studio.Studio`; a default one when None), writing into `out_dir`; the
     Models tab adds models from `models_dir` only (default: `ui.handlers.default_models_dir()`)."""
     out = Path(out_dir).expanduser().resolve() if out_dir else default_out_dir()
     _gradio_dirs(out)
-    h = Handlers(studio, out, verify_on_write=verify_on_write, models_dir=models_dir)
+    h = Handlers(studio, out, verify_on_write=verify_on_write, models_dir=models_dir, loras_dir=loras_dir)
     roots = browser_roots(out)  # the only places a browser-sent path may lead (see ui.browser_paths)
 
     def as_gr_error(fn, exc):
@@ -363,9 +366,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                 g_seed_rand = gr.Button("Random", size="sm", elem_id="g-seed-random")
                                 g_seed_reuse = gr.Button("Reuse last", size="sm", elem_id="g-seed-reuse")
                             g_batch = gr.Slider(1, 8, value=1, step=1, label="Images", elem_id="g-batch", scale=4)
+                        g_extras = lora_hires.GenerateExtras(h)  # LoRA picker, Hires fix accordion
                         with gr.Row():
                             g_go = gr.Button("Generate", variant="primary", elem_id="g-go", scale=3)
                             g_cancel = gr.Button("Cancel", variant="stop", elem_id="g-cancel", scale=1)
+                        g_pnginfo = params_panel.png_info_box()
                     with gr.Column(scale=7, min_width=420):
                         g_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain", fit_columns=False,
                                                elem_id="g-gallery", buttons=["download", "fullscreen"],
@@ -378,7 +383,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         g_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
                                           elem_id="g-files")
                         with gr.Accordion("Parameters of the selected image", open=True):
-                            g_params = gr.JSON(label="Parameters", elem_id="g-params")
+                            g_params = params_panel.params_block(out, "g")  # A1111 text; JSON behind a toggle
                 g_entries = gr.State([])
                 g_selected = gr.State(0)
 
@@ -430,7 +435,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         e_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
                                           elem_id="e-files", height=110)
                         with gr.Accordion("Parameters", open=False):
-                            e_params = gr.JSON(label="Parameters", elem_id="e-params")
+                            e_params = params_panel.params_block(out, "e")
 
             # ---------------------------------------------------------------------------------- Video
             with gr.Tab("Video", id="video", elem_id="tab-video") as video_tab:
@@ -580,14 +585,14 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         h_verdict = gr.HTML('<div class="ds-status">Select an image to see its parameters '
                                             'and check its seal.</div>', elem_id="h-verdict")
                         with gr.Row():
-                            h_reuse = gr.Button("Reuse settings", variant="primary", elem_id="h-reuse")
+                            h_reuse = gr.Button("Send to Generate", variant="primary", elem_id="h-reuse")
                             h_to_edit = gr.Button("Send to Edit", elem_id="h-to-edit")
                         h_video = SealedVideo(label="Sealed clip", interactive=False, autoplay=True, loop=True,
                                               height=240, elem_id="h-video", visible=False, buttons=[])
                         h_audio = SealedAudio(label="Sealed music clip", interactive=False, elem_id="h-audio",
                                               visible=False, buttons=[], waveform_options=NATIVE_PLAYER)
                         h_file = gr.File(label="Sealed file", interactive=False, elem_id="h-file", height=90)
-                        h_params = gr.JSON(label="Parameters", elem_id="h-params")
+                        h_params = params_panel.params_block(out, "h")
                 h_entries = gr.State([])
                 h_selected = gr.State(None)
 
@@ -602,6 +607,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                     "watermark IDs.", elem_classes="ds-status")
                     with gr.Column(scale=8, min_width=420):
                         v_verdict = gr.HTML("", elem_id="v-verdict")
+                        v_params = params_panel.verify_block()  # the file's parameters, send to Generate/Edit
                         v_details = gr.Markdown("", elem_id="v-details")
                         with gr.Accordion("Full report (JSON)", open=False):
                             v_json = gr.JSON(label="Report", elem_id="v-json")
@@ -659,12 +665,15 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
 
         @guarded(status=2, outputs=8)
         def do_generate(prompt, negative, model, sampler, steps, guidance, width, height, seed, count,
+                        loras, lw0, lw1, lw2, lw3, hr_on, hr_scale, hr_strength, hr_upscaler, hr_steps,
                         request: gr.Request, progress=gr.Progress()):
             model = checked_model(model, "model", h.registry)
             cancel = h.cancel_event(session(request), reset=True)
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
                                       guidance=guidance, size="Custom", width=width, height=height, seed=seed,
                                       batch=count)
+            fields.update(g_extras.fields([loras, lw0, lw1, lw2, lw3, hr_on, hr_scale, hr_strength, hr_upscaler,
+                                           hr_steps]))
             sess = session(request)
             tracker = _progress(progress)
             for kind, value in _streamed(lambda on_preview: h.generate(
@@ -678,13 +687,14 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             seeds = ", ".join(str(e["seed"]) for e in entries)
             status = (f"{len(entries)} sealed image(s) in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
                       f"{first['sampler']} · {first['request'].get('steps')} steps · "
-                      f"{first['width']}×{first['height']} · seed {seeds}")
+                      f"{first['width']}×{first['height']} · seed {seeds}") + lora_hires.status_note(first)
             yield (gallery_value(entries), [e["file"] for e in entries], status, first["seed"], entries,
                    params_view(first), 0, gr.update(value=None, visible=False))
 
         g_event = g_go.click(
             do_generate,
-            [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height, g_seed, g_batch],
+            [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height, g_seed, g_batch,
+             *g_extras.inputs],
             [g_gallery, g_files, g_status, last_seed, g_entries, g_params, g_selected, g_live],
             # One progress bar, on the results: on every output it would cover the live preview and the status.
             show_progress_on=[g_gallery], concurrency_id="device", concurrency_limit=1)
@@ -705,17 +715,21 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         g_gallery.select(on_gen_select, [g_entries], [g_params, g_selected], queue=False)
 
         # These run with queue=False, where a raised gr.Error shows only "Error": the reason goes to a status line.
-        @guarded(status=7, outputs=8)
+        @guarded(status=11, outputs=12)
         def send_to_edit(entries, idx, nothing="generate an image first"):
             if not entries:
                 raise gr.Error(nothing, print_exception=False)
             e = entries[idx if idx is not None and idx < len(entries) else 0]
             req = e.get("request", {})
             model = e.get("model") if e.get("model") in h.registry.entries else gr.update()
+            sampler = req.get("sampler") if req.get("sampler") in samplers else gr.update()
             return (e["file"], e["file"], gr.update(value="img2img"), req.get("prompt", ""),
-                    req.get("negative_prompt", ""), model, gr.Tabs(selected="edit"), gr.skip())
+                    req.get("negative_prompt", ""), model, sampler, req.get("steps") or gr.update(),
+                    gr.update() if req.get("guidance") is None else req["guidance"], e.get("seed", -1),
+                    gr.Tabs(selected="edit"), gr.skip())
 
-        edit_targets = [e_source, e_editor, e_mode, e_prompt, e_negative, e_model, tabs]
+        edit_targets = [e_source, e_editor, e_mode, e_prompt, e_negative, e_model, e_sampler, e_steps, e_guidance,
+                        e_seed, tabs]
         g_to_edit.click(send_to_edit, [g_entries, g_selected], edit_targets + [g_status], queue=False)
 
         # -- edit
@@ -975,6 +989,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             return values + (gr.skip(),) * len(video_form) + (gr.Tabs(selected="generate"), gr.skip())
 
         h_reuse.click(reuse, [h_selected], image_form + video_form + [tabs, h_count], queue=False)
+        g_extras.wire(demo, g_width, g_height, h_reuse, h_selected)  # reuse fills the LoRAs and hires fix too
         music_form = [mu_prompt, mu_negative, mu_model, mu_steps, mu_guidance, mu_duration, mu_seed, mu_format]
 
         @guarded(status=len(music_form) + 1, outputs=len(music_form) + 2)
@@ -1014,6 +1029,13 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             return verdict_html(head), details, data
 
         v_file.change(do_verify, [v_file], [v_verdict, v_details, v_json])
+        params_panel.wire(
+            h, roots, tabs=tabs, samplers=samplers, default_sampler=DEFAULT_SAMPLER, png_info=g_pnginfo,
+            verify_parts=v_params, v_file=v_file,
+            gen=dict(prompt=g_prompt, negative_prompt=g_negative, model=g_model, sampler=g_sampler, steps=g_steps,
+                     guidance=g_guidance, size=g_size, width=g_width, height=g_height, seed=g_seed, batch=g_batch),
+            edit=dict(source=e_source, editor=e_editor, mode=e_mode, prompt=e_prompt, negative_prompt=e_negative,
+                      model=e_model, sampler=e_sampler, steps=e_steps, guidance=e_guidance, seed=e_seed))
 
         # -- models
         def refresh_models():
@@ -1038,11 +1060,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
 def launch(studio=None, out_dir=None, *, host: str = "127.0.0.1", port: Optional[int] = 7860,
            auth: Optional[tuple[str, str]] = None, max_file_size=DEFAULT_MAX_FILE_SIZE, block: bool = True,
            demo: Optional[gr.Blocks] = None, quiet: bool = False, login_throttle: Optional[LoginThrottle] = None,
-           models_dir=None, **launch_kwargs):
+           models_dir=None, loras_dir=None, **launch_kwargs):
     """Build (unless `demo` is given) and serve the app. Binds 127.0.0.1 unless `host` says otherwise; serves
     only the output folder; uploads are capped at `max_file_size`. With `block=False` returns at once (the
     server runs in a thread; `demo.close()` stops it)."""
-    demo = demo or build_app(studio, out_dir, models_dir=models_dir)
+    demo = demo or build_app(studio, out_dir, models_dir=models_dir, loras_dir=loras_dir)
     out: Path = demo.ui_out_dir
     _gradio_dirs(out)
     from studio import config_dir

@@ -19,6 +19,10 @@ def register(app: typer.Typer) -> None:
                                                   help="The only folder the Models tab may add models from "
                                                        "(default: $DIFFUSION_STUDIO_MODELS_DIR or models/ in "
                                                        "the config dir)."),
+        loras_dir: Optional[Path] = typer.Option(None, "--loras-dir",
+                                                 help="The only folder the LoRA picker lists and loads LoRAs from "
+                                                      "(default: $DIFFUSION_STUDIO_LORAS_DIR or loras/ in the "
+                                                      "config dir)."),
     ) -> None:
         """Start the web app (Gradio). Every output is sealed; the server serves only its output folder."""
         from ui.app import launch, parse_auth
@@ -30,4 +34,4 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         typer.echo(f"diffusion-studio UI on http://{host}:{port}  (outputs: {out or 'studio-outputs'})")
         launch(out_dir=out, host=host, port=port, auth=credentials, max_file_size=max_file_size, block=True,
-               models_dir=models_dir)
+               models_dir=models_dir, loras_dir=loras_dir)

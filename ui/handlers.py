@@ -47,10 +47,14 @@ class Handlers:
     """One per app: the studio (registry + loaded model), the output folder and its history."""
 
     def __init__(self, studio_obj=None, out_dir: Path | str = "studio-ui-out", verify_on_write: bool = True,
-                 models_dir: Path | str | None = None):
+                 models_dir: Path | str | None = None, loras_dir: Path | str | None = None):
+        from .lora_hires import default_loras_dir
+
         self.studio = studio_obj if studio_obj is not None else _default_studio()
         self.out_dir = Path(out_dir).expanduser().resolve()
         self.models_dir = default_models_dir() if models_dir is None else Path(models_dir).expanduser().resolve()
+        # the only folder the Generate tab's LoRA picker lists and accepts files from (ui.lora_hires)
+        self.loras_dir = default_loras_dir() if loras_dir is None else Path(loras_dir).expanduser().resolve()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.history = History(self.out_dir)
         self.verify_on_write = verify_on_write
@@ -343,6 +347,10 @@ class Handlers:
         for key in ("init_image", "mask", "init_video", "init_audio"):
             if req.get(key):
                 req[key] = Path(req[key]).name
+        if req.get("loras"):  # the picker's names (folder-relative, registry:NAME), never a server path
+            from .lora_hires import browser_loras
+
+            req["loras"] = browser_loras(req["loras"], self.loras_dir, self.registry)
         entry = {
             "id": output.record.sha256[:16],
             "path": str(path.relative_to(self.out_dir)),
