@@ -1,0 +1,88 @@
+"""Issue 20 in a real browser (chromium): parameters as creators read them (the A1111 block by default, JSON
+behind a toggle, send to Generate / Edit from the Gallery and Verify, the PNG info drop). Screenshots go to
+artifacts/ui/20-*.png."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ui_testutil import open_tab, shot, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
+
+A1111 = ("a watercolor lighthouse at dusk, <lora:paper_texture:0.7>\nNegative prompt: blurry, lowres\n"
+         "Steps: 17, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 424242, Size: 256x256, "
+         "Model hash: 6ce0161689, Model: v1-5-pruned-emaonly, Version: v1.10.1")
+
+
+def _sealed_output(handlers, model, prompt="a green triangle", seed=21):
+    fields = handlers.request_fields(prompt=prompt, negative="fog", model=model, seed=seed)
+    return handlers.generate(fields)[0]
+
+
+def test_parameters_block_and_send_buttons(page, ui_server):
+    url, handlers, model = ui_server
+    entry = _sealed_output(handlers, model)
+    page.reload()
+    page.wait_for_selector("#g-go")
+    open_tab(page, "Gallery")
+    page.locator("#h-gallery img").first.wait_for()
+    page.locator("#h-gallery button").first.click()
+    text = page.locator("#h-params-text textarea")
+    wait_until(lambda: "Steps:" in text.input_value(), timeout=30)
+    block = text.input_value()
+    assert block.startswith("a green triangle\nNegative prompt: fog\n") and "Seed: 21" in block, block
+    from PIL import Image
+
+    with Image.open(entry["file"]) as im:
+        assert block == im.text["parameters"]  # the very text the studio wrote into the sealed PNG
+    # the JSON is behind the toggle
+    assert not page.locator("#h-params").is_visible()
+    page.locator("#h-params-json-toggle input").check()
+    page.locator("#h-params").wait_for(state="visible")
+    shot(page, "20-params")
+    page.locator("#h-params-json-toggle input").uncheck()
+
+    # Gallery -> Edit carries the settings, not just the prompt
+    page.locator("#h-to-edit").click()
+    wait_until(lambda: Path(entry["file"]).stem in page.locator("#e-source").inner_text(), timeout=30)
+    assert page.locator("#e-seed input").input_value() == "21"
+    assert page.locator("#e-negative textarea").input_value() == "fog"
+
+    # Verify: the file's block, then send to Generate / Edit
+    open_tab(page, "Verify")
+    page.locator("#v-file input[type=file]").set_input_files(entry["file"])
+    v_text = page.locator("#v-params-text textarea")
+    wait_until(lambda: "Seed: 21" in v_text.input_value(), timeout=60)
+    page.locator("#g-prompt textarea").evaluate("el => el.value = ''")
+    page.locator("#v-to-generate").click()
+    wait_until(lambda: page.locator("#g-prompt textarea").input_value() == "a green triangle", timeout=30)
+    assert page.locator("#g-seed input").input_value() == "21"
+    assert page.locator("#g-negative textarea").input_value() == "fog"
+    open_tab(page, "Verify")
+    page.locator("#v-to-edit").click()
+    wait_until(lambda: page.locator("#e-prompt textarea").input_value() == "a green triangle", timeout=30)
+    assert page.locator("#e-source").inner_text().strip() != ""
+
+
+def test_png_info_drop_reads_an_a1111_png(page, ui_server, tmp_path):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", A1111)
+    png = tmp_path / "from-a1111.png"
+    Image.new("RGB", (64, 64), (30, 60, 120)).save(png, pnginfo=info)
+    page.locator("#g-pnginfo-box").get_by_text("PNG info").click()
+    page.locator("#g-pnginfo input[type=file]").set_input_files(str(png))
+    note = page.locator("#g-pnginfo-note")
+    wait_until(lambda: "read into the form" in note.inner_text(), timeout=60)
+    assert page.locator("#g-prompt textarea").input_value() == "a watercolor lighthouse at dusk"
+    assert page.locator("#g-negative textarea").input_value() == "blurry, lowres"
+    assert page.locator("#g-seed input").input_value() == "424242"
+    assert page.locator("#g-steps input[type=number]").input_value() == "17"
+    assert page.locator("#g-guidance input[type=number]").input_value() == "6.5"
+    assert page.locator("#g-sampler input").input_value() == "DPM++ 2M Karras"
+    assert "v1-5-pruned-emaonly" in note.inner_text()  # a model this server lacks: said, form keeps its own
+    shot(page, "20-png-info")
