@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import types
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -163,7 +164,8 @@ def preprocess(name: str, image: Image.Image, size: Sequence[int], *, seed: int 
     detector = _detector(spec, folder)
     # the detector sees the source at the output's aspect and size (capped), so edges land where they will
     src = src.resize((w, h), Image.LANCZOS) if src.size != (w, h) else src
-    res = min(max(w, h), _DETECT_MAX)
+    # controlnet-aux scales the shorter side to this and rounds both to multiples of 64 (so at least 64)
+    res = max(64, min(min(w, h), _DETECT_MAX))
     kwargs = dict(spec.call)
     if spec.name == "lineart_standard":
         kwargs.update(detect_resolution=res)  # it returns the input size itself
@@ -172,7 +174,9 @@ def preprocess(name: str, image: Image.Image, size: Sequence[int], *, seed: int 
     state = np.random.get_state()
     np.random.seed(int(seed) % (2**32))  # shuffle draws from numpy's global generator
     try:
-        out = detector(src, output_type="pil", **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # lineart_standard's median of a blank image
+            out = detector(src, output_type="pil", **kwargs)
     finally:
         np.random.set_state(state)
     if not isinstance(out, Image.Image):

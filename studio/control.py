@@ -212,7 +212,33 @@ def seal_maps(maps: list[ControlMap], *, model_name: str) -> list:
     return sealed
 
 
+def preprocess_file(name: str, image, out: Optional[Path] = None, *, width: Optional[int] = None,
+                    height: Optional[int] = None, seed: int = 0, overwrite: bool = False):
+    """One control map made from an image file (`studio preprocess`), sealed with the image as its parentOf
+    ingredient and written to `out` when given: the sealed `Output`."""
+    import pipelines.control_preprocess as prep
+
+    from .inputs import read_image
+    from .modalities.image import image_sha256
+    from .writer import seal_derived, write_atomic
+
+    src = read_image(image, "image", "RGB")
+    size = (width or src.image.width, height or src.image.height)
+    try:
+        prep.weights_folder(name, annotators_dir())
+        made = prep.preprocess(name, src.image, size, seed=seed, annotators_dir=annotators_dir())
+    except prep.PreprocessError as exc:
+        raise RequestError(str(exc)) from None
+    sealed = seal_derived(made, model_name=f"preprocessor {name}", params={
+        "kind": "control map", "preprocessor": name, "map_sha256": image_sha256(made), "seed": seed},
+        source=src.data, source_format=src.fmt, description=f"control map ({name}) for a ControlNet")
+    if out is not None:
+        write_atomic(Path(out), sealed.data, overwrite=overwrite)
+        sealed.record.path = str(out)
+    return sealed
+
+
 __all__ = ["ANNOTATORS_ENV", "CONTROLNETS", "CONTROL_FAMILIES", "ControlMap", "DEFAULT_EDIT_MODEL",
            "EDIT_MODEL_FOR_FAMILY", "IMAGE_GUIDANCE_FAMILIES", "INSTRUCT_FAMILIES", "annotators_dir",
            "check_request", "controlnet_source", "decide", "default_controlnet", "load_units", "make_maps",
-           "read_sources", "record_hashes", "seal_maps"]
+           "read_sources", "preprocess_file", "record_hashes", "seal_maps"]
