@@ -49,12 +49,12 @@ def lora_choices(loras_dir: Path, registry) -> list[tuple[str, str]]:
             if p.suffix.lower() in LORA_SUFFIXES and p.is_file() and not any(s.startswith(".") for s in rel.parts) \
                     and _inside(p.resolve(), root.resolve()):
                 files.append(rel.as_posix())
-        out += [(f"{Path(f).stem}  ({f})", f) for f in files]
+        out += [(f"{Path(f).stem} ({f})", f) for f in files]
     try:
         named = addons.loras(registry)
     except studio.StudioError:
         named = {}
-    out += [(f"{name}  (registry)", REGISTRY + name) for name in named]
+    out += [(f"{name} (registry)", REGISTRY + name) for name in named]
     return out
 
 
