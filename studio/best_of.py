@@ -133,3 +133,11 @@ def generate_best_of(studio, request: GenerationRequest, *, out=None, keep_all: 
     record.reward = RewardRecord(name=reward.name, hash=reward.hash, n=n, scores=scores, ranks=ranks)
     pending = PendingBestOf(generated, reward, scores, out=target, keep_all=keep_all, overwrite=overwrite)
     return pending.finish() if deliver else pending
+
+
+def ranking_line(result: BestOfResult) -> str:
+    """One line for a front door: which reward ranked the N candidates, and each seed's score, best first."""
+    r = result.record.reward
+    seeds = [o.record.seed for o in result.candidates]
+    ranked = ", ".join(f"seed {seeds[i]}: {r.scores[i]:.4g}" for i in result.ranking)
+    return f"best of {r.n} by reward {r.name} ({r.hash[:12]}): {ranked}"

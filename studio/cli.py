@@ -84,6 +84,11 @@ def generate(
                                              help="(word:1.2) prompt weighting via compel (default: on when the "
                                                   "prompt uses it)."),
     batch: int = typer.Option(1, "--batch", help="Number of images (seeds seed..seed+N-1)."),
+    best_of: Optional[int] = typer.Option(None, "--best-of", help="Render N candidates (seeds seed..seed+N-1), "
+                                                                  "rank them by --reward, write the best."),
+    reward: Optional[str] = typer.Option(None, "--reward", help="Reward that ranks --best-of (see `studio rewards`)."),
+    keep_all: bool = typer.Option(False, "--keep-all", help="With --best-of: write all N candidates, not only the "
+                                                            "best."),
     hires: Optional[float] = typer.Option(None, "--hires", help="Hires fix: upscale the sealed first pass by SCALE "
                                                                  "(e.g. 2) and refine it with img2img."),
     hires_strength: Optional[float] = typer.Option(None, "--hires-strength", help="Hires refine strength in (0, 1] "
@@ -104,11 +109,21 @@ def generate(
     allow_unsafe_pickle: bool = typer.Option(False, "--allow-unsafe-pickle",
                                              help="Allow .ckpt/.bin/.pt checkpoints (pickle can run code)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace output files that already exist."),
+    control: List[str] = typer.Option([], "--control", help="ControlNet unit, repeatable: PREPROCESSOR:IMAGE[:WEIGHT"
+                                      "[:START:END]] (ControlNet chosen for the model) or MODEL:IMAGE[:PREPROCESSOR"
+                                      "[:WEIGHT[:START:END]]]; 'none' when IMAGE is a control map."),
+    guess_mode: bool = typer.Option(False, "--guess-mode", help="ControlNet guess mode (SD 1.x/2.x, SDXL)."),
+    image_guidance: Optional[float] = typer.Option(None, "--image-guidance",
+                                                   help="Instruction edits (InstructPix2Pix): how closely to keep "
+                                                        "--init (default 1.5)."),
+    annotators: Optional[Path] = typer.Option(None, "--annotators", help="Folder with the learned preprocessors' "
+                                              "weights (HED, PiDiNet, MLSD, lineart, depth, OpenPose...)."),
 ) -> None:
     """Generate (or, with --init/--mask/--outpaint, edit) images, or clips with a video model (--init animates
     a still, --init-video restyles a clip); outputs are sealed."""
     import os
 
+    from .control_cli import check_control_targets, control_options, write_control_maps
     from .modalities import WRITABLE_SUFFIXES
     from .schema import GenerationRequest, LoraRef, Outpaint, Span
     from .writer import check_output_targets
@@ -140,11 +155,23 @@ def generate(
             variation_seed=variation_seed, variation_strength=variation_strength or 0.0, styles=list(style),
             prompt_weighting=weighting,
             hires={"scale": hires, **hires_opts} if hires is not None else None,
+            best_of=best_of, reward=reward,
+            controls=control_options(control), guess_mode=guess_mode, image_guidance=image_guidance,
             device=device, dtype=dtype,
             memory={"offload": offload, "vae_tiling": vae_tiling, "vae_slicing": vae_slicing,
                     "attention_slicing": attention_slicing, "decode_chunk": decode_chunk},
         )
     except (RequestError, ValueError) as exc:
+        _fail(str(exc))
+    if keep_all and best_of is None:
+        _fail("--keep-all given without --best-of N")
+    if annotators is not None:
+        from .control import ANNOTATORS_ENV
+
+        os.environ[ANNOTATORS_ENV] = str(annotators)
+    try:
+        check_control_targets(out_path, request, overwrite)
+    except RequestError as exc:
         _fail(str(exc))
     from .engine import default_studio
 
@@ -160,7 +187,8 @@ def generate(
 
         try:
             result = default_studio().generate(request, out=out_path, progress=on_step,
-                                               allow_pickle=allow_unsafe_pickle, overwrite=overwrite)
+                                               allow_pickle=allow_unsafe_pickle, overwrite=overwrite,
+                                               **({"keep_all": True} if keep_all else {}))
         except RequestError as exc:
             _fail(str(exc))
         except StudioError as exc:
@@ -168,8 +196,15 @@ def generate(
     for line in result.record.warnings:
         typer.echo(f"warning: {_one_line(line)}", err=True)
     for o in result.outputs:
+        ranked = f"  rank={o.record.reward_rank}  score={o.record.reward_score:.4g}" if o.record.reward_rank else ""
         typer.echo(f"{o.path}  seed={o.record.seed}  sha256={o.record.sha256[:16]}  "
-                   f"watermark={o.record.watermark_id or o.record.watermark_status}")
+                   f"watermark={o.record.watermark_id or o.record.watermark_status}{ranked}")
+    if result.record.reward is not None:
+        from .best_of import ranking_line
+
+        typer.echo(ranking_line(result))
+    for path in write_control_maps(result, overwrite):
+        typer.echo(f"{path}  (control map, sealed)")
     from .modalities import modality
 
     req = result.record.request
@@ -363,6 +398,15 @@ def _register_subcommands() -> None:
     from .jobs.cli import register as register_jobs
 
     register_jobs(app)
+    from .rewards.cli import register as register_rewards
+
+    register_rewards(app)
+    from .control_cli import register as register_control
+
+    register_control(app)  # `studio edit`, `studio preprocess`
+    from .xyz import register as register_xyz
+
+    register_xyz(app)  # `studio xyz`
     for ep in entry_points(group="diffusion_studio.commands"):
         try:
             ep.load()(app)

@@ -187,6 +187,8 @@ def available() -> list[dict]:
     for name, spec in REWARDS.items():
         row = {"name": name, "modalities": list(spec.modalities) + (["video"] if "image" in spec.modalities else []),
                "summary": spec.summary, "weights": spec.where()}
+        row["ready"] = row["weights"] == "built in" or (
+            row["weights"] != "-" and all(Path(p).exists() for p in row["weights"].split(" + ")))
         out.append(row)
     return out
 

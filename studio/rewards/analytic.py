@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Prompts, Reward, audio_mono, image_batch
+from .base import Prompts, Reward, audio_mono, image_batch, prompt_list
 
 
 class Brightness(Reward):
@@ -14,6 +14,7 @@ class Brightness(Reward):
 
     def score(self, media, prompts: Prompts) -> torch.Tensor:
         x = image_batch(media)
+        prompt_list(prompts, x.shape[0])  # ignored, but a wrong count is still the caller's error
         return (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).mean((1, 2))
 
 
@@ -23,6 +24,7 @@ class Saturation(Reward):
 
     def score(self, media, prompts: Prompts) -> torch.Tensor:
         x = image_batch(media)
+        prompt_list(prompts, x.shape[0])
         mx, mn = x.max(1).values, x.min(1).values
         return ((mx - mn) / (mx + 1e-3)).mean((1, 2))
 
@@ -34,4 +36,5 @@ class Loudness(Reward):
     modality = "audio"
 
     def score(self, media, prompts: Prompts) -> torch.Tensor:
+        prompt_list(prompts, len(media))
         return torch.stack([10 * torch.log10(audio_mono(m)[0].pow(2).mean() + 1e-10) for m in media])

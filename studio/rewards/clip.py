@@ -121,6 +121,9 @@ class AestheticHead(torch.nn.Module):
                                           torch.nn.Dropout(0.2), torch.nn.Linear(c, d), torch.nn.Dropout(0.1),
                                           torch.nn.Linear(d, e), torch.nn.Linear(e, 1))
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
     @classmethod
     def from_state_dict(cls, state: dict) -> "AestheticHead":
         try:
@@ -193,6 +196,10 @@ class ClapScore(Reward):
             if r != rate:
                 n = max(1, int(round(x.numel() * rate / r)))
                 x = torch.nn.functional.interpolate(x[None, None], size=n, mode="linear", align_corners=False)[0, 0]
+            limit = int(getattr(self.processor.feature_extractor, "nb_max_samples", 0) or 0)
+            if limit and x.numel() > limit:  # the extractor would crop at random (rand_trunc): a score must not
+                start = (x.numel() - limit) // 2
+                x = x[start:start + limit]
             clips.append(x.numpy().astype(np.float32))
         prompts = prompt_list(prompts, len(clips))
         with torch.no_grad():
