@@ -280,7 +280,8 @@ def unet_hparams(args) -> dict:
     return {"unet_steps_planned": args.unet_steps, "batch_size": args.batch_size, "lr": args.lr,
             "min_snr_gamma": args.min_snr, "ema_decay": args.ema, "t_high_frac": args.t_high_frac,
             "offset_noise": args.offset_noise, "prediction_type": args.prediction,
-            "zero_terminal_snr": args.zero_snr, "frozen_text_encoder": args.text_encoder or None}
+            "zero_terminal_snr": args.zero_snr, "frozen_text_encoder": args.text_encoder or None,
+            "init_unet": args.init_unet or None}
 
 
 def _meta(args, work: Path, ck: dict, final: bool) -> dict:
@@ -360,6 +361,15 @@ def train_unet(args, work: Path, tok):
         step, prev_s, runs = st["step"], st["seconds"], st.get("runs", 1) + 1
         seed += step * args.batch_size
         log(f"UNet: resuming from EMA weights at step {step} (fresh optimizer)")
+    elif args.init_unet:
+        # fine-tune: an earlier UNet already renders the world's shapes and colours; on a new frozen
+        # encoder only what it reads from the text (its cross-attention) has to be relearnt
+        from diffusers import UNet2DConditionModel
+
+        init = UNet2DConditionModel.from_pretrained(args.init_unet, torch_dtype=torch.float32).state_dict()
+        for m in (unet, ema_u):
+            m.load_state_dict(init)
+        log(f"UNet: initialised from {args.init_unet}")
     step0 = step
     grown = False
 
@@ -524,6 +534,9 @@ def main(argv=None) -> None:
     p.add_argument("--text-encoder", default="",
                    help="unet stage: load this CLIPTextModel folder (e.g. WORK/text_encoder from --stage text) and "
                         "train the UNet on it frozen (never updated, exported as is)")
+    p.add_argument("--init-unet", default="",
+                   help="unet stage: start from this diffusers UNet folder (e.g. the shipped weights/unet) instead "
+                        "of random weights; ignored by --resume, which continues its own checkpoint")
     p.add_argument("--text-steps", type=int, default=1500, help="text stage: training steps")
     p.add_argument("--text-batch", type=int, default=64, help="text stage: captions per step")
     p.add_argument("--text-lr", type=float, default=1e-3, help="text stage: peak AdamW learning rate")
@@ -538,6 +551,8 @@ def main(argv=None) -> None:
         p.error(f"--t-high-frac must be between 0 and 1, got {args.t_high_frac}")
     if args.text_encoder and not (Path(args.text_encoder) / "config.json").exists():
         p.error(f"--text-encoder {args.text_encoder}: no CLIPTextModel folder there (config.json missing)")
+    if args.init_unet and not (Path(args.init_unet) / "config.json").exists():
+        p.error(f"--init-unet {args.init_unet}: no diffusers UNet folder there (config.json missing)")
     if args.zero_snr and args.prediction == "epsilon":
         p.error("--zero-snr needs --prediction v_prediction: at zero SNR the noise is the input itself")
     args.command = "python -m studio.mini.train " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -151,3 +151,28 @@ def test_text_stage_resumes_exactly_where_it_stopped(tmp_path, tok):
     a = load_file(tmp_path / "a" / "text_encoder" / "model.safetensors")
     b = load_file(tmp_path / "b" / "text_encoder" / "model.safetensors")
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+def test_unet_stage_fine_tunes_from_a_given_unet(tmp_path, tok, monkeypatch):
+    """--init-unet starts the run (and its EMA) from an earlier UNet rather than random weights."""
+    import torch
+
+    from studio.mini import train as TR
+    from studio.mini.train import make_text_encoder, make_unet
+
+    torch.manual_seed(0)
+    te_dir, init_dir = tmp_path / "te", tmp_path / "init_unet"
+    make_text_encoder(len(tok)).save_pretrained(te_dir)
+    torch.manual_seed(123)
+    make_unet().save_pretrained(init_dir)
+    init = make_unet().from_pretrained(init_dir).state_dict()
+    monkeypatch.setattr(TR, "latent_scaling", lambda n=2000: (1.22, 0.0))
+    work = tmp_path / "work"
+    TR.main(["--stage", "unet", "--work", str(work), "--out", str(tmp_path / "out"), "--batch-size", "2",
+             "--export-every", "1000", "--unet-steps", "1", "--lr", "0", "--text-encoder", str(te_dir),
+             "--init-unet", str(init_dir)])
+    ck = torch.load(work / "unet_ema.pt", weights_only=False)
+    assert ck["hparams"]["init_unet"] == str(init_dir)
+    assert all(torch.allclose(ck["unet"][k], v) for k, v in init.items())  # lr 0: still the given UNet
+    with pytest.raises(SystemExit):
+        TR.main(["--stage", "unet", "--work", str(work), "--init-unet", str(tmp_path / "nowhere")])
