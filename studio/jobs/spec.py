@@ -465,7 +465,14 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
                 problem = problem or sampler_problem(entry, written.sampler)
                 if problem:
                     raise RequestError(problem)
-            request = written.model_copy(update={**resolved, "loras": loras})
+            # ControlNet units: each source image (and a ControlNet folder written ./x) relative to the job file
+            controls = [u.model_copy(update={"image": _resolve_path(base_dir, u.image),
+                                             "model": _resolve_model(base_dir, u.model)}) for u in written.controls]
+            for i, u in enumerate(controls):
+                if not Path(u.image).is_file():
+                    raise RequestError(f"control {i} image {written.controls[i].image!r} does not exist "
+                                       f"(paths are relative to the job file)")
+            request = written.model_copy(update={**resolved, "loras": loras, "controls": controls})
             if check_model is not None and getattr(entry, "modality", None):
                 # the model decides image or video, hence the output names' extension (a path or a hub id
                 # the registry does not know is decided at render time; its names follow what it returns)
