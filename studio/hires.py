@@ -27,13 +27,26 @@ def upscaler_source(name: str, registry) -> Optional[str]:
     named = addons.upscalers(registry)
     if name in named:
         return named[name].source
-    path = Path(name).expanduser()
-    if path.exists() or name.startswith(("/", "./", "../", "~")):
-        return str(path.resolve())
-    if re.match(r"^[\w.\-]+/[\w.\-]+$", name):
-        return name  # a hub id: used from the local cache only
+    if "/" in name or "\\" in name or name.startswith(("~", ".")):  # a bare word is only ever a name
+        path = Path(name).expanduser()
+        if path.exists() or name.startswith(("/", "./", "../", "~")):
+            return str(path.resolve())
+        if re.match(r"^[\w.\-]+/[\w.\-]+$", name):
+            return name  # a hub id: used from the local cache only
     raise RequestError(f"unknown hires upscaler {name!r}: use {', '.join(HIRES_BUILTIN_UPSCALERS)}, "
                        f"{', '.join(named)}, a local upscaler folder or a cached hub id")
+
+
+def upscaler_available(source: str) -> bool:
+    """Whether an upscaler's weights are on this machine (a folder, or a hub id in the local cache)."""
+    import pipelines
+    from pipelines import upscale
+
+    try:
+        upscale.upscaler_folder(source)
+        return True
+    except (pipelines.ModelLoadError, ValueError, OSError):
+        return False
 
 
 def _first_size(request: GenerationRequest, entry, inputs, scale: int) -> tuple[int, int]:
@@ -150,4 +163,4 @@ def run_hires(studio, request: GenerationRequest, entry, *, out, init_value, mas
                      parent_format=resolved.output_format)
 
 
-__all__ = ["check_hires", "run_hires", "upscaler_source"]
+__all__ = ["check_hires", "run_hires", "upscaler_available", "upscaler_source"]

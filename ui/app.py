@@ -25,7 +25,8 @@ from studio.registry import FAMILIES
 
 from . import batch as batch_mod
 from . import lora_hires
-from . import params_panel
+from . import params_panel, xyz_panel
+from . import prompt_extras
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
 from .errors import Cancelled, sanitize, user_message
 from .login_throttle import LoginThrottle, LoginThrottleMiddleware
@@ -348,6 +349,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                     with gr.Column(scale=5, min_width=360):
                         g_prompt = gr.Textbox(label="Prompt", lines=3, elem_id="g-prompt",
                                               placeholder="a large red circle in the center on a white background")
+                        g_tokens = prompt_extras.PromptExtras.counter()  # "23/77 tokens" from the model's tokenizer
                         g_negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="g-negative")
                         g_model, g_sampler, g_steps, g_guidance = model_controls("g")
                         with gr.Row():
@@ -367,10 +369,12 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                 g_seed_reuse = gr.Button("Reuse last", size="sm", elem_id="g-seed-reuse")
                             g_batch = gr.Slider(1, 8, value=1, step=1, label="Images", elem_id="g-batch", scale=4)
                         g_extras = lora_hires.GenerateExtras(h)  # LoRA picker, Hires fix accordion
+                        g_prompt_x = prompt_extras.PromptExtras(h)  # styles, variation seed
                         with gr.Row():
                             g_go = gr.Button("Generate", variant="primary", elem_id="g-go", scale=3)
                             g_cancel = gr.Button("Cancel", variant="stop", elem_id="g-cancel", scale=1)
                         g_pnginfo = params_panel.png_info_box()
+                        g_xyz = xyz_panel.XYZPanel()  # X/Y/Z plot over this form's request
                     with gr.Column(scale=7, min_width=420):
                         g_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain", fit_columns=False,
                                                elem_id="g-gallery", buttons=["download", "fullscreen"],
@@ -665,8 +669,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
 
         @guarded(status=2, outputs=8)
         def do_generate(prompt, negative, model, sampler, steps, guidance, width, height, seed, count,
-                        loras, lw0, lw1, lw2, lw3, hr_on, hr_scale, hr_strength, hr_upscaler, hr_steps,
-                        request: gr.Request, progress=gr.Progress()):
+                        loras=None, lw0=1.0, lw1=1.0, lw2=1.0, lw3=1.0, hr_on=False, hr_scale=2.0,
+                        hr_strength=0.5, hr_upscaler="latent", hr_steps=0, var_seed=None, var_strength=None,
+                        style_names=None, request: gr.Request = None, progress=gr.Progress()):
+            # the extras default to the form's own defaults (no LoRA, no hires, no variation, no styles): an API
+            # caller that sends only the first ten fields gets a plain render
             model = checked_model(model, "model", h.registry)
             cancel = h.cancel_event(session(request), reset=True)
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
@@ -674,6 +681,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                       batch=count)
             fields.update(g_extras.fields([loras, lw0, lw1, lw2, lw3, hr_on, hr_scale, hr_strength, hr_upscaler,
                                            hr_steps]))
+            fields.update(g_prompt_x.fields([var_seed, var_strength, style_names]))
             sess = session(request)
             tracker = _progress(progress)
             for kind, value in _streamed(lambda on_preview: h.generate(
@@ -687,14 +695,15 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             seeds = ", ".join(str(e["seed"]) for e in entries)
             status = (f"{len(entries)} sealed image(s) in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
                       f"{first['sampler']} · {first['request'].get('steps')} steps · "
-                      f"{first['width']}×{first['height']} · seed {seeds}") + lora_hires.status_note(first)
+                      f"{first['width']}×{first['height']} · seed {seeds}") + lora_hires.status_note(first) + \
+                prompt_extras.status_note(first)
             yield (gallery_value(entries), [e["file"] for e in entries], status, first["seed"], entries,
                    params_view(first), 0, gr.update(value=None, visible=False))
 
         g_event = g_go.click(
             do_generate,
             [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height, g_seed, g_batch,
-             *g_extras.inputs],
+             *g_extras.inputs, *g_prompt_x.inputs],
             [g_gallery, g_files, g_status, last_seed, g_entries, g_params, g_selected, g_live],
             # One progress bar, on the results: on every output it would cover the live preview and the status.
             show_progress_on=[g_gallery], concurrency_id="device", concurrency_limit=1)
@@ -990,6 +999,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
 
         h_reuse.click(reuse, [h_selected], image_form + video_form + [tabs, h_count], queue=False)
         g_extras.wire(demo, g_width, g_height, h_reuse, h_selected)  # reuse fills the LoRAs and hires fix too
+        g_prompt_x.wire(demo, g_tokens, g_prompt, g_negative, g_model, h_reuse, h_selected)
         music_form = [mu_prompt, mu_negative, mu_model, mu_steps, mu_guidance, mu_duration, mu_seed, mu_format]
 
         @guarded(status=len(music_form) + 1, outputs=len(music_form) + 2)
@@ -1029,6 +1039,17 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             return verdict_html(head), details, data
 
         v_file.change(do_verify, [v_file], [v_verdict, v_details, v_json])
+        def xyz_fields(values):
+            prompt, negative, model, sampler, steps, guidance, width, height, seed = values[:9]
+            fields = h.request_fields(prompt=prompt, negative=negative, model=checked_model(model, "model", h.registry),
+                                      sampler=sampler, steps=steps, guidance=guidance, size="Custom", width=width,
+                                      height=height, seed=seed, batch=1)
+            fields.update(g_extras.fields(values[9:]))  # the picked LoRAs (a lora axis sweeps the first one)
+            return fields
+
+        g_xyz.wire(h, form_inputs=[g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height,
+                                   g_seed, *g_extras.inputs], fields_of=xyz_fields, session_of=session,
+                   progress_of=_progress, cancel_of=lambda r: h.cancel_event(session(r), reset=True), guarded=guarded)
         params_panel.wire(
             h, roots, tabs=tabs, samplers=samplers, default_sampler=DEFAULT_SAMPLER, png_info=g_pnginfo,
             verify_parts=v_params, v_file=v_file,
@@ -1085,7 +1106,7 @@ def launch(studio=None, out_dir=None, *, host: str = "127.0.0.1", port: Optional
         app_kwargs=app_kwargs,
         server_name=host, server_port=port, auth=auth, allowed_paths=[str(out)], blocked_paths=blocked,
         max_file_size=max_file_size, show_error=False, ssr_mode=False, share=False, inbrowser=False,
-        prevent_thread_lock=not block, quiet=quiet, footer_links=[], theme=_theme(), css=CSS,
+        prevent_thread_lock=not block, quiet=quiet, footer_links=[], theme=_theme(), css=CSS + prompt_extras.CSS,
         pwa=False, mcp_server=False, enable_monitoring=False, **launch_kwargs)
     return demo
 

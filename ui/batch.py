@@ -94,6 +94,11 @@ def item_paths_allowed(request, roots, line: int) -> None:
     checked_path(request.mask, "mask", roots, line=line)
     for lora in request.loras:
         checked_path(lora.path, "loras", roots, line=line)
+    upscaler = request.hires.upscaler if getattr(request, "hires", None) is not None else ""
+    if upscaler.startswith((".", "~")) or any(c in upscaler for c in "/\\"):
+        # a path or hub id would make the server load what a visitor names: upscalers are names here
+        raise PathRefused(f"line {line}: hires upscaler {Path(upscaler).name[:80]!r} is not one of this "
+                          "server's upscalers (latent, pixel-lanczos or a registry upscaler name)")
 
 
 _MISSING = re.compile(r"^(init_image|mask|LoRA) (?P<repr>'.*'|\".*\") does not exist")

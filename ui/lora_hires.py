@@ -125,16 +125,10 @@ def upscaler_choices(registry) -> list[tuple[str, str]]:
         named = addons.upscalers(registry)
     except studio.StudioError:
         named = dict(addons.BUILTIN_UPSCALERS)
-    from pipelines import ModelLoadError
-    from pipelines.upscale import upscaler_folder
+    from studio.hires import upscaler_available
 
     for name, entry in named.items():
-        try:
-            upscaler_folder(entry.source)
-            note = ""
-        except (ModelLoadError, ValueError, OSError):
-            note = "  (not downloaded)"
-        out.append((name + note, name))
+        out.append((name + ("" if upscaler_available(entry.source) else " (not downloaded)"), name))
     return out
 
 

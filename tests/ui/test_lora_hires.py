@@ -105,3 +105,18 @@ def test_a_picked_lora_and_hires_render_through_the_engine(test_studio, test_mod
     picked, w0, *rest = lh.reuse_values(entry, lh.lora_choices(loras, registry))
     assert picked == ["style.safetensors"] and w0["value"] == 0.8 and w0["visible"]
     assert rest[-5:] == [True, 2.0, 0.5, "latent", 2]
+
+
+def test_batch_file_upscalers_are_names_only(setup, tmp_path):
+    from ui.batch import validate
+
+    _, registry, _ = setup
+    job = tmp_path / "out" / ".gradio" / "job.jsonl"
+    job.parent.mkdir(parents=True)
+    job.write_text('{"prompt": "a", "hires": {"scale": 2, "upscaler": "/models/x4"}}\n'
+                   '{"prompt": "b", "hires": {"scale": 2, "upscaler": "stabilityai/stable-diffusion-x4-upscaler"}}\n'
+                   '{"prompt": "c", "hires": "2:0.4:pixel-lanczos"}\n')
+    rows, errors = validate(str(job), registry, tmp_path / "out")
+    assert [r[0] for r in rows] == [3]
+    assert len(errors) == 2 and all("is not one of this server's upscalers" in e for e in errors)
+    assert "/models" not in " ".join(errors)
