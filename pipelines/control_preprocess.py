@@ -119,7 +119,9 @@ def _aux_module(module: str):
         if "controlnet_aux" not in sys.modules:
             spec = importlib.util.find_spec("controlnet_aux")
             if spec is None or not spec.submodule_search_locations:
-                raise PreprocessError("preprocessors need controlnet-aux: pip install controlnet-aux")
+                raise PreprocessError("preprocessors need controlnet-aux: pip install --no-deps controlnet-aux einops "
+                                      "opencv-python-headless (its own requirements pull a torchvision that "
+                                      "replaces torch)")
             pkg = types.ModuleType("controlnet_aux")
             pkg.__path__ = list(spec.submodule_search_locations)
             pkg.__spec__ = spec
@@ -127,8 +129,10 @@ def _aux_module(module: str):
         try:
             return importlib.import_module(name)
         except ModuleNotFoundError as exc:
+            hint = (" (depth, normal and openpose need a torchvision built for this torch)"
+                    if exc.name == "torchvision" else "")
             raise PreprocessError(f"preprocessor module {name} needs the package {exc.name!r}: pip install "
-                                  f"{exc.name}") from None
+                                  f"{exc.name}{hint}") from None
 
 
 _detectors: dict[tuple[str, str], object] = {}
