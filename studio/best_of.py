@@ -14,38 +14,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from .engine import Result
 from .errors import RequestError
 from .schema import GenerationRequest, RewardRecord
 from .writer import Output, check_output_targets, output_paths, write_atomic
 
 
 @dataclass
-class BestOfResult:
-    """`outputs`: what was kept, best first (one, or all N with keep_all); `candidates`: all N sealed outputs
-    in seed order; `ranking`: candidate indices best first; `scores`: one per candidate."""
+class BestOfResult(Result):
+    """An engine `Result` whose `outputs` are what was kept, best first (one, or all N with keep_all);
+    `candidates`: all N sealed outputs in seed order; `ranking`: candidate indices best first; `scores`: one
+    per candidate."""
 
-    record: object  # GenerationRecord, with `.reward`
-    outputs: list[Output]
-    candidates: list[Output]
-    ranking: list[int]
-    scores: list[float]
+    candidates: list[Output] = field(default_factory=list)
+    ranking: list[int] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
     reward: dict = field(default_factory=dict)
 
     @property
     def best(self) -> Output:
         return self.candidates[self.ranking[0]]
-
-    @property
-    def images(self):
-        return [o.image for o in self.outputs]
-
-    @property
-    def clips(self):
-        return [o.frames for o in self.outputs]
-
-    @property
-    def paths(self) -> list[Path]:
-        return [o.path for o in self.outputs if o.path is not None]
 
 
 def rank(scores: list[float]) -> tuple[list[int], list[int]]:
@@ -89,6 +77,8 @@ class PendingBestOf:
         self.record.outputs = [o.record for o in candidates]
         self._result = BestOfResult(record=self.record, outputs=kept, candidates=candidates, ranking=order,
                                     scores=list(self._scores), reward=self._reward.describe())
+        if getattr(result, "controls", None):  # the control maps that steered every candidate
+            self._result.controls = list(result.controls)
         return self._result
 
 
