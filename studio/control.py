@@ -192,6 +192,7 @@ def load_units(model, request, maps: list[ControlMap]) -> list:
         try:
             net = cn.load_controlnet(controlnet_source(unit.model), family=model.family, device=model.device,
                                      dtype=model.dtype)
+            cn.check_fits(model.family, model.pipe, net)  # another base's ControlNet: one line, not a shape error
         except (ValueError, RuntimeError) as exc:
             raise RequestError(f"control {m.index}: {exc}") from None
         specs.append(cn.ControlSpec(net, m.image, unit.weight, unit.start, unit.end))

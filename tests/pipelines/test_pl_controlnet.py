@@ -156,3 +156,15 @@ def test_controlnet_loads_from_a_folder_and_refuses_pickle(tmp_path):
         load_controlnet(bad, family="sd1")
     with pytest.raises(pipelines.ModelNotAvailable, match="not available offline"):
         load_controlnet("nobody/no-such-controlnet", family="sd1")
+
+
+@pytest.mark.parametrize("mode", ["img2img", "inpaint"])
+def test_flux_img2img_and_inpaint_with_control(mode):
+    model = pipelines.from_pipeline(tiny_flux())
+    net = from_module(tiny_controlnet(model.pipe))
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (0, 0, 16, 32))
+    kw = {**KW, "mode": mode, "init_image": _shape(), "strength": 0.8, **({"mask": mask} if mode == "inpaint" else {})}
+    plain = _px(pipelines.run_image(model, **kw)[0])
+    steered = _px(pipelines.run_image(model, **kw, controls=[ControlSpec(net, _shape(), 1.0)])[0])
+    assert steered.shape == (32, 32, 3) and np.abs(plain - steered).mean() > 0.5

@@ -203,3 +203,14 @@ def test_job_items_carry_controls_and_instruct_fields(models, tmp_path):
     first, second, third = spec.items
     assert first.request.controls[0].image == str(tmp_path / "ref.png") and second.request.controls[0].weight == 0.8
     assert third.request.image_guidance == 1.2
+
+
+def test_a_controlnet_for_another_base_is_refused_in_one_line(engine, models, tmp_path):
+    from pipelines.tiny import tiny_sdxl
+    from pipelines.tiny_control import tiny_controlnet
+
+    tiny_controlnet(tiny_sdxl()).save_pretrained(tmp_path / "xl-cn")
+    with pytest.raises(RequestError) as exc:
+        engine.generate(prompt="x", model=models["sd"], width=SIZE, height=SIZE, steps=1,
+                        controls=[{"image": models["ref"], "preprocessor": "canny", "model": str(tmp_path / "xl-cn")}])
+    assert "control 0: ControlNet" in str(exc.value) and "made for another base model family" in str(exc.value)
