@@ -86,3 +86,30 @@ def test_png_info_drop_reads_an_a1111_png(page, ui_server, tmp_path):
     assert page.locator("#g-sampler input").input_value() == "DPM++ 2M Karras"
     assert "v1-5-pruned-emaonly" in note.inner_text()  # a model this server lacks: said, form keeps its own
     shot(page, "20-png-info")
+
+
+def test_xyz_plot_panel(page, ui_server):
+    import studio
+
+    url, handlers, model = ui_server
+    page.locator("#g-prompt textarea").fill("a yellow square")
+    page.locator("#g-steps input[type=number]").fill("2")
+    page.locator("#g-steps input[type=number]").press("Enter")
+    page.locator("#g-seed input").fill("5")
+    page.locator("#xyz-box").get_by_text("X/Y/Z plot").first.click()
+    page.locator("#xyz-x-values textarea").fill("1,2")
+    page.locator("#xyz-y-values textarea").fill("3,7")
+    page.locator("#xyz-go").click()
+    page.locator("#xyz-files a").first.wait_for(timeout=240_000)
+    page.locator("#xyz-grid img").wait_for()
+    status = page.locator("#xyz-status").inner_text()
+    assert "2×2" in status and "4 sealed cells" in status, status
+    assert page.locator("#xyz-files a").count() == 5  # the grid and its four cells
+    grid = sorted((handlers.out_dir / "xyz").rglob("*.png"))[-1]
+    report = studio.verify(grid)
+    assert report.state in ("trusted", "valid") and report.watermark_found, report.render()
+    assert [i["relationship"] for i in report.manifest["ingredients"]] == ["componentOf"] * 4
+    cells = [e for e in handlers.history_entries() if e["source"] == "xyz"][:4]
+    assert sorted((e["seed"], e["request"]["guidance"]) for e in cells) == [(1, 3.0), (1, 7.0), (2, 3.0), (2, 7.0)]
+    page.locator("#xyz-box").scroll_into_view_if_needed()
+    shot(page, "20-xyz")
