@@ -369,6 +369,8 @@ class Handlers:
             "request": {**req, "seed": output.record.seed, "batch": 1},
         }
         entry.update(modality=req.get("modality") or "image", format=getattr(output.record, "format", None))
+        if rec.warnings or rec.styles:  # the prompt tools' notes (ui.prompt_extras shows them)
+            entry.update(warnings=list(rec.warnings), styles=rec.styles)
         for key in ("frames", "fps", "duration_s", "sample_rate", "channels"):  # a clip's; an image has none
             if getattr(output.record, key, None) is not None:
                 entry[key] = getattr(output.record, key)
