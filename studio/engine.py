@@ -409,7 +409,7 @@ class Studio:
 
             return run_hires(self, request, entry, out=out, init_value=init_value, mask_value=mask_value,
                              progress=progress, preview=preview, preview_every=preview_every,
-                             allow_pickle=allow_pickle, overwrite=overwrite)
+                             allow_pickle=allow_pickle, overwrite=overwrite, styled=styled)
         # Everything checkable without the model, so a bad request fails in milliseconds, not after a load.
         checked = _preflight(request, entry, init_value=init_value, mask_value=mask_value,
                              video_value=video_value, audio_value=audio_value, allow_pickle=allow_pickle)

@@ -111,7 +111,7 @@ def _upscaler(source: str, device, dtype):
 
 
 def run_hires(studio, request: GenerationRequest, entry, *, out, init_value, mask_value, progress, preview,
-              preview_every, allow_pickle, overwrite):
+              preview_every, allow_pickle, overwrite, styled: Optional[dict] = None):
     """The engine's hires path (called from `Studio._generate`, under the studio's lock): returns a `Generated`
     whose outputs are the refined images and whose ingredients are the sealed first passes."""
     from pipelines import upscale
@@ -134,8 +134,10 @@ def run_hires(studio, request: GenerationRequest, entry, *, out, init_value, mas
     if source is not None:
         model = studio._loaded[2]
         up = _upscaler(source, model.device, model.dtype)
+    # the refine pass starts from the first pass's pixels: the first pass's own noise options (variation seed)
+    # are already in them, and the rest of the request carries over (prompt, LoRAs, sampler, controls)
     base = resolved.model_dump(exclude={"hires", "init_image", "mask", "outpaint", "strength", "steps", "width",
-                                        "height", "seed", "batch"})
+                                        "height", "seed", "batch", "variation_seed", "variation_strength"})
     images, parents, seeds, refined = [], [], [], None
     for sealed in first.outputs:
         init = sealed.data  # the sealed first pass itself (watermarked pixels), as any init image is read
@@ -156,9 +158,10 @@ def run_hires(studio, request: GenerationRequest, entry, *, out, init_value, mas
     if up is not None:
         hashes["upscaler"] = up.content_hash
     record = GenerationRecord(
-        **rec.model_dump(exclude={"request", "mode", "input_hashes", "elapsed_s", "outputs"}),
+        **rec.model_dump(exclude={"request", "mode", "input_hashes", "elapsed_s", "outputs", "styles"}),
         request=resolved.model_copy(update={"hires": hires.model_copy(update={"steps": steps})}),
-        mode=first.record.mode, input_hashes=hashes, elapsed_s=round(time.perf_counter() - started, 3))
+        mode=first.record.mode, input_hashes=hashes, elapsed_s=round(time.perf_counter() - started, 3),
+        **({"styles": styled} if styled else {}))  # applied before this pass split in two
     return Generated(record, images, seeds, out=out, overwrite=overwrite, parent=parents,
                      parent_format=resolved.output_format)
 

@@ -25,7 +25,7 @@ FORMATS: dict[str, tuple[str, ...]] = {"image": ("png", "jpeg", "webp"), "video"
                                        "audio": ("wav", "flac", "mp3")}
 # Fields that only one modality reads: giving one decides the modality, giving it to another is an error.
 OWN_FIELDS: dict[str, tuple[str, ...]] = {
-    "image": ("mask", "outpaint", "image_guidance"),
+    "image": ("mask", "outpaint", "image_guidance", "inpaint"),
     "video": ("frames", "fps", "init_video", "motion_adapter"),
     "audio": ("duration", "init_audio", "extend", "span"),
 }
@@ -323,6 +323,19 @@ class HiresOptions(BaseModel):
         return _build(cls, _prefix=f"hires {text!r}: ", _loc=False, **fields)
 
 
+class InpaintOptions(BaseModel):
+    """How an inpaint runs (A1111's inpaint options): `mask_blur` px feathers the mask outwards; `masked_content`
+    is what the masked area starts from (the original pixels, a fill from around it, or noise); `only_masked`
+    inpaints the mask's box plus `padding` px at the full working size and pastes it back (`pipelines.
+    inpaint_canvas`). Pixels the blurred mask does not reach are kept exactly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mask_blur: int = Field(default=4, ge=0, le=64)
+    masked_content: Literal["original", "fill", "latent_noise"] = "original"
+    only_masked: bool = False
+    padding: int = Field(default=32, ge=0, le=512)
+
+
 class MemoryOptions(BaseModel):
     """Trade speed for memory: offloading (CUDA only), VAE tiling/slicing, attention slicing."""
 
@@ -359,6 +372,7 @@ class GenerationRequest(BaseModel):
     strength: Optional[float] = Field(default=None, ge=0.0, le=1.0)
     mask: Optional[str] = None
     outpaint: Optional[Outpaint] = None
+    inpaint: Optional[InpaintOptions] = None  # mask blur, masked content, only-masked (needs a mask)
     # video: clip length and rate, a source clip for video-to-video, an AnimateDiff motion adapter override
     frames: Optional[int] = Field(default=None, ge=1, le=MAX_FRAMES)
     fps: Optional[float] = Field(default=None, gt=0.0, le=MAX_FPS)
@@ -511,13 +525,16 @@ class GenerationRequest(BaseModel):
             raise ValueError("mask given without init_image: inpainting needs the image to paint into")
         if self.outpaint and not self.init_image:
             raise ValueError("outpaint given without init_image: outpainting extends an existing image")
+        if self.inpaint is not None and not self.mask:
+            raise ValueError("inpaint options given without mask: they shape an inpaint")
         if self.outpaint and self.mask:
             raise ValueError("outpaint and mask are exclusive: outpainting makes its own mask of the new border")
         if self.hires is not None:
             if self.modality in ("video", "audio"):
                 raise ValueError(f"hires given for {_a(self.modality)} request: it upscales images")
-            if self.mask or self.outpaint:
-                raise ValueError("hires applies to txt2img and img2img, not to inpaint or outpaint")
+            if self.mask or self.outpaint or self.instruct:
+                raise ValueError("hires applies to txt2img and img2img, not to inpaint, outpaint or instruction "
+                                 "edits")
             if self.width and self.height:
                 hires_size(self.width, self.height, self.hires.scale)
         if self.strength is not None and not (self.init_image or self.init_video or self.init_audio):

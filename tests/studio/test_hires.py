@@ -95,7 +95,7 @@ def test_batch_each_output_has_its_own_first_pass(engine, tiny_model):
     ({"hires": {"scale": 2, "strength": 0}}, "hires strength must be above 0"),
     ({"hires": {"scale": 2, "upscaler": "nonesuch"}}, "unknown hires upscaler 'nonesuch'"),
     ({"hires": {"scale": 2, "upscaler": "sd-x4-upscaler"}}, "not available offline"),
-    ({"hires": 2, "init_image": "x.png", "mask": "x.png"}, "hires applies to txt2img and img2img"),
+    ({"hires": 2, "init_image": "x.png", "mask": "x.png"}, "hires applies to txt2img and img2img, not to inpaint"),
     ({"hires": 2, "frames": 8}, "it upscales images"),
 ])
 def test_bad_hires_is_one_line_before_any_load(engine, tiny_model, no_load, tmp_path, fields, message):
@@ -149,3 +149,13 @@ def test_upscaler_model_from_a_local_folder(engine, tiny_model, tmp_path, builde
     assert len(r.record.input_hashes["upscaler"]) == 64  # the upscaler's weights are part of the record
     again = engine.generate(r.record.request)
     assert again.outputs[0].record.pixel_sha256 == r.outputs[0].record.pixel_sha256
+
+
+def test_variation_seed_shapes_the_first_pass_only(engine, tiny_model):
+    plain = gen(engine, tiny_model, seed=6, hires={"scale": 2, "upscaler": "pixel-lanczos"})
+    varied = gen(engine, tiny_model, seed=6, hires={"scale": 2, "upscaler": "pixel-lanczos"}, variation_seed=99,
+                 variation_strength=0.5)
+    assert varied.record.request.variation_seed == 99  # recorded once, on the request that replays
+    (parent,) = parent_manifests(varied.outputs[0].data)
+    assert parent["params"]["request"]["variation_seed"] == 99
+    assert varied.outputs[0].record.pixel_sha256 != plain.outputs[0].record.pixel_sha256

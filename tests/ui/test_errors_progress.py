@@ -98,7 +98,10 @@ def test_zero_steps_and_bad_numbers_through_the_api_are_refused(registry, tmp_pa
                 client.predict(*args, api_name="/do_generate")
             assert needle in str(info.value), (value, str(info.value))
         # NaN is not JSON, so no client library sends it; Python's json (the server's parser) reads it.
-        body = json.dumps({"data": [*base[:5], math.nan, *base[6:]]})
+        # a raw call sends every input: the form's other fields (LoRAs, hires, ...) at their initial values
+        fn = next(f for f in demo.fns.values() if f.name == "do_generate")
+        rest = [getattr(b, "value", None) for b in fn.inputs[len(base):]]
+        body = json.dumps({"data": [*base[:5], math.nan, *base[6:], *rest]})
         r = httpx.post(f"http://127.0.0.1:{port}/gradio_api/call/do_generate", content=body,
                        headers={"content-type": "application/json"}, timeout=30)
         event = r.json()["event_id"]
