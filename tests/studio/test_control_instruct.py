@@ -214,3 +214,24 @@ def test_a_controlnet_for_another_base_is_refused_in_one_line(engine, models, tm
         engine.generate(prompt="x", model=models["sd"], width=SIZE, height=SIZE, steps=1,
                         controls=[{"image": models["ref"], "preprocessor": "canny", "model": str(tmp_path / "xl-cn")}])
     assert "control 0: ControlNet" in str(exc.value) and "made for another base model family" in str(exc.value)
+
+
+def test_batch_job_renders_control_and_instruct_items(models, tmp_path, capsys):
+    from studio.jobs.manifest import MANIFEST
+
+    (tmp_path / "ref.png").write_bytes(open(models["ref"], "rb").read())
+    job = tmp_path / "job.jsonl"
+    job.write_text("\n".join(json.dumps(x) for x in [
+        {"prompt": "a red circle", "model": models["sd"], "width": 64, "height": 64, "steps": 2,
+         "controls": [{"image": "ref.png", "preprocessor": "canny", "model": models["cn"], "weight": 0.5}]},
+        {"prompt": "make it blue", "model": models["ip2p"], "init_image": "ref.png", "width": 64, "height": 64,
+         "steps": 2, "image_guidance": 1.2},
+    ]) + "\n")
+    out = tmp_path / "out"
+    assert main(["render", str(job), "--out", str(out), "--seed", "3"]) == 0, capsys.readouterr().err
+    rows = [json.loads(line) for line in (out / MANIFEST).read_text().splitlines() if '"type": "item"' in line]
+    assert len(rows) == 2
+    text = json.dumps(rows)
+    assert '"control_0"' in text and '"instruct"' in text
+    files = sorted(out.glob("*.png"))
+    assert len(files) == 2 and all(studio.verify(f).exit_code == 0 for f in files)
