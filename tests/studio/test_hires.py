@@ -159,3 +159,16 @@ def test_variation_seed_shapes_the_first_pass_only(engine, tiny_model):
     (parent,) = parent_manifests(varied.outputs[0].data)
     assert parent["params"]["request"]["variation_seed"] == 99
     assert varied.outputs[0].record.pixel_sha256 != plain.outputs[0].record.pixel_sha256
+
+
+def test_job_file_renders_hires_and_replays_identical(tiny_model, tmp_path, capsys):
+    job = tmp_path / "job.csv"
+    job.write_text(f"prompt,width,height,steps,hires\na red circle,{FIRST},{FIRST},2,2:0.5:pixel-lanczos\n")
+    out = tmp_path / "renders"
+    assert main(["render", str(job), "--out", str(out), "--model", tiny_model, "--seed", "4"]) == 0
+    (item,) = [json.loads(l) for l in (out / "manifest.jsonl").read_text().splitlines()
+               if json.loads(l).get("type") == "item"]
+    assert item["request"]["hires"]["upscaler"] == "pixel-lanczos" and item["outputs"][0]["width"] == 2 * FIRST
+    capsys.readouterr()
+    assert main(["replay", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["identical"] == 1
