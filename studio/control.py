@@ -199,6 +199,11 @@ def load_units(model, request, maps: list[ControlMap]) -> list:
     return specs
 
 
+def net_hashes(specs: list) -> dict[str, str]:
+    """The ControlNets' content hashes for the record (`input_hashes["controlnet_<i>"]`): which weights steered."""
+    return {f"controlnet_{i}": spec.net.content_hash for i, spec in enumerate(specs)}
+
+
 def seal_maps(maps: list[ControlMap], *, model_name: str) -> list:
     """Each control map sealed (its source image its parentOf ingredient): what the user is shown and what
     the outputs name as componentOf ingredients."""
@@ -241,5 +246,5 @@ def preprocess_file(name: str, image, out: Optional[Path] = None, *, width: Opti
 
 __all__ = ["ANNOTATORS_ENV", "CONTROLNETS", "CONTROL_FAMILIES", "ControlMap", "DEFAULT_EDIT_MODEL",
            "EDIT_MODEL_FOR_FAMILY", "IMAGE_GUIDANCE_FAMILIES", "INSTRUCT_FAMILIES", "annotators_dir",
-           "check_request", "controlnet_source", "decide", "default_controlnet", "load_units", "make_maps",
+           "check_request", "controlnet_source", "decide", "default_controlnet", "load_units", "make_maps", "net_hashes",
            "read_sources", "preprocess_file", "record_hashes", "seal_maps"]

@@ -44,6 +44,9 @@ def test_controlled_generation_records_seals_and_credits_its_control_map(engine,
     rec = res.record
     assert rec.mode == "txt2img" and rec.request.controls[0].weight == 0.8 and rec.request.controls[0].end == 0.9
     assert rec.input_hashes["control_0_source"] == hashlib.sha256(open(models["ref"], "rb").read()).hexdigest()
+    from pipelines.loading import content_hash
+
+    assert rec.input_hashes["controlnet_0"] == content_hash(models["cn"])  # which weights steered
     # the map shown to the user is sealed and verifies; its manifest names the map's hash the output records
     assert len(res.controls) == 1 and res.controls[0].image.size == (SIZE, SIZE)
     shown = studio.verify(res.controls[0].data).to_dict()
