@@ -242,8 +242,10 @@ def demo(
 @app.command()
 def models(
     add: Optional[str] = typer.Option(None, "--add", help="Register NAME=SOURCE (hub id, folder or file)."),
-    family: Optional[str] = typer.Option(None, "--family", help="With --add: sd1|sd2|sdxl|sd3|flux|other, or a "
-                                                                "video family animatediff|svd|cogvideox|ltx|wan."),
+    family: Optional[str] = typer.Option(None, "--family", help="With --add: sd1|sd2|sdxl|sd3|flux|other, an "
+                                                                "instruction editor ip2p|ip2p-sdxl|flux-kontext|"
+                                                                "qwen-edit, or a video family "
+                                                                "animatediff|svd|cogvideox|ltx|wan."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """List registered models and whether each is available locally (or add one)."""
