@@ -47,6 +47,12 @@ def a1111_parameters(record: GenerationRecord, seed: int) -> str:
     ]
     if req.strength is not None:
         fields.append(("Denoising strength", req.strength))
+    if getattr(req, "inpaint", None) is not None:  # A1111's own inpaint keys
+        o = req.inpaint
+        fields += [("Mask blur", o.mask_blur), ("Masked content", o.masked_content.replace("_", " ")),
+                   ("Inpaint area", "Only masked" if o.only_masked else "Whole picture")]
+        if o.only_masked:
+            fields.append(("Only masked padding, pixels", o.padding))
     if req.hires is not None:  # A1111's own hires fix keys ("Denoising strength" is the refine pass's there)
         if req.strength is None:
             fields.append(("Denoising strength", req.hires.strength))

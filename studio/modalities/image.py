@@ -105,8 +105,19 @@ class ImageModality(MediaModality):
             inputs.control_maps = control.make_maps(request, inputs.controls, width=request.width,
                                                     height=request.height)
             inputs.hashes.update(control.record_hashes(inputs.control_maps))
-            controls = {"controls": control.load_units(model, request, inputs.control_maps),
-                        "guess_mode": request.guess_mode}
+            specs = control.load_units(model, request, inputs.control_maps)
+            inputs.hashes.update(control.net_hashes(specs))
+            controls = {"controls": specs, "guess_mode": request.guess_mode}
+        if request.mode == "inpaint" and request.inpaint is not None:  # mask blur, masked content, only masked
+            from pipelines.inpaint_canvas import run_inpaint
+
+            o = request.inpaint
+            return run_inpaint(
+                model, init_image=inputs.image, mask=inputs.mask, width=request.width, height=request.height,
+                seeds=list(seeds), mask_blur=o.mask_blur, masked_content=o.masked_content, only_masked=o.only_masked,
+                padding=o.padding, prompt=request.prompt, negative_prompt=request.negative_prompt,
+                steps=request.steps, guidance=request.guidance, sampler=request.sampler, strength=request.strength,
+                callback=callback, **_prompt_options(request), **controls)
         return pipelines.run_image(
             model, mode=request.mode, prompt=request.prompt, negative_prompt=request.negative_prompt,
             width=request.width, height=request.height, steps=request.steps, guidance=request.guidance,
