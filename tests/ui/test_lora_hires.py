@@ -120,3 +120,30 @@ def test_batch_file_upscalers_are_names_only(setup, tmp_path):
     assert [r[0] for r in rows] == [3]
     assert len(errors) == 2 and all("is not one of this server's upscalers" in e for e in errors)
     assert "/models" not in " ".join(errors)
+
+
+def test_generate_event_refuses_lora_paths_and_upscaler_paths_before_rendering(registry, tmp_path):
+    from test_handlers import FakeStudio, app_fn
+    from ui.app import build_app
+
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    (loras / "ok.safetensors").write_bytes(b"x")
+    secret = tmp_path / "server" / "secret.safetensors"
+    secret.parent.mkdir()
+    secret.write_bytes(b"x")
+    app = build_app(FakeStudio(registry), tmp_path / "out", verify_on_write=False, loras_dir=loras)
+    gen = app_fn(app, "do_generate")
+    base = ("a prompt", "", "fake", "Euler", 2, 5.0, 64, 64, -1, 1)
+    noprog = dict(request=None, progress=lambda *a, **k: None)
+    for extra, needle in [((["../server/secret.safetensors"], 1.0), "LoRA folder"),
+                          (([str(secret)], 1.0), "LoRA folder"),
+                          (([], 1.0, 1.0, 1.0, 1.0, True, 2, 0.5, str(tmp_path / "server")), "upscalers")]:
+        with pytest.raises(gr.Error) as info:
+            gen(*base, *extra, **noprog)
+        assert needle in info.value.message and str(tmp_path) not in info.value.message, info.value.message
+    assert app.ui_handlers.studio.calls == []  # nothing was rendered from a refused request
+    gen(*base, ["ok.safetensors"], 0.5, 1.0, 1.0, 1.0, True, 2, 0.4, "pixel-lanczos", 0, **noprog)
+    request = app.ui_handlers.studio.calls[-1]["request"]
+    assert request.loras[0].path == str(loras / "ok.safetensors") and request.loras[0].weight == 0.5
+    assert request.hires.scale == 2 and request.hires.upscaler == "pixel-lanczos" and request.hires.steps is None
