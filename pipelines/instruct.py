@@ -80,6 +80,8 @@ def run_instruct(model, *, prompt: str, init_image: Image.Image, width: int, hei
     kw: dict = dict(prompt=prompt, image=image, num_inference_steps=steps, generator=gens,
                     num_images_per_prompt=len(gens), output_type="pil")
     if spec.name in ("ip2p", "ip2p-sdxl"):
+        # one image per output: a single image repeated by num_images_per_prompt is deprecated in diffusers
+        kw["image"] = [image] * len(gens)
         kw.update(guidance_scale=float(guidance),
                   image_guidance_scale=float(spec.image_guidance if image_guidance is None else image_guidance))
         if negative_prompt:
