@@ -129,10 +129,14 @@ def run_hires(studio, request: GenerationRequest, entry, *, out, init_value, mas
     resolved = first.record.request
     tw, th = hires_size(resolved.width, resolved.height, hires.scale)
     steps = hires.steps or resolved.steps
+    model = studio._loaded[2]  # what the first pass ran on: the family is now known for certain
+    if hires.upscaler == "latent" and (model.family not in upscale.LATENT_FAMILIES or model.inpaint_unet):
+        kind = "a 9-channel inpainting model" if model.inpaint_unet else model.family
+        raise RequestError(f"the latent hires upscaler needs an SD 1.x/2.x/XL text-to-image model ({entry.name} "
+                           f"is {kind}): use --hires-upscaler pixel-lanczos")
     source = upscaler_source(hires.upscaler, studio.registry)
     up = None
     if source is not None:
-        model = studio._loaded[2]
         up = _upscaler(source, model.device, model.dtype)
     # the refine pass starts from the first pass's pixels: the first pass's own noise options (variation seed)
     # are already in them, and the rest of the request carries over (prompt, LoRAs, sampler, controls)

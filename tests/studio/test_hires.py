@@ -172,3 +172,13 @@ def test_job_file_renders_hires_and_replays_identical(tiny_model, tmp_path, caps
     capsys.readouterr()
     assert main(["replay", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["identical"] == 1
+
+
+def test_latent_upscaler_on_an_inpainting_model_says_use_pixels(engine, tmp_path):
+    from pipelines.tiny import save_tiny, tiny_sd
+
+    model = str(save_tiny(tiny_sd(inpaint_channels=9, vae_scale=8), tmp_path / "inpaint-model"))
+    with pytest.raises(studio.RequestError, match="9-channel inpainting model.*pixel-lanczos"):
+        gen(engine, model, seed=1, hires=2)
+    r = gen(engine, model, seed=1, hires={"scale": 2, "upscaler": "pixel-lanczos"})
+    assert r.outputs[0].record.width == 2 * FIRST
