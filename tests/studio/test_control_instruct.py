@@ -238,3 +238,30 @@ def test_batch_job_renders_control_and_instruct_items(models, tmp_path, capsys):
     assert '"control_0"' in text and '"instruct"' in text
     files = sorted(out.glob("*.png"))
     assert len(files) == 2 and all(studio.verify(f).exit_code == 0 for f in files)
+
+
+def test_default_controlnets_follow_family_and_preprocessor():
+    from studio.control import CONTROLNETS, default_controlnet
+
+    assert default_controlnet("sd1", "hed") == default_controlnet("sd1", "pidinet") == "sd15-softedge"
+    assert default_controlnet("sdxl", "canny") == "sdxl-canny" and default_controlnet("flux", "depth") == "flux-depth"
+    assert CONTROLNETS["sd15-canny"][0] == "lllyasviel/control_v11p_sd15_canny"
+    with pytest.raises(RequestError, match="no default sdxl ControlNet for preprocessor 'mlsd'"):
+        default_controlnet("sdxl", "mlsd")
+    with pytest.raises(RequestError, match="no default sd2 ControlNet"):
+        default_controlnet("sd2", "canny")
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"model": "instruct-pix2pix"}, "instruct-pix2pix is an instruction-editing model (ip2p)"),
+    ({"model": "flux-kontext", "init_image": "ref", "image_guidance": 1.5}, "which has no image guidance scale"),
+    ({"model": "sd15", "init_image": "ref", "image_guidance": 1.5}, "which is not an instruction-editing model"),
+    ({"model": "sdxl", "controls": [{"image": "ref", "preprocessor": "mlsd"}]}, "no default sdxl ControlNet"),
+    ({"model": "flux-dev", "guess_mode": True, "controls": [{"image": "ref", "preprocessor": "canny"}]},
+     "guess_mode is not available for Flux"),
+])
+def test_registry_models_are_judged_by_their_family_before_loading(engine, models, no_load, fields, message):
+    fields = {k: models.get(v, v) if isinstance(v, str) else v for k, v in fields.items()}
+    fields["controls"] = [{k: models.get(v, v) for k, v in u.items()} for u in fields.get("controls", [])]
+    with pytest.raises(RequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        engine.generate(prompt="x", width=512, height=512, steps=1, **fields)
