@@ -5,6 +5,7 @@ Hand-written because neither diffusers nor torch offers it: diffusers pipelines 
 spherical interpolation is a few lines (A1111's `slerp`, done over the whole latent rather than per pixel row)."""
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import torch
@@ -46,7 +47,7 @@ def latent_shape(pipe, width: int, height: int) -> tuple[int, int, int]:
     unet = getattr(pipe, "unet", None)
     if unet is not None:
         # the inpaint pipelines (9-channel UNets) draw noise with the VAE's latent channels, not the UNet's input
-        inpaint = "mask_image" in type(pipe).__call__.__code__.co_varnames
+        inpaint = "mask_image" in inspect.signature(type(pipe).__call__).parameters
         channels = pipe.vae.config.latent_channels if inpaint else unet.config.in_channels
     elif getattr(pipe, "transformer", None) is not None:
         channels = pipe.transformer.config.in_channels

@@ -86,3 +86,59 @@ def test_compel_embeds_plain_prompt_equal_and_weight_changes_them(build):
     assert set(weighted) >= {"prompt_embeds", "negative_prompt_embeds"}
     if "pooled_prompt_embeds" in weighted:
         assert weighted["pooled_prompt_embeds"].shape[0] == 1
+
+
+# ---- run_image: the same noise contract on every family that takes initial latents
+def _models():
+    from pipelines import from_pipeline, tiny
+
+    return {"sd1": lambda: from_pipeline(tiny.tiny_sd()), "sdxl": lambda: from_pipeline(tiny.tiny_sdxl()),
+            "sd3": lambda: from_pipeline(tiny.tiny_sd3()),
+            "sd1-inpaint-unet": lambda: from_pipeline(tiny.tiny_sd(inpaint_channels=9))}
+
+
+@pytest.mark.parametrize("family", list(_models()))
+def test_run_image_variation_ends_match_plain_seeds(family):
+    from pipelines import run_image
+
+    model = _models()[family]()
+    kw = dict(mode="txt2img", prompt="a red fox", negative_prompt="blurry", width=32, height=32, steps=2,
+              guidance=5.0, sampler="Euler" if family != "sd3" else None)
+    px = lambda ims: np.asarray(ims[0], dtype=np.int16)  # noqa: E731
+    plain, target = px(run_image(model, seeds=[3], **kw)), px(run_image(model, seeds=[8], **kw))
+    assert np.array_equal(px(run_image(model, seeds=[3], variation_seed=8, variation_strength=0.0, **kw)), plain)
+    full = px(run_image(model, seeds=[3], variation_seed=8, variation_strength=1.0, **kw))
+    if family == "sd1-inpaint-unet":
+        # strength 1 is the variation seed's initial noise; this pipeline also samples the VAE encoding of its
+        # (blank) masked image from the image's own generator, so the pixels are near, not equal
+        assert np.abs(full - plain).mean() > 10 * np.abs(full - target).mean()  # measured: 50 vs 2.5 levels
+    else:
+        assert np.array_equal(full, target)  # a deterministic sampler: the initial noise is all the randomness
+    mid = px(run_image(model, seeds=[3], variation_seed=8, variation_strength=0.5, **kw))
+    assert not np.array_equal(mid, plain) and not np.array_equal(mid, target)
+
+
+def test_run_image_refuses_variation_where_it_does_not_apply():
+    from pipelines import from_pipeline, run_image, tiny
+
+    sd = from_pipeline(tiny.tiny_sd())
+    with pytest.raises(ValueError, match="variation seeds apply to txt2img"):
+        run_image(sd, mode="img2img", prompt="x", init_image=__import__("_pl_helpers").pattern(32), width=32,
+                  height=32, steps=2, seeds=[1], variation_seed=2, variation_strength=0.5)
+    flux = from_pipeline(tiny.tiny_flux())
+    with pytest.raises(ValueError, match="not supported for Flux"):
+        run_image(flux, mode="txt2img", prompt="x", width=32, height=32, steps=2, seeds=[1], variation_seed=2,
+                  variation_strength=0.5)
+
+
+def test_run_image_weighting_on_sdxl_changes_the_image_and_plain_text_does_not():
+    from pipelines import from_pipeline, run_image, tiny
+
+    model = from_pipeline(tiny.tiny_sdxl())
+    kw = dict(mode="txt2img", negative_prompt="blurry", width=32, height=32, steps=2, guidance=5.0, seeds=[4],
+              sampler="Euler")
+    px = lambda ims: np.asarray(ims[0], dtype=np.int16)  # noqa: E731
+    plain = px(run_image(model, prompt="a red fox", **kw))
+    assert np.array_equal(px(run_image(model, prompt="a red fox", prompt_weighting=True, **kw)), plain)
+    weighted = px(run_image(model, prompt="a (red:1.8) fox", prompt_weighting=True, **kw))
+    assert np.abs(weighted - plain).max() > 0
