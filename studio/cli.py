@@ -211,6 +211,10 @@ def generate(
     clip = f", {req.frames} frames at {req.fps:g} fps" if req.frames else ""
     if result.outputs and result.outputs[0].record.duration_s and not req.frames:
         clip = f", {result.outputs[0].record.duration_s:g} s at {result.outputs[0].record.sample_rate} Hz"
+    if req.hires is not None and result.outputs:
+        o = result.outputs[0].record
+        clip = (f", hires x{req.hires.scale:g} {req.width}x{req.height} -> {o.width}x{o.height} "
+                f"({req.hires.upscaler}, strength {req.hires.strength:g}, {req.hires.steps} steps)")
     typer.echo(f"{len(result.outputs)} {modality(req.modality).noun}(s) in {result.record.elapsed_s:.1f}s "
                f"({result.record.model_name}, {result.record.sampler}, {req.steps} steps{clip})")
 

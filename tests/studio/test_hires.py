@@ -114,7 +114,9 @@ def test_cli_hires(tiny_model, tmp_path, capsys):
     code = main(["generate", "a blue star", "-o", str(out), "--model", tiny_model, "--seed", "2", "--steps", "2",
                  "-W", str(FIRST), "-H", str(FIRST), "--hires", "2", "--hires-strength", "0.4",
                  "--hires-upscaler", "pixel-lanczos", "--hires-steps", "3"])
-    assert code == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"hires x2 {FIRST}x{FIRST} -> {2 * FIRST}x{2 * FIRST} (pixel-lanczos, strength 0.4, 3 steps)" in captured.out
     info = studio.info(out)
     assert info["request"]["hires"] == {"scale": 2.0, "upscaler": "pixel-lanczos", "strength": 0.4, "steps": 3}
     from PIL import Image
