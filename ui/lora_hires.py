@@ -20,6 +20,7 @@ from .browser_paths import PathRefused, checked_path
 
 MAX_LORAS = 4  # weight sliders on the form; the schema itself takes any number
 MAX_LISTED = 500  # files listed from the LoRA folder
+MAX_WALKED = 20_000  # entries looked at while listing it
 REGISTRY = "registry:"
 LORA_SUFFIXES = (".safetensors",)  # pickle LoRAs can run code: the browser never picks one
 UPSCALER_LABELS = {"latent": "Latent (interpolated latents)", "pixel-lanczos": "Lanczos (pixels)"}
@@ -42,14 +43,14 @@ def lora_choices(loras_dir: Path, registry) -> list[tuple[str, str]]:
     root = Path(loras_dir)
     if root.is_dir():
         files = []
-        for p in sorted(root.rglob("*")):
-            if len(files) >= MAX_LISTED:
+        for seen, p in enumerate(root.rglob("*")):
+            if len(files) >= MAX_LISTED or seen >= MAX_WALKED:  # a folder set too wide must not stall the page
                 break
             rel = p.relative_to(root)
             if p.suffix.lower() in LORA_SUFFIXES and p.is_file() and not any(s.startswith(".") for s in rel.parts) \
                     and _inside(p.resolve(), root.resolve()):
                 files.append(rel.as_posix())
-        out += [(f"{Path(f).stem} ({f})", f) for f in files]
+        out += [(f"{Path(f).stem} ({f})", f) for f in sorted(files)]
     try:
         named = addons.loras(registry)
     except studio.StudioError:
