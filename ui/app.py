@@ -25,7 +25,7 @@ from studio.registry import FAMILIES
 
 from . import batch as batch_mod
 from . import lora_hires
-from . import params_panel, xyz_panel
+from . import inpaint_panel, params_panel, xyz_panel
 from . import prompt_extras
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
 from .errors import Cancelled, sanitize, user_message
@@ -402,9 +402,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         e_editor = gr.ImageEditor(
                             label="Mask: paint over the area to repaint", type="filepath", format="png",
                             sources=["upload"], layers=False, transforms=(), image_mode="RGBA",
-                            brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff", color_mode="fixed",
-                                           default_size=28),
+                            brush=inpaint_panel.brush(28),  # see-through: the picture shows under the mask
                             eraser=gr.Eraser(default_size=28), visible=False, elem_id="e-editor", height=440)
+                        e_inpaint = inpaint_panel.InpaintControls()  # brush size, blur, masked content, area
                         e_mask = gr.File(label="…or upload a mask (white = repaint, same size as the source)",
                                          file_types=["image"], type="filepath", visible=False, elem_id="e-mask",
                                          height=150)
@@ -748,16 +748,23 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                     gr.update(visible=mode != "inpaint"))
 
         e_mode.change(on_mode, [e_mode], [e_editor, e_mask, e_strength, e_out_row, e_preview], queue=False)
+        e_inpaint.wire(e_editor, e_mode)
         e_source.change(lambda p: (p, p), [e_source], [e_editor, e_preview], queue=False)
 
         @guarded(status=2, outputs=5)
         def do_edit(source, mode, editor, mask, strength, left, top, right, bottom, prompt, negative, model,
-                    sampler, steps, guidance, seed, request: gr.Request, progress=gr.Progress()):
+                    sampler, steps, guidance, seed, inp_blur=4, inp_content="original", inp_area="Whole picture",
+                    inp_padding=32, request: gr.Request = None, progress=gr.Progress()):
             source, mask = checked_path(source, "source image", roots), checked_path(mask, "mask file", roots)
             editor, model = checked_editor(editor, roots), checked_model(model, "model", h.registry)
             cancel = h.cancel_event(session(request), reset=True)
             fields = h.request_fields(prompt=prompt, negative=negative, model=model, sampler=sampler, steps=steps,
                                       guidance=guidance, size="Model default", seed=seed, batch=1)
+            inpaint = inpaint_panel.inpaint_fields(mode, inp_blur, inp_content, inp_area, inp_padding)
+            if inpaint is not None:
+                fields["inpaint"] = inpaint
+                if inpaint["only_masked"]:  # the mask's box is inpainted at the model's full resolution
+                    *_, fields["width"], fields["height"] = entry_defaults(model)
             sess = session(request)
             tracker = _progress(progress)
             for kind, value in _streamed(lambda on_preview: h.edit(
@@ -779,7 +786,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         e_event = e_go.click(
             do_edit,
             [e_source, e_mode, e_editor, e_mask, e_strength, e_left, e_top, e_right, e_bottom, e_prompt,
-             e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed],
+             e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed, *e_inpaint.inputs],
             [e_gallery, e_files, e_status, e_params, e_live], show_progress_on=[e_gallery],
             concurrency_id="device", concurrency_limit=1)
         e_cancel.click(do_cancel, None, [e_status], cancels=[e_event], queue=False)

@@ -113,3 +113,54 @@ def test_xyz_plot_panel(page, ui_server):
     assert sorted((e["seed"], e["request"]["guidance"]) for e in cells) == [(1, 3.0), (1, 7.0), (2, 3.0), (2, 7.0)]
     page.locator("#xyz-box").scroll_into_view_if_needed()
     shot(page, "20-xyz")
+
+
+def test_inpaint_canvas_options(page, ui_server):
+    import numpy as np
+    import studio
+    from PIL import Image
+
+    url, handlers, model = ui_server
+    source = _sealed_output(handlers, model, prompt="a blue square", seed=8)["file"]
+    open_tab(page, "Edit")
+    page.locator("#e-source input[type=file]").set_input_files(source)
+    page.locator("#e-mode").get_by_text("inpaint").click()
+    page.locator("#e-mask-blur").wait_for(state="visible")
+    canvas = page.locator("#e-editor canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(1500)  # the background is drawn
+    page.locator("#e-editor button[aria-label='Brush']").click()
+    box = canvas.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx - 30, cy)
+    page.mouse.down()
+    for dx in range(-30, 31, 6):
+        page.mouse.move(cx + dx, cy + (dx % 12))
+    page.mouse.up()
+    page.locator("#e-masked-content").get_by_text("fill", exact=True).click()
+    page.locator("#e-inpaint-area").get_by_text("Only masked", exact=True).click()
+    page.locator("#e-mask-blur input[type=number]").fill("8")
+    page.locator("#e-mask-blur input[type=number]").press("Enter")
+    page.locator("#e-inpaint-padding input[type=number]").fill("16")
+    page.locator("#e-inpaint-padding input[type=number]").press("Enter")
+    page.locator("#e-prompt textarea").fill("a yellow star")
+    page.locator("#e-steps input[type=number]").fill("2")
+    page.locator("#e-steps input[type=number]").press("Enter")
+    page.locator("#e-go").click()
+    page.locator("#e-files a").first.wait_for(timeout=180_000)
+    assert "inpaint" in page.locator("#e-status").inner_text()
+    shot(page, "20-inpaint")
+    entry = handlers.history_entries()[0]
+    assert entry["mode"] == "inpaint"
+    assert entry["request"]["inpaint"] == {"mask_blur": 8, "masked_content": "fill", "only_masked": True,
+                                           "padding": 16}
+    report = studio.verify(entry["file"])
+    assert report.state in ("trusted", "valid") and report.watermark_found, report.render()
+    # the see-through strokes became the mask; far from it the result is the source (up to the watermark)
+    mask = sorted((handlers.out_dir / "masks").glob("*.png"))[-1]
+    with Image.open(mask) as m:
+        reach = np.asarray(m.convert("L").filter(__import__("PIL.ImageFilter").ImageFilter.MaxFilter(61))) > 0
+    with Image.open(entry["file"]) as out, Image.open(source) as src:
+        a, b = np.asarray(out.convert("RGB")).astype(int), np.asarray(src.convert("RGB")).astype(int)
+    assert reach.any() and not reach.all()
+    assert np.abs(a[~reach] - b[~reach]).mean() < 3
