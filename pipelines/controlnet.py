@@ -172,6 +172,37 @@ def check_fits(base_family: str, pipe, net: ControlNet) -> None:
                              f"{want}): it was made for another base model family")
 
 
+def _config(source: str, name: str) -> Optional[dict]:
+    """A component config from a local folder or the offline hub cache, without loading anything."""
+    path = Path(os.path.expanduser(source))
+    if path.is_dir():
+        return _read_json(path / name)
+    if path.exists() or not re.match(r"^[\w.\-]+/[\w.\-]+$", source):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        hit = try_to_load_from_cache(source, name)
+    except Exception:  # noqa: BLE001 - a broken cache: the load reports it
+        return None
+    return _read_json(hit) if isinstance(hit, str) else None
+
+
+def check_fits_on_disk(base_source: str, controlnet: str, family: str) -> None:
+    """`check_fits` from the configs on disk (base folder / cache and the ControlNet's), before either loads;
+    silent when a config is not on disk (the load-time check still runs)."""
+    base_cfg = _config(os.fspath(base_source), "transformer/config.json" if family == "flux" else "unet/config.json")
+    net_cfg = _config(os.fspath(controlnet), "config.json")
+    if not base_cfg or not net_cfg:
+        return
+    keys = ("joint_attention_dim", "in_channels") if family == "flux" else ("cross_attention_dim",
+                                                                            "addition_embed_type")
+    for key in keys:
+        if base_cfg.get(key) is not None and net_cfg.get(key) != base_cfg.get(key):
+            raise ValueError(f"ControlNet {controlnet} does not fit this {family} model ({key} {net_cfg.get(key)} "
+                             f"vs {base_cfg.get(key)}): it was made for another base model family")
+
+
 def control_pipeline(pipe, base_family: str, mode: str, units: Sequence[ControlSpec]):
     """The family's ControlNet pipeline for ``mode`` (txt2img | img2img | inpaint) sharing ``pipe``'s components,
     with one ControlNet or a Multi-ControlNet of all ``units``."""
@@ -217,4 +248,4 @@ def control_kwargs(base_family: str, mode: str, units: Sequence[ControlSpec], *,
 
 
 __all__ = ["CONTROL_PIPELINES", "ControlNet", "ControlSpec", "GUESS_MODE_FAMILIES", "check_controlnet_source",
-           "check_fits", "control_kwargs", "control_pipeline", "from_module", "load_controlnet", "supports_control"]
+           "check_fits", "check_fits_on_disk", "control_kwargs", "control_pipeline", "from_module", "load_controlnet", "supports_control"]

@@ -74,10 +74,12 @@ def controlnet_source(model: str) -> str:
     return CONTROLNETS[model][0] if model in CONTROLNETS else model
 
 
-def check_request(request, family: Optional[str], *, allow_pickle: bool = False) -> None:
-    """Everything about instruct / control fields that the model's family decides, before it loads."""
+def check_request(request, family: Optional[str], *, allow_pickle: bool = False,
+                  base_source: Optional[str] = None) -> None:
+    """Everything about instruct / control fields that the model's family decides, before it loads;
+    `base_source` (the model's folder or hub id) lets a ControlNet's fit be judged from the configs on disk."""
     import pipelines.control_preprocess as prep
-    from pipelines.controlnet import check_controlnet_source
+    from pipelines.controlnet import check_controlnet_source, check_fits_on_disk
 
     from .registry import family_modality
 
@@ -113,6 +115,8 @@ def check_request(request, family: Optional[str], *, allow_pickle: bool = False)
                                f"is {family}")
         try:
             check_controlnet_source(controlnet_source(model), family, allow_pickle=allow_pickle)
+            if base_source:
+                check_fits_on_disk(base_source, controlnet_source(model), family)
         except (ValueError, RuntimeError) as exc:  # ModelLoadError is a RuntimeError
             raise RequestError(f"control {i}: {exc}") from None
 

@@ -78,7 +78,7 @@ class ImageModality(MediaModality):
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
         from ..control import check_request
 
-        check_request(request, getattr(source, "family", None))
+        check_request(request, getattr(source, "family", None), base_source=getattr(entry, "source", None))
 
     def sampler_family(self, family):
         from ..control import INSTRUCT_BASE

@@ -208,11 +208,16 @@ def test_job_items_carry_controls_and_instruct_fields(models, tmp_path):
     assert third.request.image_guidance == 1.2
 
 
-def test_a_controlnet_for_another_base_is_refused_in_one_line(engine, models, tmp_path):
+def test_a_controlnet_for_another_base_is_refused_in_one_line(engine, models, tmp_path, monkeypatch):
+    from pipelines import controlnet as cn
     from pipelines.tiny import tiny_sdxl
     from pipelines.tiny_control import tiny_controlnet
 
     tiny_controlnet(tiny_sdxl()).save_pretrained(tmp_path / "xl-cn")
+    unit = {"image": models["ref"], "preprocessor": "canny", "model": str(tmp_path / "xl-cn")}
+    with pytest.raises(RequestError, match="made for another base model family"):  # from the configs on disk
+        engine.check(GenerationRequest.build(prompt="x", model=models["sd"], controls=[unit]))
+    monkeypatch.setattr(cn, "check_fits_on_disk", lambda *a: None)  # the load-time check still refuses it
     with pytest.raises(RequestError) as exc:
         engine.generate(prompt="x", model=models["sd"], width=SIZE, height=SIZE, steps=1,
                         controls=[{"image": models["ref"], "preprocessor": "canny", "model": str(tmp_path / "xl-cn")}])
