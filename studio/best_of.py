@@ -82,18 +82,27 @@ class PendingBestOf:
         return self._result
 
 
+def check_reward(request: GenerationRequest, entry, allow_pickle: bool = False):
+    """(the N-candidate request the engine renders, the reward, the request with its modality decided):
+    an unknown reward, one for another modality or one without weights is refused here, before any load."""
+    from . import rewards
+    from .engine import _decide_modality
+
+    decided = _decide_modality(request, entry, allow_pickle)
+    reward = rewards.get(request.reward, decided.modality)
+    inner = request.model_copy(update={"best_of": None, "reward": None, "batch": request.best_of})
+    return inner, reward, decided
+
+
 def generate_best_of(studio, request: GenerationRequest, *, out=None, keep_all: bool = False,
                      deliver: bool = True, init_image=None, mask=None, init_video=None, init_audio=None,
                      progress=None, preview=None, preview_every: int = 5, allow_pickle: bool = False,
                      overwrite: bool = False):
     """`Studio.generate` for a request with `best_of`: see the module docstring."""
     from . import rewards
-    from .engine import _decide_modality
 
     n = request.best_of
-    entry = studio.registry.resolve(request.model)
-    decided = _decide_modality(request, entry, allow_pickle)
-    reward = rewards.get(request.reward, decided.modality)  # unknown name / no weights: before any load
+    inner, reward, decided = check_reward(request, studio.registry.resolve(request.model), allow_pickle)
     target = None
     if out is not None:
         target = Path(out)
@@ -105,7 +114,6 @@ def generate_best_of(studio, request: GenerationRequest, *, out=None, keep_all: 
                                      "mask": mask if mask is not None else request.mask,
                                      "init video": init_video if init_video is not None else request.init_video,
                                      "init audio": init_audio if init_audio is not None else request.init_audio})
-    inner = request.model_copy(update={"best_of": None, "reward": None, "batch": n})
     generated = studio.generate(inner, deliver=False, init_image=init_image, mask=mask, init_video=init_video,
                                 init_audio=init_audio, progress=progress, preview=preview,
                                 preview_every=preview_every, allow_pickle=allow_pickle, overwrite=overwrite)

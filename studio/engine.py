@@ -245,6 +245,10 @@ def preflight(request: GenerationRequest, registry: Optional[Registry] = None, *
     the one that renders)."""
     registry = registry or Registry()
     request = apply_styles(request)[0]  # an unknown style is a bad request
+    if request.best_of is not None:  # the reward exists for this modality; the N candidates fit the budget
+        from .best_of import check_reward
+
+        request = check_reward(request, registry.resolve(request.model), allow_pickle)[0]
     if request.hires is not None:
         from .hires import check_hires
 

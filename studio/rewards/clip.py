@@ -67,7 +67,9 @@ class _ClipBackbone:
         h, w = x.shape[-2:]
         s = min(h, w)  # centre crop to a square, as CLIPImageProcessor does after its resize
         x = x[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
-        return (resize(x, self.size) - self.mean) / self.std
+        if self.model.device != x.device:  # follow the media (a guided sampler's x0 lives on its GPU)
+            self.model.to(x.device)
+        return (resize(x, self.size) - self.mean.to(x.device)) / self.std.to(x.device)
 
     def image_embeds(self, media) -> torch.Tensor:
         e = _features(self.model.get_image_features(pixel_values=self.pixels(media)))
@@ -77,8 +79,10 @@ class _ClipBackbone:
         tok = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         with torch.no_grad():
-            e = _features(self.model.get_text_features(input_ids=tok["input_ids"],
-                                                       attention_mask=tok.get("attention_mask")))
+            mask = tok.get("attention_mask")
+            e = _features(self.model.get_text_features(input_ids=tok["input_ids"].to(self.model.device),
+                                                       attention_mask=None if mask is None else
+                                                       mask.to(self.model.device)))
         return e / e.norm(dim=-1, keepdim=True)
 
 
@@ -159,7 +163,8 @@ class Aesthetic(Reward):
         return f"{self.head_path} + {self.clip.folder}"
 
     def score(self, media, prompts: Prompts) -> torch.Tensor:
-        return self.head(self.clip.image_embeds(media))[:, 0]
+        emb = self.clip.image_embeds(media)
+        return self.head.to(emb.device)(emb)[:, 0]
 
 
 class ClapScore(Reward):

@@ -95,7 +95,9 @@ class LearnedReward(Reward):
 
     def score(self, media, prompts: Prompts) -> torch.Tensor:
         feats = featurize(media, self.modality)
-        pf = prompt_features(prompt_list(prompts, feats.shape[0]))
+        pf = prompt_features(prompt_list(prompts, feats.shape[0])).to(feats.device)
+        if self.net.mu.device != feats.device:  # follow the media (a guided sampler's x0 lives on its GPU)
+            self.net.to(feats.device)
         if self.differentiable and isinstance(media, torch.Tensor) and media.requires_grad:
             return self.net(feats, pf)
         with torch.no_grad():

@@ -174,3 +174,17 @@ def test_audio_best_of(tiny_music_model, tmp_path):
     assert safety.verify(tmp_path / "a.wav").to_dict()["manifest"]["params"]["reward"]["rank"] == 1
     with pytest.raises(RequestError, match="scores image, not audio"):
         studio.generate("x", model=tiny_music_model, duration=1.0, best_of=2, reward="saturation")
+
+
+def test_preflight_checks_the_reward_and_the_n_candidates(no_load, tiny_model, monkeypatch):
+    from studio import limits
+
+    req = studio.GenerationRequest.build(prompt="x", model=tiny_model, best_of=4, reward="nope")
+    with pytest.raises(RequestError, match="unknown reward 'nope'"):
+        studio.Studio().check(req)
+    ok = studio.GenerationRequest.build(prompt="x", model=tiny_model, width=SIZE, height=SIZE, best_of=4,
+                                        reward="saturation")
+    studio.Studio().check(ok)
+    monkeypatch.setattr(limits, "CPU_PIXEL_BUDGET", SIZE * SIZE * 3)  # 3 images fit, the 4 candidates do not
+    with pytest.raises(RequestError, match="batch 4"):
+        studio.Studio().check(ok.model_copy(update={"device": "cpu"}))
