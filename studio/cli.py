@@ -75,6 +75,13 @@ def generate(
                                                                       "in [0, 1]."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Inpaint mask (white = repaint), same size as --init."),
     outpaint: Optional[str] = typer.Option(None, "--outpaint", help="LEFT,TOP,RIGHT,BOTTOM pixels to add."),
+    mask_blur: Optional[int] = typer.Option(None, "--mask-blur", help="Inpaint: feather the mask by N px (4)."),
+    masked_content: Optional[str] = typer.Option(None, "--masked-content",
+                                                 help="Inpaint: original (default) | fill | latent_noise."),
+    only_masked: bool = typer.Option(False, "--only-masked", help="Inpaint the mask's box (plus --inpaint-padding) "
+                                     "at --width x --height and paste it back."),
+    inpaint_padding: Optional[int] = typer.Option(None, "--inpaint-padding", help="Only masked: px around the "
+                                                  "mask's box (32)."),
     variation_seed: Optional[int] = typer.Option(None, "--variation-seed", help="Variation seed: the noise is "
                                                  "slerped towards this seed's by --variation-strength."),
     variation_strength: Optional[float] = typer.Option(None, "--variation-strength",
@@ -148,6 +155,7 @@ def generate(
             loras=[LoraRef.parse(item) for item in lora],
             init_image=str(init) if init else None, strength=strength, mask=str(mask) if mask else None,
             outpaint=Outpaint.parse(outpaint) if outpaint else None, output_format=fmt, accelerate=accelerate,
+            inpaint=_inpaint_options(mask_blur, masked_content, only_masked, inpaint_padding),
             frames=frames, fps=fps, init_video=str(init_video) if init_video else None,
             motion_adapter=motion_adapter,
             duration=duration, init_audio=str(init_audio) if init_audio else None, extend=extend,
@@ -382,6 +390,13 @@ def info(file: Path = typer.Argument(..., exists=False), as_json: bool = typer.O
                f"steps: {req.get('steps')}  size: {req.get('width')}x{req.get('height')}")
     versions = data.get("versions", {})
     typer.echo("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+
+
+def _inpaint_options(blur, content, only_masked, padding) -> Optional[dict]:
+    given = {k: v for k, v in (("mask_blur", blur), ("masked_content", content), ("padding", padding)) if v is not None}
+    if only_masked:
+        given["only_masked"] = True
+    return given or None
 
 
 @app.command()

@@ -56,3 +56,20 @@ def test_bad_options_one_line(fields, needle):
     with pytest.raises(RequestError, match=needle) as info:
         GenerationRequest.build(prompt="x", **fields)
     assert "\n" not in str(info.value)
+
+
+def test_cli_inpaint_options(tiny_model, tmp_path):
+    from studio.cli import main
+
+    Image.new("RGB", (SIZE, SIZE), (90, 140, 200)).save(tmp_path / "src.png")
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    mask.paste(255, (64, 64, 128, 128))
+    mask.save(tmp_path / "mask.png")
+    out = tmp_path / "cli.png"
+    code = main(["generate", "a red circle", "--model", tiny_model, "--init", str(tmp_path / "src.png"), "--mask",
+                 str(tmp_path / "mask.png"), "--steps", "2", "--seed", "1", "--mask-blur", "2", "--masked-content",
+                 "latent_noise", "--only-masked", "-W", "128", "-H", "128", "-o", str(out)])
+    assert code == 0
+    assert studio.info(out)["request"]["inpaint"] == {"mask_blur": 2, "masked_content": "latent_noise",
+                                                      "only_masked": True, "padding": 32}
+    assert main(["generate", "x", "-o", str(tmp_path / "y.png"), "--masked-content", "fill"]) == 2
