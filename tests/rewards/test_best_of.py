@@ -133,12 +133,15 @@ def test_batch_job_items_take_best_of(tiny_model, tmp_path):
 
     spec = tmp_path / "job.jsonl"
     spec.write_text(json.dumps({"prompt": "a red circle", "model": tiny_model, "width": SIZE, "height": SIZE,
-                                "steps": 2, "seed": 9, "best_of": 2, "reward": "saturation"}) + "\n")
+                                "steps": 2, "seed": 9, "best_of": 2, "reward": "saturation", "id": "good"}) + "\n"
+                    + json.dumps({"prompt": "x", "model": tiny_model, "best_of": 2, "reward": "nope", "id": "bad"})
+                    + "\n")
     render(spec, tmp_path / "out")
-    items = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").read_text().splitlines()]
-    ok = [i for i in items if i.get("type") == "item"]
-    assert ok and ok[0]["status"] == "ok", ok
-    assert len(ok[0]["outputs"]) == 1 and ok[0]["outputs"][0]["reward_rank"] == 1
+    items = {i["id"]: i for i in map(json.loads, (tmp_path / "out" / "manifest.jsonl").read_text().splitlines())
+             if i.get("type") == "item"}
+    assert items["good"]["status"] == "ok", items
+    assert len(items["good"]["outputs"]) == 1 and items["good"]["outputs"][0]["reward_rank"] == 1
+    assert items["bad"]["status"] == "failed" and "unknown reward 'nope'" in items["bad"]["error"]
 
 
 @pytest.fixture(scope="module")
