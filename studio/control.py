@@ -233,7 +233,12 @@ def preprocess_file(name: str, image, out: Optional[Path] = None, *, width: Opti
     from .writer import seal_derived, write_atomic
 
     src = read_image(image, "image", "RGB")
-    size = (width or src.image.width, height or src.image.height)
+    w0, h0 = src.image.size
+    if width and not height:  # one side given: the other keeps the image's aspect
+        height = max(8, round(h0 * width / w0))
+    elif height and not width:
+        width = max(8, round(w0 * height / h0))
+    size = (width or w0, height or h0)
     try:
         prep.weights_folder(name, annotators_dir())
         made = prep.preprocess(name, src.image, size, seed=seed, annotators_dir=annotators_dir())

@@ -179,6 +179,9 @@ def test_cli_preprocess_writes_a_sealed_map_and_names_missing_weights(models, tm
     assert rc == 0, capsys.readouterr().err
     with Image.open(tmp_path / "edges.png") as im:
         assert im.size == (128, 96) and np.asarray(im.convert("L")).max() > 200
+    assert main(["preprocess", "shuffle", models["ref"], "-o", str(tmp_path / "s.png"), "-W", "128"]) == 0
+    with Image.open(tmp_path / "s.png") as im:
+        assert im.size == (128, 128)  # the other side keeps the source's aspect
     report = studio.verify(tmp_path / "edges.png").to_dict()
     assert report["state"] == "trusted" and report["manifest"]["ingredients"][0]["relationship"] == "parentOf"
     capsys.readouterr()
