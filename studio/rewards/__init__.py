@@ -193,6 +193,17 @@ def available() -> list[dict]:
     return out
 
 
+def _modality(ref: dict) -> str:
+    """What a rated item is: as its record says, else as its format or file name says (a file rated by path
+    that carries no studio record)."""
+    from ..modalities import WRITABLE_SUFFIXES, for_format
+
+    if ref.get("modality"):
+        return ref["modality"]
+    fmt = ref.get("format") or WRITABLE_SUFFIXES.get(Path(ref.get("path") or "").suffix.lower())
+    return for_format(fmt).name if fmt else "image"
+
+
 def _read_media(ref: dict):
     """A rated item's media from its file (sha256-checked): PIL image, a clip's middle frame, or audio."""
     import hashlib
@@ -224,7 +235,7 @@ def train_learned(modality: str = "image", *, store: Optional[RatingStore] = Non
     want = ("image", "video") if modality == "image" else (modality,)
 
     def fits(ref: dict) -> bool:
-        return (ref.get("modality") or "image") in want
+        return _modality(ref) in want
 
     cache: dict[str, object] = {}
     skipped = 0

@@ -154,3 +154,34 @@ def test_cli_rate_and_rewards_train(home, tmp_path, capsys):
     assert "trained on 1 pairs and 1 likes/dislikes" in out and "not measured" in out
     assert main(["rewards"]) == 0
     assert "learned" in capsys.readouterr().out
+
+
+def _wav(path, amplitude, rate=16000):
+    import wave
+
+    t = np.arange(rate // 2) / rate
+    x = (amplitude * np.sin(2 * np.pi * 330 * t) * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(x.tobytes())
+    return path
+
+
+def test_train_learned_audio_from_rated_wav_files(home, tmp_path):
+    amps = np.linspace(0.02, 0.9, 24)
+    files = [_wav(tmp_path / f"{i}.wav", a) for i, a in enumerate(amps)]
+    rng = np.random.default_rng(0)
+    for _ in range(30):  # the louder clip is always picked
+        i, j = sorted(rng.choice(len(files), 2, replace=False))
+        rewards.rate(files[j], "pick", others=[files[i]], prompt="a tone")
+    _png(tmp_path / "img.png", (1, 2, 3))
+    rewards.rate(tmp_path / "img.png", "like", prompt="a tone")  # an image rating: not audio training data
+    reward, report = rewards.train_learned("audio")
+    assert report.pairs == 30 and report.likes == 0 and report.skipped == 0
+    got = rewards.get("learned-audio", "audio")
+    assert got.hash == reward.hash
+    t = np.arange(8000) / 16000
+    s = got.score([(0.8 * np.sin(2 * np.pi * 330 * t), 16000), (0.05 * np.sin(2 * np.pi * 330 * t), 16000)], "a tone")
+    assert s[0] > s[1]
