@@ -1059,7 +1059,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                    progress_of=_progress, cancel_of=lambda r: h.cancel_event(session(r), reset=True), guarded=guarded)
         params_panel.wire(
             h, roots, tabs=tabs, samplers=samplers, default_sampler=DEFAULT_SAMPLER, png_info=g_pnginfo,
-            verify_parts=v_params, v_file=v_file,
+            verify_parts=v_params, v_file=v_file, lora_picker=(g_extras.loras, g_extras.weights),
             gen=dict(prompt=g_prompt, negative_prompt=g_negative, model=g_model, sampler=g_sampler, steps=g_steps,
                      guidance=g_guidance, size=g_size, width=g_width, height=g_height, seed=g_seed, batch=g_batch),
             edit=dict(source=e_source, editor=e_editor, mode=e_mode, prompt=e_prompt, negative_prompt=e_negative,

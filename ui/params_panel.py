@@ -137,8 +137,26 @@ def verify_block():
     return text, to_gen, to_edit, note
 
 
+def picker_values(loras: list[dict], choices: list[tuple[str, str]]) -> tuple[list[dict], list[str]]:
+    """The LoRA picker's entries ({"path": choice value, "weight"}) for recorded or A1111 LoRAs, matched by name
+    (an A1111 `<lora:NAME:W>` tag, or the file a studio record names), and the names this server lacks."""
+    by_name = {}
+    for _, value in choices:
+        name = value.split(":", 1)[1] if value.startswith("registry:") else Path(value).stem
+        by_name.setdefault(name, value)
+    picked, missing = [], []
+    for l in loras:
+        name = Path(str(l.get("path", ""))).stem
+        value = next((v for _, v in choices if v == l.get("path")), None) or by_name.get(name)
+        if value is None:
+            missing.append(name)
+        else:
+            picked.append({"path": value, "weight": float(l.get("weight", 1.0))})
+    return picked, missing
+
+
 def wire(h, roots, *, gen: dict, edit: dict, tabs, samplers: list, default_sampler: str, png_info,
-         verify_parts, v_file, h_selected=None, h_status=None):
+         verify_parts, v_file, lora_picker=None):
     """Hook the drop and the Verify buttons to the forms. `gen`/`edit` map field names (prompt, negative_prompt,
     model, sampler, steps, guidance, size, width, height, seed, batch; source, editor, mode for Edit) to the
     form's components; fields a form lacks are skipped, so a form that grows keeps working."""
@@ -154,10 +172,21 @@ def wire(h, roots, *, gen: dict, edit: dict, tabs, samplers: list, default_sampl
                                     default_sampler=default_sampler)
         if "batch" in gen:
             values["batch"] = 1
-        if values.get("loras") and "loras" not in gen:
+        updates = fill(gen, values)
+        if lora_picker is not None and "loras" not in gen:
+            # the picker's own "reuse" mapping: the picked names, then one weight slider per LoRA
+            from .lora_hires import lora_choices, reuse_values
+
+            component, weights = lora_picker
+            picked, missing = picker_values(values.get("loras") or [], lora_choices(h.loras_dir, h.registry))
+            filled = reuse_values({"request": {"loras": picked}}, lora_choices(h.loras_dir, h.registry))
+            updates.update(zip([component, *weights], filled[:1 + len(weights)]))
+            if missing:
+                notes.append("LoRAs not found in this server's LoRA folder or registry: " + ", ".join(missing))
+        elif values.get("loras") and "loras" not in gen:
             notes.append("LoRAs " + ", ".join(f"{Path(str(l.get('path'))).stem} ({l.get('weight', 1.0):g})"
                                               for l in values["loras"]) + " are not set: add them in the LoRA picker")
-        return fill(gen, values), notes
+        return updates, notes
 
     def note_line(notes):
         return " · ".join(sanitize(n, out) for n in notes)
@@ -177,7 +206,7 @@ def wire(h, roots, *, gen: dict, edit: dict, tabs, samplers: list, default_sampl
         return {**updates, drop_text: text,
                 drop_note: ("✓ read into the form" + (" · " + note_line(notes) if notes else ""))}
 
-    gen_outputs = list(gen.values())
+    gen_outputs = list(gen.values()) + ([lora_picker[0], *lora_picker[1]] if lora_picker is not None else [])
     drop.change(on_drop, [drop], gen_outputs + [drop_text, drop_note], queue=False)
 
     v_text, v_to_gen, v_to_edit, v_note = verify_parts

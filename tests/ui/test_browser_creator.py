@@ -85,6 +85,7 @@ def test_png_info_drop_reads_an_a1111_png(page, ui_server, tmp_path):
     assert page.locator("#g-guidance input[type=number]").input_value() == "6.5"
     assert page.locator("#g-sampler input").input_value() == "DPM++ 2M Karras"
     assert "v1-5-pruned-emaonly" in note.inner_text()  # a model this server lacks: said, form keeps its own
+    assert "paper_texture" in note.inner_text()  # so is a LoRA the picker does not offer
     shot(page, "20-png-info")
 
 

@@ -51,3 +51,15 @@ def test_dropped_png_fills_the_form_with_notes(tmp_path):
     values, more = form_values(fields, models={"tiny": object()}, samplers=["Model default", "Euler"],
                                default_sampler="Model default")
     assert values["model"] == "tiny" and values["sampler"] == "Euler" and values["seed"] == 5 and not more
+
+
+def test_loras_match_the_picker_by_name():
+    from ui.params_panel import picker_values
+
+    choices = [("style (style.safetensors)", "style.safetensors"), ("ink (sub/ink.safetensors)", "sub/ink.safetensors"),
+               ("paper (registry)", "registry:paper")]
+    picked, missing = picker_values([{"path": "ink", "weight": 0.7}, {"path": "/srv/x/style.safetensors"},
+                                     {"path": "paper", "weight": -1}, {"path": "nowhere", "weight": 1}], choices)
+    assert picked == [{"path": "sub/ink.safetensors", "weight": 0.7}, {"path": "style.safetensors", "weight": 1.0},
+                      {"path": "registry:paper", "weight": -1.0}]
+    assert missing == ["nowhere"]
