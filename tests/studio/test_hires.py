@@ -184,3 +184,19 @@ def test_latent_upscaler_on_an_inpainting_model_says_use_pixels(engine, tmp_path
         gen(engine, model, seed=1, hires=2)
     r = gen(engine, model, seed=1, hires={"scale": 2, "upscaler": "pixel-lanczos"})
     assert r.outputs[0].record.width == 2 * FIRST
+
+
+def test_img2img_with_hires_chains_the_ingredients(engine, tiny_model, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (FIRST, FIRST), (30, 160, 40)).save(tmp_path / "src.png")
+    r = gen(engine, tiny_model, seed=8, init_image=tmp_path / "src.png", strength=0.6, hires=2, width=None,
+            height=None)
+    assert r.record.mode == "img2img" and r.outputs[0].record.width == 2 * FIRST
+    assert r.record.request.strength == 0.6 and r.record.request.hires.strength == 0.5
+    assert r.record.input_hashes["init_image"]  # the user's source, as any img2img records it
+    reader = c2pa.Reader("image/png", io.BytesIO(r.outputs[0].data))
+    store = json.loads(reader.json())
+    (first,) = store["manifests"][store["active_manifest"]]["ingredients"]
+    (source,) = store["manifests"][first["active_manifest"]]["ingredients"]  # the first pass's own parent
+    assert source["relationship"] == "parentOf"
