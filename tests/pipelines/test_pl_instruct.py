@@ -83,3 +83,27 @@ def test_family_tables_agree_across_layers():
     from pipelines.control_preprocess import ANNOTATORS_ENV
 
     assert control.ANNOTATORS_ENV == ANNOTATORS_ENV
+
+
+def test_qwen_edit_call_uses_only_arguments_the_pipeline_takes():
+    """No tiny Qwen2.5-VL encoder + processor can be built offline here: check the call against diffusers'
+    signature instead (true CFG: the guidance goes to true_cfg_scale with a negative prompt)."""
+    import inspect
+    from types import SimpleNamespace
+
+    from diffusers import QwenImageEditPipeline
+
+    seen = {}
+
+    class Stub:
+        def __call__(self, **kw):
+            seen.update(kw)
+            return SimpleNamespace(images=[_image()])
+
+    Stub.__call__.__signature__ = inspect.signature(QwenImageEditPipeline.__call__)  # what run_instruct inspects
+    model = SimpleNamespace(family="qwen-edit", pipe=Stub(), base_scheduler_config={})
+    run_instruct(model, prompt="make it blue", init_image=_image(), width=32, height=32, steps=2, guidance=4.0,
+                 seeds=[0], callback=lambda *a: None)
+    accepted = set(inspect.signature(QwenImageEditPipeline.__call__).parameters)
+    assert set(seen) <= accepted and "callback_on_step_end" in seen
+    assert seen["true_cfg_scale"] == 4.0 and seen["negative_prompt"] == " " and "guidance_scale" not in seen
