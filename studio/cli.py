@@ -390,6 +390,11 @@ def info(file: Path = typer.Argument(..., exists=False), as_json: bool = typer.O
                f"steps: {req.get('steps')}  size: {req.get('width')}x{req.get('height')}")
     versions = data.get("versions", {})
     typer.echo("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    if data.get("styles"):
+        typer.echo(f"styles: {', '.join(data['styles'].get('names', []))} (prompt before styling: "
+                   f"{data['styles'].get('prompt', '')!r})")
+    for line in data.get("warnings") or []:
+        typer.echo(f"warning: {_one_line(line)}")
 
 
 def _inpaint_options(blur, content, only_masked, padding) -> Optional[dict]:

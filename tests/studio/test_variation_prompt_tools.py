@@ -149,6 +149,10 @@ def test_cli_variation_style_and_warning(tiny_model, styles_home, tmp_path, caps
     info = studio.info(out)
     assert info["request"]["variation_seed"] == 9 and info["styles"]["names"] == ["tail"]
     assert info["request"]["prompt"].endswith(", 35mm film")
+    assert main(["info", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert "Variation seed: 9, Variation seed strength: 0.4" in shown and "styles: tail (prompt before styling" in shown
+    assert "warning: prompt is" in shown
 
 
 @pytest.mark.parametrize("args, needle", [
