@@ -388,6 +388,10 @@ def info(file: Path = typer.Argument(..., exists=False), as_json: bool = typer.O
     typer.echo(f"model: {data.get('model_name')} ({data.get('model_family')}, hash {str(data.get('model_hash'))[:12]})")
     typer.echo(f"mode: {data.get('mode')}  seed: {data.get('seed')}  sampler: {data.get('sampler')}  "
                f"steps: {req.get('steps')}  size: {req.get('width')}x{req.get('height')}")
+    rew = data.get("reward")
+    if isinstance(rew, dict):  # a best-of-N candidate
+        typer.echo(f"best-of-{rew.get('n')}: rank {rew.get('rank')} by reward {rew.get('name')} "
+                   f"({str(rew.get('hash'))[:12]}), score {rew.get('score')}")
     versions = data.get("versions", {})
     typer.echo("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
     if data.get("styles"):

@@ -126,6 +126,8 @@ def test_cli_best_of_writes_the_best_and_prints_the_ranking(tiny_model, tmp_path
     assert code == 0 and (tmp_path / "all-0.png").is_file() and (tmp_path / "all-1.png").is_file()
     assert main(["generate", "x", "-m", tiny_model, "-o", str(tmp_path / "k.png"), "--keep-all"]) == 2
     assert "--keep-all given without --best-of" in capsys.readouterr().err
+    assert main(["info", str(out)]) == 0
+    assert "best-of-2: rank 1 by reward saturation" in capsys.readouterr().out
 
 
 def test_batch_job_items_take_best_of(tiny_model, tmp_path):
