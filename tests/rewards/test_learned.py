@@ -126,3 +126,16 @@ def test_audio_reward_learns_louder_is_better():
     reward, report = train(pairs, modality="audio")
     assert reward.name == "learned-audio" and reward.modality == "audio"
     assert report.heldout_accuracy >= 0.8
+
+
+def test_training_leaves_the_global_rng_alone(images):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train(rated_pairs(images[:60], 30, seed=6))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_same_ratings_same_reward(images):
+    pairs = rated_pairs(images[:100], 60, seed=7)
+    assert train(pairs)[0].hash == train(pairs)[0].hash
