@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
@@ -54,6 +55,21 @@ def load_styles(path: Optional[Path] = None) -> dict[str, Style]:
         if isinstance(spec, dict):
             out[name] = Style(name, str(spec.get("prompt", "")), str(spec.get("negative_prompt", "")))
     return out
+
+
+def known_styles() -> dict[str, Style]:
+    """`load_styles()` cached on the file's modification time (a job file checks every row against it)."""
+    path = styles_path()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return {}
+    return _cached(str(path), stamp)
+
+
+@lru_cache(maxsize=4)
+def _cached(path: str, stamp: int) -> dict[str, Style]:
+    return load_styles(Path(path))
 
 
 def save_style(name: str, prompt: str = "", negative_prompt: str = "", *, path: Optional[Path] = None) -> Style:

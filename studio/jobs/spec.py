@@ -454,6 +454,10 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
             for l in loras:
                 if not Path(l.path).is_file():
                     raise RequestError(f"LoRA {l.path!r} does not exist (paths are relative to the job file)")
+            if written.styles:  # an unknown style is a bad row, listed before anything renders
+                from ..styles import known_styles, styled
+
+                styled(written.prompt, written.negative_prompt, list(written.styles), known_styles())
             if check_model is not None:
                 if resolved["model"] not in model_checked:
                     try:

@@ -189,3 +189,13 @@ def test_batch_file_rows_carry_variation_and_styles_and_replay(tiny_model, style
     assert main(["replay", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["identical"] == 1 and report["differs"] == 0
+
+
+def test_batch_file_with_an_unknown_style_is_refused_at_validation(tiny_model, styles_home, tmp_path, capsys):
+    job = tmp_path / "job.csv"
+    job.write_text('prompt,styles,variation_seed,variation_strength\n"a red circle","tail, warm",3,0.2\n'
+                   '"a blue square",nope,,\n')
+    assert main(["render", str(job), "--out", str(tmp_path / "out"), "--model", tiny_model]) == 2
+    err = capsys.readouterr().err
+    assert "job.csv:3: unknown style 'nope'" in err and "job.csv:2" not in err
+    assert not (tmp_path / "out").exists()
