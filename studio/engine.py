@@ -161,11 +161,8 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
     except (pipelines.ModelLoadError, ValueError) as exc:
         raise RequestError(str(exc)) from None
     request = request.with_modality(_entry_modality(entry, source))
-    if request.modality == "image":  # instruct edits and ControlNets are decided by the model's family
-        from .control import decide
-
-        request = decide(request, source.family)
     kind = modality_of(request.modality)
+    request = kind.decide(request, source.family)
     device = dtype = None
     if check_device:
         try:

@@ -75,6 +75,10 @@ class MediaModality(ABC):
     def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None, audio_value=None) -> Inputs:
         """Read and bound the request's source media (one-line RequestError on anything wrong)."""
 
+    def decide(self, request, family: Optional[str]):
+        """The request with what the model's family decides (e.g. an image instruct edit); as is by default."""
+        return request
+
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
         """Checks that need the model's family (from disk, before loading): frames, sizes, modes."""
 

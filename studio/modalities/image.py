@@ -75,6 +75,11 @@ class ImageModality(MediaModality):
             inputs.controls = read_sources(request)
         return inputs
 
+    def decide(self, request, family):
+        from ..control import decide  # instruct edits and ControlNets are decided by the model's family
+
+        return decide(request, family)
+
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
         from ..control import check_request
 
