@@ -19,10 +19,11 @@ from typing import Callable, Optional
 from ..config import config_dir
 from ..errors import RequestError
 from .base import Reward, RewardError
+from .modalities import REWARD_MODALITIES, RewardModality, framed, learned_name, scored_as
 from .ratings import RatingStore, rate
 
 __all__ = ["Reward", "RewardError", "RatingStore", "rate", "get", "available", "register", "REWARDS",
-           "train_learned", "learned_path", "rewards_dir"]
+           "train_learned", "learned_path", "rewards_dir", "REWARD_MODALITIES", "RewardModality"]
 ENV_PREFIX = "DIFFUSION_STUDIO_REWARD_"
 
 
@@ -42,7 +43,7 @@ def _location(name: str, suffix: str = "") -> Path:
 @dataclass
 class RewardSpec:
     name: str
-    modalities: tuple[str, ...]  # "image" also serves "video" (per-frame mean + temporal term)
+    modalities: tuple[str, ...]  # "image" also serves "video" (REWARD_MODALITIES: video is scored as frames)
     summary: str
     where: Callable[[], str]  # where its weights come from (shown by `studio rewards`)
     build: Callable[[], Reward]  # the reward for its first modality
@@ -55,11 +56,10 @@ def _learned(modality: str) -> Callable[[], Reward]:
 
         path = learned_path(modality)
         if not path.is_file():
-            raise RequestError(f"reward {'learned' if modality == 'image' else 'learned-' + modality} has no "
-                               f"weights yet ({path}): rate some outputs, then train it "
-                               f"(`studio rewards train`, or studio.rewards.train_learned())")
+            raise RequestError(f"reward {learned_name(modality)} has no weights yet ({path}): rate some outputs, "
+                               f"then train it (`studio rewards train`, or studio.rewards.train_learned())")
         try:
-            return LearnedReward.load(path, name="learned" if modality == "image" else f"learned-{modality}")
+            return LearnedReward.load(path, name=learned_name(modality))
         except RewardError as exc:
             raise RequestError(str(exc)) from None
     return build
@@ -129,11 +129,13 @@ def register(spec: RewardSpec) -> None:
     _cache.clear()
 
 
+def _learned_spec(m: RewardModality) -> RewardSpec:
+    return RewardSpec(m.learned_name, (m.name,), m.learned_summary, lambda: str(learned_path(m.name)),
+                      _learned(m.name), lambda: _mtime(learned_path(m.name)))
+
+
 for _spec in (
-    RewardSpec("learned", ("image",), "the studio's own reward, learned from your ratings (Bradley-Terry)",
-               lambda: str(learned_path("image")), _learned("image"), lambda: _mtime(learned_path("image"))),
-    RewardSpec("learned-audio", ("audio",), "the learned reward on audio features, from your ratings of clips",
-               lambda: str(learned_path("audio")), _learned("audio"), lambda: _mtime(learned_path("audio"))),
+    *(_learned_spec(m) for m in REWARD_MODALITIES.values() if m.features is not None),
     RewardSpec("clip", ("image",), "CLIP score: 100 x cos(prompt, image), transformers CLIPModel",
                lambda: str(_location("clip")), _clip("clip"), lambda: _mtime(_location("clip"))),
     RewardSpec("pickscore", ("image",), "PickScore (a CLIPModel checkpoint; processor from "
@@ -162,7 +164,7 @@ def get(name: str, modality: str = "image") -> Reward:
     spec = REWARDS.get(name)
     if spec is None:
         raise RequestError(f"unknown reward {name!r} (known: {', '.join(REWARDS)})")
-    base = "image" if modality == "video" else modality
+    base = scored_as(modality)
     if base not in spec.modalities:
         fits = [n for n, s in REWARDS.items() if base in s.modalities]
         raise RequestError(f"reward {name} scores {'/'.join(spec.modalities)}, not {modality} "
@@ -173,7 +175,7 @@ def get(name: str, modality: str = "image") -> Reward:
             reward = spec.build()
         except RewardError as exc:
             raise RequestError(str(exc)) from None
-        if modality == "video":
+        if base != modality:  # scored as frames of `base`: per-frame mean minus the temporal term
             from .video import VideoReward
 
             reward = VideoReward(reward)
@@ -185,7 +187,7 @@ def available() -> list[dict]:
     """Every registered reward: name, modalities, what it is, where its weights come from, whether it loads."""
     out = []
     for name, spec in REWARDS.items():
-        row = {"name": name, "modalities": list(spec.modalities) + (["video"] if "image" in spec.modalities else []),
+        row = {"name": name, "modalities": list(spec.modalities) + framed(spec.modalities),
                "summary": spec.summary, "weights": spec.where()}
         row["ready"] = row["weights"] == "built in" or (
             row["weights"] != "-" and all(Path(p).exists() for p in row["weights"].split(" + ")))
@@ -232,7 +234,7 @@ def train_learned(modality: str = "image", *, store: Optional[RatingStore] = Non
     from .learned import train
 
     store = store or RatingStore()
-    want = ("image", "video") if modality == "image" else (modality,)
+    want = (modality, *framed((modality,)))  # image: also the ratings of clips (their middle frame)
 
     def fits(ref: dict) -> bool:
         return _modality(ref) in want
@@ -261,7 +263,7 @@ def train_learned(modality: str = "image", *, store: Optional[RatingStore] = Non
             likes.append((media(ref), prompt, liked))
     try:
         reward, report = train(pairs, likes, modality=modality, holdout=holdout, groups=groups, seed=seed,
-                               name="learned" if modality == "image" else f"learned-{modality}")
+                               name=learned_name(modality))
     except RewardError as exc:
         raise RequestError(str(exc)) from None
     report.skipped = skipped

@@ -20,10 +20,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """List the rewards (what each scores, where its weights come from), or train the learned one."""
         from . import available, train_learned
+        from .modalities import learned_modalities
 
         if train is not None:
-            if train not in ("image", "audio"):
-                _fail(f"--train takes image or audio, not {train!r}")
+            if train not in learned_modalities():
+                _fail(f"--train takes {' or '.join(learned_modalities())}, not {train!r}")
             try:
                 _, report = train_learned(train)
             except RequestError as exc:

@@ -17,20 +17,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Prompts, Reward, RewardError, image_batch, prompt_list
-from .features import (AUDIO_FEATURE_DIM, AUDIO_FEATURES_VERSION, IMAGE_FEATURE_DIM, IMAGE_FEATURES_VERSION,
-                       PROMPT_BUCKETS, PROMPT_FEATURES_VERSION, audio_features, image_features, prompt_features)
+from .base import Prompts, Reward, RewardError, prompt_list
+from .features import PROMPT_BUCKETS, PROMPT_FEATURES_VERSION, prompt_features
+from .modalities import REWARD_MODALITIES, features, learned_name
 
 FORMAT = "diffusion-studio-learned-reward"
-FEATURES = {"image": (IMAGE_FEATURES_VERSION, IMAGE_FEATURE_DIM), "audio": (AUDIO_FEATURES_VERSION, AUDIO_FEATURE_DIM)}
+# modality -> (features version, dim), from the table
+FEATURES = {n: (m.features.version, m.features.dim) for n, m in REWARD_MODALITIES.items() if m.features is not None}
 
 
 def featurize(media, modality: str) -> torch.Tensor:
-    if modality == "image":
-        return image_features(image_batch(media, size=64) if not isinstance(media, torch.Tensor) else media)
-    if modality == "audio":
-        return audio_features(media)
-    raise RewardError(f"the learned reward scores image or audio features, not {modality}")
+    return features(modality).compute(media)
 
 
 class RewardNet(nn.Module):
@@ -76,8 +73,9 @@ class LearnedReward(Reward):
                  info: Optional[dict] = None, path: Optional[str] = None):
         self.net = net.eval()
         self.modality = modality
-        self.name = name or ("learned" if modality == "image" else f"learned-{modality}")
-        self.differentiable = modality == "image"
+        self.name = name or learned_name(modality)
+        entry = REWARD_MODALITIES.get(modality)
+        self.differentiable = entry is not None and entry.differentiable
         self.info = dict(info or {})
         self.path = path
 
@@ -228,9 +226,7 @@ def train(pairs: Sequence = (), likes: Sequence = (), *, modality: str = "image"
     pairs, likes = list(pairs), list(likes)
     if not pairs and not likes:
         raise RewardError("no ratings to train on: like, dislike or pick some outputs first")
-    if modality not in FEATURES:
-        raise RewardError(f"the learned reward scores image or audio, not {modality}")
-    dim = FEATURES[modality][1]
+    dim = features(modality, noun="").dim
     fw = featurize([p[0] for p in pairs], modality) if pairs else torch.zeros(0, dim)
     fl = featurize([p[1] for p in pairs], modality) if pairs else torch.zeros(0, dim)
     pp = prompt_features([p[2] for p in pairs]) if pairs else torch.zeros(0, PROMPT_BUCKETS)

@@ -8,6 +8,7 @@ import hashlib
 import torch
 
 from .base import Prompts, Reward, RewardError, image_batch, prompt_list
+from .modalities import REWARD_MODALITIES
 
 MAX_FRAMES = 16  # frames scored per clip (evenly spaced): scoring costs like N images, not N x frames
 
@@ -16,8 +17,9 @@ class VideoReward(Reward):
     modality = "video"
 
     def __init__(self, frame_reward: Reward, temporal_weight: float = 1.0):
-        if frame_reward.modality != "image":
-            raise RewardError(f"a video reward is built from an image reward; {frame_reward.name} scores "
+        frames = REWARD_MODALITIES[self.modality].frames_of
+        if frame_reward.modality != frames:
+            raise RewardError(f"a video reward is built from an {frames} reward; {frame_reward.name} scores "
                               f"{frame_reward.modality}")
         self.frame_reward, self.temporal_weight = frame_reward, float(temporal_weight)
         self.name = frame_reward.name
