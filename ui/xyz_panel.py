@@ -81,7 +81,8 @@ class XYZPanel:
             self.go = gr.Button("Run X/Y/Z plot", variant="secondary", elem_id="xyz-go")
             self.status = gr.Markdown("", elem_id="xyz-status", elem_classes="ds-status")
             self.grid = gr.Image(label="Grid (sealed; the cells are its ingredients)", type="filepath",
-                                 show_label=False, interactive=False, elem_id="xyz-grid", buttons=["fullscreen"], height=360)
+                                 show_label=False, interactive=False, elem_id="xyz-grid", buttons=["fullscreen"],
+                                 height=360)
             self.files = gr.File(label="Download the sealed grid and cells", file_count="multiple",
                                  interactive=False, elem_id="xyz-files", height=110)
 
