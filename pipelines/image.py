@@ -104,7 +104,7 @@ def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
               clip_skip: int | None = None, latent_upscale: bool = False,
               variation_seed: int | None = None, variation_strength: float = 0.0,
               prompt_weighting: bool = False, controls: Sequence | None = None,
-              guess_mode: bool = False) -> list[Image.Image]:
+              guess_mode: bool = False, reward_guidance=None) -> list[Image.Image]:
     """Generate ``len(seeds)`` images; image i uses ``torch.Generator('cpu').manual_seed(seeds[i])``.
     ``latent_upscale`` (img2img): start from the init image's latents interpolated to width x height instead of
     its pixels resized (hires fix's latent upscaler)."""
@@ -226,11 +226,19 @@ def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
 
         kw.update(control_kwargs(model.family, pipe_mode, controls, guess_mode=guess_mode))
 
-    if callback is not None:
+    guide = None
+    if reward_guidance is not None:  # a pipelines.reward_guidance.GuidanceSpec: steer latents by a reward
+        from .reward_guidance import RewardGuide
+
+        guide = RewardGuide(reward_guidance)
+        guide.install(pipe)
+    if callback is not None or guide is not None:
         def _cb(p, i, t, cbkw):
-            total = getattr(p, "_num_timesteps", None) or steps
-            callback(i + 1, total, cbkw.get("latents"))
-            return {}
+            out = guide.callback(p, i, t, cbkw) if guide is not None else {}
+            if callback is not None:
+                total = getattr(p, "_num_timesteps", None) or steps
+                callback(i + 1, total, out.get("latents", cbkw.get("latents")))
+            return out
         kw["callback_on_step_end"] = _cb
         kw["callback_on_step_end_tensor_inputs"] = ["latents"]
 

@@ -93,7 +93,10 @@ def generate(
     batch: int = typer.Option(1, "--batch", help="Number of images (seeds seed..seed+N-1)."),
     best_of: Optional[int] = typer.Option(None, "--best-of", help="Render N candidates (seeds seed..seed+N-1), "
                                                                   "rank them by --reward, write the best."),
-    reward: Optional[str] = typer.Option(None, "--reward", help="Reward that ranks --best-of (see `studio rewards`)."),
+    reward: Optional[str] = typer.Option(None, "--reward", help="Reward that ranks --best-of and/or steers "
+                                         "--reward-guidance (see `studio rewards`)."),
+    reward_guidance: Optional[float] = typer.Option(None, "--reward-guidance", help="Steer sampling by --reward's "
+                                                    "gradient: STRENGTH x the latents' std per step (capped)."),
     keep_all: bool = typer.Option(False, "--keep-all", help="With --best-of: write all N candidates, not only the "
                                                             "best."),
     hires: Optional[float] = typer.Option(None, "--hires", help="Hires fix: upscale the sealed first pass by SCALE "
@@ -163,7 +166,8 @@ def generate(
             variation_seed=variation_seed, variation_strength=variation_strength or 0.0, styles=list(style),
             prompt_weighting=weighting,
             hires={"scale": hires, **hires_opts} if hires is not None else None,
-            best_of=best_of, reward=reward,
+            best_of=best_of, reward=reward if best_of is not None or reward_guidance is None else None,
+            reward_guidance=_reward_guidance(reward_guidance, reward),
             controls=control_options(control), guess_mode=guess_mode, image_guidance=image_guidance,
             device=device, dtype=dtype,
             memory={"offload": offload, "vae_tiling": vae_tiling, "vae_slicing": vae_slicing,
@@ -392,6 +396,11 @@ def info(file: Path = typer.Argument(..., exists=False), as_json: bool = typer.O
     if isinstance(rew, dict):  # a best-of-N candidate
         typer.echo(f"best-of-{rew.get('n')}: rank {rew.get('rank')} by reward {rew.get('name')} "
                    f"({str(rew.get('hash'))[:12]}), score {rew.get('score')}")
+    guided = data.get("reward_guidance")
+    if isinstance(guided, dict):
+        typer.echo(f"reward guidance: {guided.get('name')} ({str(guided.get('hash'))[:12]}), strength "
+                   f"{guided.get('strength')}, window {guided.get('start')}-{guided.get('end')}, cap "
+                   f"{guided.get('max_step')}")
     versions = data.get("versions", {})
     typer.echo("versions: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
     if data.get("styles"):
@@ -399,6 +408,14 @@ def info(file: Path = typer.Argument(..., exists=False), as_json: bool = typer.O
                    f"{data['styles'].get('prompt', '')!r})")
     for line in data.get("warnings") or []:
         typer.echo(f"warning: {_one_line(line)}")
+
+
+def _reward_guidance(strength: Optional[float], reward: Optional[str]) -> Optional[dict]:
+    if strength is None:
+        return None
+    if not reward:
+        _fail("--reward-guidance needs --reward NAME (a differentiable reward, see `studio rewards`)")
+    return {"reward": reward, "strength": strength}
 
 
 def _inpaint_options(blur, content, only_masked, padding) -> Optional[dict]:

@@ -183,6 +183,10 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
     if kind.sized:
         _check_size(request, entry, inputs, scale, device, dtype)
     kind.check(request, entry, source, inputs, scale=scale)
+    if request.reward_guidance is not None:  # the reward exists and has gradients; the family can be steered
+        from .guidance import check_guidance
+
+        check_guidance(request, source.family)
     # Last: the only check that imports diffusers (for its scheduler classes), seconds that a cheaper
     # refusal above should not wait for.
     sampler = request.sampler or entry.sampler
@@ -474,6 +478,12 @@ class Studio:
                         "kind": "preview", "step": step, "steps": total, "prompt": request.prompt,
                         **frames_note}))
 
+        guide = guide_reward = None
+        if request.reward_guidance is not None:  # a plain score callable for pipelines.reward_guidance
+            from .guidance import guidance_spec
+
+            guide, guide_reward = guidance_spec(request, model.family)
+            inputs.guidance = guide
         try:
             media = kind.run(model, request, inputs, seeds, callback if (progress or preview) else None)
         except RuntimeError as exc:  # torch.OutOfMemoryError is one; so is the CPU allocator's failure
@@ -497,6 +507,10 @@ class Studio:
             versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3),
             input_hashes=dict(inputs.hashes), warnings=prompt_notes, styles=styled,
         )
+        if guide_reward is not None:
+            from .guidance import guidance_record
+
+            record.reward_guidance = guidance_record(request, guide_reward, guide)
         return Generated(record, media, seeds, out=out, overwrite=overwrite, parent=inputs.parent,
                          parent_format=inputs.parent_format, controls=inputs.control_maps)
 

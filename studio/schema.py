@@ -348,6 +348,31 @@ class MemoryOptions(BaseModel):
     decode_chunk: Optional[int] = Field(default=None, ge=1, le=64)
 
 
+class RewardGuidance(BaseModel):
+    """Gradient guidance by a differentiable reward on x0-hat (`pipelines.reward_guidance`): each step in the
+    window [start, end] (fractions of the schedule) moves the latents along the reward's normalised gradient by
+    `strength` x their std, capped at `max_step` x their std."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reward: str = Field(min_length=1, max_length=100)
+    strength: float = Field(ge=0.0, le=100.0)
+    start: float = 0.0
+    end: float = 0.8
+    max_step: float = Field(default=0.1, gt=0.0, le=1.0)
+
+    @field_validator("strength", "start", "end", "max_step", mode="before")
+    @classmethod
+    def _numbers(cls, v: Any, info) -> Any:
+        return _finite(f"reward guidance {info.field_name}", v)
+
+    @model_validator(mode="after")
+    def _window(self) -> "RewardGuidance":
+        if not 0.0 <= self.start <= self.end <= 1.0:
+            raise ValueError(f"reward guidance start {self.start:g} and end {self.end:g} must satisfy "
+                             "0 <= start <= end <= 1")
+        return self
+
+
 class GenerationRequest(BaseModel):
     """Everything that determines an output. Fields left None are resolved from the model's defaults and
     recorded resolved, so a stored request replays to the same pixels."""
@@ -403,6 +428,8 @@ class GenerationRequest(BaseModel):
     # best-of-N (`studio.best_of`): `best_of` candidates seeded seed..seed+N-1, ranked by the named `reward`
     best_of: Optional[int] = Field(default=None, ge=1, le=MAX_BATCH)
     reward: Optional[str] = Field(default=None, min_length=1, max_length=100)
+    # images: steer sampling by a differentiable reward's gradient (`pipelines.reward_guidance`)
+    reward_guidance: Optional[RewardGuidance] = None
     memory: MemoryOptions = Field(default_factory=MemoryOptions)
     output_format: Optional[OutputFormat] = None  # None: the modality's first format (png, mp4, wav)
     accelerate: Literal["off", "safe", "max"] = "off"
@@ -546,6 +573,11 @@ class GenerationRequest(BaseModel):
             raise ValueError("best_of needs a reward to rank its candidates (studio rewards lists them)")
         if self.reward and self.best_of is None:
             raise ValueError("reward given without best_of: it ranks best-of-N candidates")
+        if self.reward_guidance is not None:
+            if self.modality in ("video", "audio"):
+                raise ValueError(f"reward_guidance given for {_a(self.modality)} request: it steers images for now")
+            if self.hires is not None or self.controls or self.mask or self.outpaint or self.instruct:
+                raise ValueError("reward_guidance applies to txt2img and img2img without hires or controls, for now")
         return self
 
     def with_modality(self, modality: str) -> "GenerationRequest":
@@ -635,6 +667,19 @@ class RewardRecord(BaseModel):
     ranks: list[int]  # 1 = best
 
 
+class RewardGuidanceRecord(BaseModel):
+    """The reward that steered sampling (name and hash) and the dial: strength, window, cap, steps guided."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    hash: str
+    strength: float
+    start: float
+    end: float
+    max_step: float
+    steps: list[int] = Field(default_factory=list)  # the loop steps that were guided
+
+
 class GenerationRecord(BaseModel):
     """The resolved request plus everything needed to reproduce and attribute it; stored in PNG text chunks,
     in the C2PA generation assertion, and (later) in batch manifests."""
@@ -660,3 +705,4 @@ class GenerationRecord(BaseModel):
     # request.prompt is the styled prompt, so the request replays without the styles file
     styles: Optional[dict[str, Any]] = None
     reward: Optional[RewardRecord] = None  # best-of-N: how the candidates were ranked
+    reward_guidance: Optional[RewardGuidanceRecord] = None  # which reward steered sampling, and how hard

@@ -37,6 +37,7 @@ class Inputs:
     upscale: Optional[str] = None  # hires refine pass: "latent" starts from the init's interpolated latents
     controls: list = field(default_factory=list)  # each ControlNet unit's source image (studio.inputs.SourceImage)
     control_maps: list = field(default_factory=list)  # studio.control.ControlMap, made by the run
+    guidance: Any = None  # pipelines.reward_guidance.GuidanceSpec (reward_guidance), made by the engine
 
 
 @dataclass

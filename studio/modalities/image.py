@@ -129,6 +129,7 @@ class ImageModality(MediaModality):
             sampler=request.sampler, seeds=list(seeds), init_image=inputs.image, strength=request.strength,
             mask=inputs.mask, outpaint=request.outpaint.as_tuple() if request.outpaint else None,
             callback=callback, **({"latent_upscale": True} if inputs.upscale == "latent" else {}),
+            **({"reward_guidance": inputs.guidance} if inputs.guidance is not None else {}),
             **_prompt_options(request), **controls)
 
     def seal(self, media, *, fmt, params, claim_generator, parent, parent_format, png_text, config,
