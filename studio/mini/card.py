@@ -114,6 +114,22 @@ def _judged_rows(ev: dict) -> list[str]:
     return rows, tail
 
 
+def _binding_lines(ev: dict | None) -> list[str]:
+    h = (ev or {}).get("heldout") or {}
+    errs = h.get("two_object_errors")
+    if not errs or (h.get("two_both_right") or 0) >= 50:
+        return []
+    n = sum(errs.values())
+    return [
+        f"- Two-object prompts are not followed (both fully right {h['two_both_right']}%, n={n}): one of the objects is",
+        f"  missing in {errs.get('one_missing', 0)}, attributes are bound to the wrong object in {errs.get('attribute_wrong', 0)},"
+        f" extra or merged objects in {errs.get('extra_object', 0) + errs.get('merged', 0)}. img2img and inpainting of",
+        "  two-object scenes suffer the same way. Suspected cause: the frozen encoder's states from each object's phrase",
+        "  on carry every attribute said so far, so no token speaks for one object alone and the cross-attention must",
+        "  untangle the pair; see docs/mini-v3-plan.md for the measurement that would settle it.",
+    ]
+
+
 def write_card(out: Path, meta: dict) -> None:
     out = Path(out)
     ev_path = out / "eval_results.json"
@@ -235,6 +251,7 @@ def write_card(out: Path, meta: dict) -> None:
         f" {round((meta.get('unet_seconds') or 0) / 60)} for the UNet, run side by side.",
         *_leak_lines(ev, meta),
         *_position_lines(ev),
+        *_binding_lines(ev),
         "- History: v0 (previous session) learned a 16x VAE end to end and lost colour (judge 0% on its own reconstructions);",
         "  v1 replaced it with the closed-form latent above, which makes colour exact by construction. v1.1 (third",
         "  session) resumed both: the decoder on object-centred crops (small stars and triangles were its shape errors),",
@@ -247,7 +264,8 @@ def write_card(out: Path, meta: dict) -> None:
           if _zero_snr(meta) else []),
         *(["  v3 (2026-12-01) trained a new text encoder alone first (`--stage text`, 1500 steps: every attribute of both",
            "  objects right at end-of-text on held-out captions, position/colour state-shift ratio 0.07 -> 1.05), froze it, and",
-           "  fine-tuned v2's UNet on it (`--init-unet`); the VAE is v2's, unchanged. Why: v2's jointly trained encoder had",
+           "  fine-tuned v2's UNet (303 CPU minutes of training) on it for the UNet minutes above (`--init-unet`); the VAE",
+           "  is v2's, unchanged. Why: v2's jointly trained encoder had",
            "  learnt to drop the position words (first-step layout 11.1%, chance), see docs/mini-v3-plan.md."]
           if meta.get("frozen_text_encoder") else []),
         "",

@@ -66,7 +66,18 @@ def test_end_to_end_easy_prompt():
     assert img.size == (256, 256)
     v = judge(img)
     assert v.background == "white"
-    assert v.objects and v.objects[0].color == "red"
+    assert [o.attrs() for o in v.objects] == [{"color": "red", "shape": "circle", "size": "large", "position": "center"}]
+    # strict since mini v3 (issue 14): every captioned attribute, the position words included (v2 drew most
+    # objects wherever its own spatial prior put them: position 20% on held-out prompts)
+    for prompt, background, want in (
+        ("a large red circle at the top left on a white background", "white", ("red", "circle", "large", "top left")),
+        ("a small yellow star on the left on a gray background", "gray", ("yellow", "star", "small", "left")),
+        ("a large green triangle at the top on a beige background", "beige", ("green", "triangle", "large", "top")),
+    ):
+        v = judge(pipe(prompt, num_inference_steps=30, guidance_scale=DEFAULT_GUIDANCE_SCALE,
+                       generator=torch.Generator().manual_seed(0)).images[0])
+        got = [(o.color, o.shape, o.size, o.position) for o in v.objects]
+        assert (v.background, got) == (background, [want]), prompt
     # unknown words must not crash
     pipe("a zebra ünïcode 🙂 prompt", num_inference_steps=2, guidance_scale=DEFAULT_GUIDANCE_SCALE)
 
