@@ -33,3 +33,32 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# The tiny random SD model on disk and a studio over it: what most end-to-end tests of the studio render with.
+# Module-scoped, as each test module had its own copy (a model saved once per module keeps modules independent).
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    from pipelines.tiny import save_tiny, tiny_sd
+
+    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
+
+
+@pytest.fixture(scope="module")
+def engine():
+    import studio
+
+    return studio.Studio()
+
+
+@pytest.fixture
+def no_load(monkeypatch):
+    """A request that reaches the model load was not refused up front: fail loudly instead of loading."""
+    import pipelines
+    import studio
+
+    def refuse(*a, **k):
+        raise AssertionError("model load reached")
+
+    monkeypatch.setattr(studio.Studio, "load", refuse)
+    monkeypatch.setattr(pipelines, "load_model", refuse)

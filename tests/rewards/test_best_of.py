@@ -16,18 +16,6 @@ SIZE = 256  # the image watermark needs >= 256 px
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from pipelines.tiny import save_tiny, tiny_sd
-
-    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return studio.Studio()
-
-
-@pytest.fixture(scope="module")
 def best3(engine, tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("bo") / "best.png"
     return engine.generate(prompt="a red circle", model=tiny_model, width=SIZE, height=SIZE, steps=2, seed=20,

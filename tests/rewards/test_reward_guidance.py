@@ -29,13 +29,6 @@ def redness_of(images) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from pipelines.tiny import save_tiny, tiny_sd
-
-    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
-
-
-@pytest.fixture(scope="module")
 def loaded(tiny_model):
     return pipelines.load_model(tiny_model)
 
@@ -88,11 +81,6 @@ def test_x0_hat_of_a_variance_preserving_sampler_is_the_schedulers_own():
 
 
 # -- the studio: request field, record, seal, replay, refusals ------------------------------------------------
-
-@pytest.fixture(scope="module")
-def engine():
-    return studio.Studio()
-
 
 GUIDED = {"reward": "saturation", "strength": 0.1, "start": 0.0, "end": 1.0, "max_step": 0.1}
 

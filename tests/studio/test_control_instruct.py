@@ -38,11 +38,6 @@ def models(tmp_path_factory):
             "root": root}
 
 
-@pytest.fixture(scope="module")
-def engine():
-    return studio.Studio()
-
-
 @needs_aux
 def test_controlled_generation_records_seals_and_credits_its_control_map(engine, models, tmp_path):
     unit = {"image": models["ref"], "preprocessor": "canny", "model": models["cn"], "weight": 0.8, "end": 0.9}

@@ -12,18 +12,6 @@ from studio.cli import main
 SIZE = 256  # the image watermark needs >= 256 px
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from pipelines.tiny import save_tiny, tiny_sd
-
-    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return studio.Studio()
-
-
 def gen(engine, model, **kw):
     kw.setdefault("prompt", "a red circle")
     kw.setdefault("width", SIZE)

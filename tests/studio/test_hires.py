@@ -14,18 +14,6 @@ from studio.cli import main
 FIRST = 128  # first pass side; hires x2 -> 256, where the image watermark fits
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from pipelines.tiny import save_tiny, tiny_sd
-
-    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return studio.Studio()
-
-
 def gen(engine, model, **kw):
     kw.setdefault("prompt", "a red circle")
     kw.setdefault("width", FIRST)

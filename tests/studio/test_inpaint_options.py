@@ -10,13 +10,6 @@ from studio import GenerationRequest, RequestError
 SIZE = 256
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from pipelines.tiny import save_tiny, tiny_sd
-
-    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
-
-
 def test_options_recorded_and_replayable(tiny_model, tmp_path):
     engine = studio.Studio()
     src = tmp_path / "src.png"

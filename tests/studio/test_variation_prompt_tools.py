@@ -13,18 +13,6 @@ SIZE = 256  # the image watermark needs >= 256 px
 BASE = dict(prompt="a red circle", width=SIZE, height=SIZE, steps=2, sampler="Euler")
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from pipelines.tiny import save_tiny, tiny_sd
-
-    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return studio.Studio()
-
-
 @pytest.fixture
 def styles_home(tmp_path, monkeypatch):
     monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))

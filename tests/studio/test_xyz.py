@@ -14,18 +14,6 @@ from studio.xyz import MAX_CELLS, parse_axis, plan, plot
 SIZE = 256  # the image watermark needs >= 256 px
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from pipelines.tiny import save_tiny, tiny_sd
-
-    return str(save_tiny(tiny_sd(vae_scale=8), tmp_path_factory.mktemp("tiny-sd") / "model"))
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return studio.Studio()
-
-
 def base(model, **kw):
     return GenerationRequest.build(**{"prompt": "a red circle", "model": model, "width": SIZE, "height": SIZE,
                                       "steps": 2, **kw})
