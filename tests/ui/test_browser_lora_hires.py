@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ui_testutil import open_tab, pick, shot, wait_until
+from ui_testutil import generate_and_wait as run, open_tab, pick, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 FIRST = 128  # first pass side: hires x2 renders 256, where the watermark fits
@@ -35,14 +35,6 @@ def small_form(page, model, prompt, seed):
         page.locator(box).press("Tab")
     page.locator("#g-steps input[type=number]").fill("3")
     page.locator("#g-steps input[type=number]").press("Enter")
-
-
-def run(page, handlers):
-    before = len(handlers.history_entries())
-    page.locator("#g-go").click()
-    wait_until(lambda: len(handlers.history_entries()) > before, timeout=240)
-    wait_until(lambda: "sealed image" in page.locator("#g-status").inner_text(), timeout=30)
-    return handlers.history_entries()[0]
 
 
 def test_lora_picker_and_hires_fix_with_reuse(page, ui_server, lora_file, tmp_path):

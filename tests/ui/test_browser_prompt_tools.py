@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from ui_testutil import open_tab, pick, shot, wait_until
+from ui_testutil import generate_and_wait as run, open_tab, pick, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]
 
@@ -21,14 +21,6 @@ def form(page, model, prompt, seed, negative=""):
     page.locator("#g-seed input").press("Tab")
     page.locator("#g-steps input[type=number]").fill("3")
     page.locator("#g-steps input[type=number]").press("Enter")
-
-
-def run(page, handlers):
-    before = len(handlers.history_entries())
-    page.locator("#g-go").click()
-    wait_until(lambda: len(handlers.history_entries()) > before, timeout=240)
-    wait_until(lambda: "sealed image" in page.locator("#g-status").inner_text(), timeout=30)
-    return handlers.history_entries()[0]
 
 
 def test_variation_seed_recorded_replayed_and_reused(page, ui_server):

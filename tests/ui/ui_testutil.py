@@ -101,3 +101,12 @@ def add_tiny_music_model(registry, directory: Path, name: str = "tiny-music", me
     registry.entries[name] = ModelEntry(name=name, source=str(Path(directory).resolve()), family="musicgen",
                                         guidance=3.0, duration=MUSIC_SECONDS, origin="test")
     return name
+
+
+def generate_and_wait(page, handlers):
+    """Click Generate and wait until the sealed image is in the history and the status says so; its entry."""
+    before = len(handlers.history_entries())
+    page.locator("#g-go").click()
+    wait_until(lambda: len(handlers.history_entries()) > before, timeout=240)
+    wait_until(lambda: "sealed image" in page.locator("#g-status").inner_text(), timeout=30)
+    return handlers.history_entries()[0]
