@@ -35,6 +35,8 @@ MAX_AUDIO_SECONDS = 300.0
 MAX_FPS = 120.0
 MAX_SIDE = 4096
 MAX_BATCH = 64
+MAX_CONTROLS = 8  # ControlNet units per request (A1111 offers 3 by default, diffusers any number)
+MAX_STYLES = 16  # saved styles applied to one request
 MAX_OUTPAINT = 2048
 LORA_WEIGHT_MIN, LORA_WEIGHT_MAX = -4.0, 4.0
 
@@ -413,14 +415,15 @@ class GenerationRequest(BaseModel):
     instruct: Optional[bool] = None
     image_guidance: Optional[float] = Field(default=None, ge=0.0, le=50.0)
     # images: ControlNet units, and guess mode (SD/SDXL: the ControlNet reads the map without the prompt)
-    controls: list[ControlUnit] = Field(default_factory=list)
+    # each unit reads a source image and loads a ControlNet: bounded before any of that happens
+    controls: list[ControlUnit] = Field(default_factory=list, max_length=MAX_CONTROLS)
     guess_mode: bool = False
     # images (txt2img): A1111 variation seeds; the initial noise is slerp(noise(seed), noise(variation_seed),
     # variation_strength), so strength 0 is the plain seed and 1 the variation seed's noise
     variation_seed: Optional[int] = Field(default=None, ge=0, lt=2**63)
     variation_strength: float = Field(default=0.0, ge=0.0, le=1.0)
     # saved prompt snippets (`studio.styles`), applied in order; the resolved request carries the styled prompt
-    styles: list[str] = Field(default_factory=list)
+    styles: list[str] = Field(default_factory=list, max_length=MAX_STYLES)
     # (word:1.2) weighting through compel: None detects A1111 weights in the prompts; recorded resolved
     prompt_weighting: Optional[bool] = None
     # images: upscale the sealed first pass and refine it (txt2img, img2img)

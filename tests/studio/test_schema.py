@@ -67,3 +67,14 @@ def test_request_round_trips_through_json():
                 outpaint={"right": 64})
     again = GenerationRequest.model_validate_json(req.model_dump_json())
     assert again == req
+
+
+def test_control_units_and_styles_are_bounded_in_one_line():
+    from studio.schema import MAX_CONTROLS, MAX_STYLES
+
+    unit = {"image": "a.png", "preprocessor": "canny"}
+    GenerationRequest.build(prompt="a", controls=[unit] * MAX_CONTROLS)
+    with pytest.raises(RequestError, match=r"^invalid request: controls: .*at most 8"):
+        GenerationRequest.build(prompt="a", controls=[unit] * (MAX_CONTROLS + 1))
+    with pytest.raises(RequestError, match=r"^invalid request: styles: .*at most 16"):
+        GenerationRequest.build(prompt="a", styles=["x"] * (MAX_STYLES + 1))
