@@ -19,6 +19,7 @@ dlog.set_verbosity_error()
 pipe = load_pipeline(sys.argv[1])
 pipe.set_progress_bar_config(disable=True)
 print("first-step", json.dumps(E._first_step_layout(pipe)), flush=True)
+print("first-step binding", json.dumps(E._first_step_binding(pipe)), flush=True)
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 if n:
     print(json.dumps(E._accuracy(pipe, E.heldout_prompts(n, n // 2), 5.0, 30, 9)), flush=True)

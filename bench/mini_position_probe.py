@@ -12,6 +12,7 @@ centre of mass; 11.1% is what ignoring the position words scores) with ``evaluat
     python bench/mini_position_probe.py --steps 400 --text-encoder studio/mini/weights/text_encoder  # v2's, frozen
     python bench/mini_position_probe.py --steps 400 --hand-made  # fixed random vector per attribute value
     python bench/mini_position_probe.py --steps 400 --hand-made summed  # the same vectors, summed per caption
+    python bench/mini_position_probe.py --steps 400 --text-encoder DIR --binding  # + the two-object binding probe
 
 With ``--text-encoder`` or ``--hand-made`` only the UNet trains (from scratch); the conditioning is frozen.
 """
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from studio.mini import world as W
 from studio.mini import weights_path
-from studio.mini.evaluate import first_step_layout
+from studio.mini.evaluate import first_step_binding, first_step_layout
 from studio.mini.tokenizer import MAX_LEN, build_tokenizer
 from studio.mini.train import make_text_encoder, make_unet, render_batch
 
@@ -58,6 +59,8 @@ def main() -> None:
                     help="condition on a fixed random 128-d vector per attribute value (issue 14's baseline): "
                          "one attribute per token (slots, the default) or all of them summed into every token")
     ap.add_argument("--json", default="", help="also write the probe history to this file")
+    ap.add_argument("--binding", action="store_true",
+                    help="also read the two-object binding probe (evaluate.first_step_binding) every 100 steps")
     args = ap.parse_args()
     if sum(map(bool, (args.from_shipped, args.text_encoder, args.hand_made))) > 1:
         ap.error("--from-shipped, --text-encoder and --hand-made exclude each other")
@@ -92,20 +95,22 @@ def main() -> None:
     def ids(caps):
         return tok(caps, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
 
-    def probe() -> float:
+    def probe() -> dict:
         unet.eval()
         te.eval()
-        res = first_step_layout(unet, te, tok, alpha_last=0.0, scaling=scaling, v_pred=True)
+        res = {"position": first_step_layout(unet, te, tok, alpha_last=0.0, scaling=scaling, v_pred=True)["position_correct"]}
+        if args.binding:
+            res["binding"] = first_step_binding(unet, te, tok, alpha_last=0.0, scaling=scaling, v_pred=True)["bound"]
         unet.train()
         if not frozen:
             te.train()
-        return res["position_correct"]
+        return res
 
     cond_name = (f"hand-made vectors ({args.hand_made})" if args.hand_made else f"frozen {args.text_encoder}" if args.text_encoder
                  else "shipped UNet + text encoder" if args.from_shipped else "joint text encoder")
-    hist = [{"step": 0, "position": probe()}]
+    hist = [{"step": 0, **probe()}]
     print(f"{args.arch}, {cond_name}: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M"
-          f" UNet parameters; position from the first step before training {hist[0]['position']:.1f}%", flush=True)
+          f" UNet parameters; before training {json.dumps(hist[0])}", flush=True)
     t0, seed = time.time(), 5 * 10**8
     for step in range(1, args.steps + 1):
         scenes, _, z = render_batch(range(seed, seed + args.batch))
@@ -120,8 +125,8 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if step % 100 == 0:
-            hist.append({"step": step, "loss": round(loss.item(), 4), "position": probe(), "seconds": round(time.time() - t0)})
-            print(f"step {step} loss {loss.item():.4f} position {hist[-1]['position']:.1f}% ({time.time() - t0:.0f}s)", flush=True)
+            hist.append({"step": step, "loss": round(loss.item(), 4), **probe(), "seconds": round(time.time() - t0)})
+            print(json.dumps(hist[-1]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "conditioning": cond_name, "history": hist}, indent=2))
 

@@ -40,7 +40,8 @@ def heldout_prompts(n_single: int, n_two: int, split: str = "holdout") -> list[W
 
 def two_object_error(expected, verdict) -> str:
     """What went wrong in a two-object sample, by kind: ``right``; ``colours_swapped`` (both colours drawn,
-    each on the other object's shape/place); ``one_missing`` (one captioned object not drawn);
+    each on the other object's shape/place); ``colour_leaked`` (two blobs drawn, both in one captioned
+    colour: one object took the other's colour); ``one_missing`` (one captioned object not drawn);
     ``merged`` (fewer objects than captioned and a colour that is neither of theirs); ``extra_object``;
     ``attribute_wrong`` (both there, a shape, size or position wrong)."""
     exp = [e.attrs() if hasattr(e, "attrs") else dict(e) for e in expected]
@@ -49,6 +50,8 @@ def two_object_error(expected, verdict) -> str:
     got = [o.attrs() for o in verdict.objects]
     colours = {g["color"] for g in got}
     if len(got) < len(exp):
+        if len(got) == 1 and got[0]["color"] in {e["color"] for e in exp} and getattr(verdict, "extra_blobs", {}).get(got[0]["color"]):
+            return "colour_leaked"
         return "one_missing" if colours <= {e["color"] for e in exp} and got else "merged"
     if len(got) > len(exp):
         return "extra_object"
@@ -199,6 +202,12 @@ def _first_step_layout(pipe, n_noise: int = 8) -> dict:
                              v_pred=pipe.scheduler.config.prediction_type == "v_prediction")
 
 
+def _first_step_binding(pipe, n_noise: int = 4) -> dict:
+    return first_step_binding(pipe.unet, pipe.text_encoder, pipe.tokenizer, alpha_last=float(pipe.scheduler.alphas_cumprod[-1]),
+                              scaling=pipe.vae.config.scaling_factor, n_noise=n_noise,
+                              v_pred=pipe.scheduler.config.prediction_type == "v_prediction")
+
+
 def first_step_layout(unet, te, tok, *, alpha_last: float, scaling: float, v_pred: bool, n_noise: int = 8) -> dict:
     """Does the caption's position reach the layout at all?  The model's first estimate of the clean image
     (t=999, from pure noise) is read for each of the nine positions: the centre of mass of its predicted
@@ -238,6 +247,59 @@ def first_step_layout(unet, te, tok, *, alpha_last: float, scaling: float, v_pre
             shift_col.append(float((states(f"a large {other} {shape} at the top left on a {bg} background") - base).abs().mean()))
     return {"n": len(hits), "position_correct": round(100.0 * float(np.mean(hits)), 1),
             "text_shift_position_over_colour": round(float(np.mean(shift_pos) / np.mean(shift_col)), 3)}
+
+
+# (colour 1, colour 2, background) x (position 1, position 2): far-apart places, colours far apart in RGB
+BINDING_COLOURS = (("red", "blue", "white"), ("yellow", "purple", "black"), ("green", "pink", "gray"),
+                   ("cyan", "orange", "black"))
+BINDING_PLACES = (("top left", "bottom right"), ("left", "right"), ("top", "bottom"), ("top right", "bottom left"))
+
+
+def first_step_binding(unet, te, tok, *, alpha_last: float, scaling: float, v_pred: bool, n_noise: int = 4) -> dict:
+    """The two-object version of ``first_step_layout``: does each captioned colour reach its own place?
+    For "a large C1 S1 at P1 and a large C2 S2 at P2 on a B background" the t=999 estimate of the clean
+    latent is read in a 5x5-cell window around each place (its colour channels, coverage-weighted):
+    ``bound`` = the colour at P1 is nearer C1 than C2 and the colour at P2 nearer C2 than C1; a model
+    that paints both places with a mix scores about 25%, one that swaps them 0%.  ``both_present`` =
+    both windows hold more object coverage than the estimate's median cell."""
+    import torch
+
+    from .tokenizer import MAX_LEN
+
+    a = alpha_last
+    x = torch.randn(n_noise, 4, 32, 32, generator=torch.Generator().manual_seed(11)).to(unet.dtype)
+    t = torch.full((n_noise,), 999)
+    rgb = {c: torch.tensor(W.COLORS[c], dtype=torch.float32) / 127.5 - 1 for c in W.COLORS}
+
+    def window(pos: str):
+        fx, fy = W.POSITIONS[pos]
+        cx, cy = int(fx * 32), int(fy * 32)
+        return slice(max(cy - 2, 0), cy + 3), slice(max(cx - 2, 0), cx + 3)
+
+    bound, present = [], []
+    with torch.no_grad():
+        for c1, c2, bg in BINDING_COLOURS:
+            for shapes in (("circle", "square"), ("star", "ring")):
+                for p1, p2 in BINDING_PLACES:
+                    cap = (f"a large {c1} {shapes[0]} {W.POSITION_PHRASES[p1][0]} and a large {c2} {shapes[1]} "
+                           f"{W.POSITION_PHRASES[p2][0]} on a {bg} background")
+                    ids = tok([cap], padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
+                    out = unet(x, t, te(ids).last_hidden_state.expand(n_noise, -1, -1)).sample.float()
+                    x0 = (a**0.5 * x.float() - (1 - a) ** 0.5 * out if v_pred else (x.float() - (1 - a) ** 0.5 * out) / a**0.5) / scaling
+                    cov = x0[:, 3]
+                    med = cov.flatten(1).median(1).values
+                    for k in range(n_noise):
+                        cols, pres = [], []
+                        for pos in (p1, p2):
+                            ys, xs = window(pos)
+                            w = (cov[k, ys, xs] - med[k]).clamp(min=0) + 1e-6
+                            cols.append((x0[k, :3, ys, xs] * w).flatten(1).sum(1) / w.sum())
+                            pres.append(bool(cov[k, ys, xs].mean() > med[k]))
+                        near = lambda col, mine, other: float((col - rgb[mine]).norm()) < float((col - rgb[other]).norm())  # noqa: E731
+                        bound.append(near(cols[0], c1, c2) and near(cols[1], c2, c1))
+                        present.append(all(pres))
+    return {"n": len(bound), "bound": round(100.0 * float(np.mean(bound)), 1),
+            "both_present": round(100.0 * float(np.mean(present)), 1)}
 
 
 def _to_uint8(y) -> np.ndarray:
@@ -348,6 +410,8 @@ def main(argv=None) -> dict:
         print("speed:", json.dumps(res["speed"]), flush=True)
     res["first_step_layout"] = _first_step_layout(pipe)
     print("first-step layout:", json.dumps(res["first_step_layout"]), flush=True)
+    res["first_step_binding"] = _first_step_binding(pipe)
+    print("first-step binding (two objects):", json.dumps(res["first_step_binding"]), flush=True)
     if args.leak_probe:
         res["terminal_leak_probe"] = _terminal_leak_probe(pipe, args.leak_probe, args.guidance, args.steps)
         print("terminal leak probe:", json.dumps(res["terminal_leak_probe"]), flush=True)

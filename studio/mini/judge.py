@@ -7,7 +7,7 @@ with colour, shape, size and position.  The thresholds follow the world's geomet
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,9 @@ class Detected:
 class Verdict:
     background: str
     objects: list[Detected]
+    # per colour, how many further blobs of at least MIN_AREA it has beside the one described: two
+    # captioned objects drawn in one colour (the colour of one leaked to the other) show up here
+    extra_blobs: dict[str, int] = field(default_factory=dict)
 
 
 def _shift_and(m: np.ndarray, r: int) -> np.ndarray:
@@ -190,6 +193,7 @@ def judge(image, open_radius: int = 1) -> Verdict:
     d = ((arr[:, :, None, :] - pal[None, None]) ** 2).sum(-1)
     cls = d.argmin(-1)
     objects: list[Detected] = []
+    extra: dict[str, int] = {}
     for k in range(1, len(names)):
         m = cls == k
         if m.sum() < MIN_AREA:
@@ -202,11 +206,14 @@ def judge(image, open_radius: int = 1) -> Verdict:
         best = max(comps, key=len)
         if len(best) < MIN_AREA:
             continue
+        n_extra = sum(len(c) >= MIN_AREA for c in comps) - 1
+        if n_extra:
+            extra[names[k]] = n_extra
         cm = np.zeros(m.size, bool)
         cm[best] = True
         objects.append(_describe(cm.reshape(m.shape), names[k]))
     objects.sort(key=lambda o: -o.area)
-    return Verdict(bg, objects)
+    return Verdict(bg, objects, extra)
 
 
 def score(expected, verdict: Verdict) -> dict[str, bool]:

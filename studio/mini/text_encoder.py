@@ -47,12 +47,23 @@ SCENE_LABELS: dict[str, tuple[str, ...]] = {
 }
 OBJ_ATTRS = tuple(LABELS)
 N_SLOTS = 2
+# "cumulative" (v3): every token after an object's phrase is asked about all objects said so far, so the
+# second object's tokens carry both objects, entangled.  "per-object" (v4): the tokens of object k's
+# phrase (through the token that follows it) are asked about object k alone, through heads shared by
+# both objects ("cur_*"), and the slot heads are asked only from the end-of-text token on; each object
+# then has tokens that speak for it alone, which the UNet's cross-attention can bind to one place.
+TARGET_MODES = ("cumulative", "per-object")
 
 
-def head_layout() -> list[tuple[str, int]]:
+def head_layout(targets: str = "cumulative") -> list[tuple[str, int]]:
     """(name, number of classes) of every head, in the order of the logits."""
     out = [(f"obj{k}_{a}", len(LABELS[a])) for k in range(N_SLOTS) for a in OBJ_ATTRS]
-    return out + [(a, len(v)) for a, v in SCENE_LABELS.items()]
+    out += [(a, len(v)) for a, v in SCENE_LABELS.items()]
+    if targets == "per-object":
+        out += [(f"cur_{a}", len(LABELS[a])) for a in OBJ_ATTRS]
+    elif targets != "cumulative":
+        raise ValueError(f"text targets {targets!r}: expected one of {', '.join(TARGET_MODES)}")
+    return out
 
 
 # ---------------------------------------------------------------- caption parsing
@@ -98,30 +109,36 @@ def parse_caption(words: list[str]) -> dict:
     return {"objects": objs, "background": bg}
 
 
-def caption_targets(token_strs: list[str], length: int = MAX_LEN) -> list[list[int]]:
+def caption_targets(token_strs: list[str], length: int = MAX_LEN, targets: str = "cumulative") -> list[list[int]]:
     """Per-token labels (``length`` x heads, -100 = not asked) for one tokenized caption.
 
     token_strs: the tokenizer's tokens with BOS and EOS (``convert_ids_to_tokens``), unpadded.  Token t
     is asked about an attribute whose words end at token e iff t > e; slot 2 "none", background "none"
-    and the count are asked from the end-of-text token on (only then is the caption known to be over)."""
+    and the count are asked from the end-of-text token on (only then is the caption known to be over).
+    ``targets="per-object"``: see ``TARGET_MODES``; an object's span ends at the token after its phrase."""
     words = [_word(s) for s in token_strs[1:-1]]
     eos = len(token_strs) - 1
     parsed = parse_caption(words)
-    names = [h for h, _ in head_layout()]
+    names = [h for h, _ in head_layout(targets)]
     rows = [[-100] * len(names) for _ in range(length)]
 
-    def put(head: str, label: int, first: int) -> None:
+    def put(head: str, label: int, first: int, last: int = length - 1) -> None:
         c = names.index(head)
-        for t in range(max(first, 1), length):
+        for t in range(max(first, 1), min(last, length - 1) + 1):
             rows[t][c] = label
 
+    per_object = targets == "per-object"
     for k in range(N_SLOTS):
         if k < len(parsed["objects"]):
             o = parsed["objects"][k]
+            span_end = max(wi for _, wi in o.values()) + 2  # the token after the phrase's last word
             for a in OBJ_ATTRS:
                 if a in o:
                     lab, wi = o[a]
-                    put(f"obj{k}_{a}", LABELS[a].index(lab), wi + 2)  # word i is token i+1; known from the next
+                    # word i is token i+1; an attribute is known from the next token on
+                    put(f"obj{k}_{a}", LABELS[a].index(lab), eos if per_object else wi + 2)
+                    if per_object:
+                        put(f"cur_{a}", LABELS[a].index(lab), wi + 2, span_end)
         else:
             for a in OBJ_ATTRS:
                 put(f"obj{k}_{a}", 0, eos)
@@ -146,7 +163,7 @@ def caption_batch(seeds, rng: random.Random, split: str = "train", p_empty: floa
     return caps
 
 
-def encode_batch(tok, caps: list[str]):
+def encode_batch(tok, caps: list[str], targets: str = "cumulative"):
     """(input_ids, labels) tensors: (N, MAX_LEN) and (N, MAX_LEN, heads)."""
     import torch
 
@@ -154,17 +171,18 @@ def encode_batch(tok, caps: list[str]):
     labels = []
     for c in caps:
         strs = tok.convert_ids_to_tokens(tok(c, truncation=True, max_length=MAX_LEN).input_ids)
-        labels.append(caption_targets(strs))
+        labels.append(caption_targets(strs, targets=targets))
     return enc.input_ids, torch.tensor(labels)
 
 
 class Heads:
     """One linear layer over the 128-d token states; logits split per head."""
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, targets: str = "cumulative"):
         import torch
 
-        self.layout = head_layout()
+        self.targets = targets
+        self.layout = head_layout(targets)
         self.linear = torch.nn.Linear(hidden, sum(n for _, n in self.layout))
 
     def _stacked(self, states):
@@ -211,8 +229,9 @@ def train_text(args, work: Path, tok, evaluate: bool = True) -> dict:
     from .train import log, make_text_encoder
 
     torch.manual_seed(args.seed)
+    targets = getattr(args, "text_targets", "cumulative")
     te = make_text_encoder(len(tok))
-    heads = Heads(te.config.hidden_size)
+    heads = Heads(te.config.hidden_size, targets)
     params = list(te.parameters()) + list(heads.linear.parameters())
     opt = torch.optim.AdamW(params, lr=args.text_lr, weight_decay=0.01)
     rng = random.Random(args.seed)
@@ -236,7 +255,8 @@ def train_text(args, work: Path, tok, evaluate: bool = True) -> dict:
                     "rng": rng.getstate(), "torch_rng": torch.get_rng_state(), "step": step, "seed": seed,
                     "seconds": secs, "runs": runs, "hparams": text_hparams(args)}, state_path)
         te.save_pretrained(work / "text_encoder")
-        torch.save({"heads": heads.linear.state_dict(), "layout": heads.layout}, work / "text_encoder" / "heads.pt")
+        torch.save({"heads": heads.linear.state_dict(), "layout": heads.layout, "targets": targets},
+                   work / "text_encoder" / "heads.pt")
 
     warm = max(1, min(100, args.text_steps // 10))  # warm-up steps
     stop = min(args.text_steps, getattr(args, "text_stop_at", 0) or args.text_steps)
@@ -244,7 +264,7 @@ def train_text(args, work: Path, tok, evaluate: bool = True) -> dict:
     while step < stop:
         caps = caption_batch(range(seed, seed + args.text_batch), rng)
         seed += args.text_batch
-        ids, labels = encode_batch(tok, caps)
+        ids, labels = encode_batch(tok, caps, targets)
         loss = heads.loss(te(ids).last_hidden_state, labels)
         prog = step / args.text_steps
         lr = args.text_lr * min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * prog)))
@@ -264,7 +284,8 @@ def train_text(args, work: Path, tok, evaluate: bool = True) -> dict:
     metrics = {"steps": step, "seconds": prev_s + round(time.time() - t0), "runs": runs, "seed": args.seed,
                "hparams": text_hparams(args), "final": step >= args.text_steps}
     if evaluate:
-        metrics |= {"heldout": heldout_accuracy(te, heads, tok), "position_separation": position_separation(te, tok)}
+        metrics |= {"heldout": heldout_accuracy(te, heads, tok), "position_separation": position_separation(te, tok),
+                    "binding_separation": binding_separation(te, tok)}
         log(f"text encoder at step {step}: {json.dumps(metrics['heldout']['summary'])}; "
             f"position/colour shift {metrics['position_separation']['ratio']}")
     (work / "text_encoder" / "text_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -272,14 +293,16 @@ def train_text(args, work: Path, tok, evaluate: bool = True) -> dict:
 
 
 def text_hparams(args) -> dict:
-    return {"text_steps_planned": args.text_steps, "text_batch": args.text_batch, "text_lr": args.text_lr}
+    return {"text_steps_planned": args.text_steps, "text_batch": args.text_batch, "text_lr": args.text_lr,
+            "text_targets": getattr(args, "text_targets", "cumulative")}
 
 
 def load_heads(path: Path, hidden: int = 128) -> Heads:
     import torch
 
-    h = Heads(hidden)
-    h.linear.load_state_dict(torch.load(Path(path) / "heads.pt", weights_only=False)["heads"])
+    st = torch.load(Path(path) / "heads.pt", weights_only=False)
+    h = Heads(hidden, st.get("targets", "cumulative"))
+    h.linear.load_state_dict(st["heads"])
     return h
 
 
@@ -289,7 +312,7 @@ def heldout_accuracy(te, heads: Heads, tok, n: int = 512) -> dict:
     import torch
 
     caps = caption_batch(range(EVAL_SEED_BASE, EVAL_SEED_BASE + n), random.Random(1), split="holdout", p_empty=0.0)
-    ids, labels = encode_batch(tok, caps)
+    ids, labels = encode_batch(tok, caps, heads.targets)
     eos = (ids == tok.eos_token_id).int().argmax(1)
     with torch.no_grad():
         states = te(ids).last_hidden_state
@@ -345,6 +368,36 @@ def position_separation(te, tok) -> dict:
             "position_later_l2": round(sum(pos_later) / len(pos_later), 3),
             "colour_later_l2": round(sum(col_later) / len(col_later), 3),
             "ratio": round(ratio, 3), "threshold": SEPARATION_THRESHOLD, "separates": ratio >= SEPARATION_THRESHOLD}
+
+
+_BINDING_SCENES = (("red", "circle", "at the top left", "blue", "square", "at the bottom right", "white", "green", "yellow"),
+                   ("yellow", "star", "on the left", "pink", "ring", "on the right", "black", "cyan", "purple"),
+                   ("green", "triangle", "at the top", "orange", "circle", "at the bottom", "gray", "red", "blue"))
+
+
+def binding_separation(te, tok) -> dict:
+    """Do the second object's tokens speak for it alone?  For "a C1 S1 P1 and a C2 S2 P2 on a B background",
+    the L2 change of the states of the second object's phrase (its colour word through the token after
+    it) when only the *first* object's colour changes, over the change when only the *second* object's
+    colour changes.  ``ratio`` near 1: both objects entangled in those tokens (v3); small: bound."""
+    import torch
+
+    def states(cap: str):
+        ids = tok([cap], padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
+        return te(ids).last_hidden_state[0].float()
+
+    first, second = [], []
+    with torch.no_grad():
+        for c1, s1, p1, c2, s2, p2, bg, o1, o2 in _BINDING_SCENES:
+            cap = lambda a, b: f"a large {a} {s1} {p1} and a large {b} {s2} {p2} on a {bg} background"  # noqa: E731
+            base = states(cap(c1, c2))
+            lo = 1 + 4 + len(p1.split()) + 3  # BOS, "a large C1 S1", P1, "and a large": the second colour word
+            hi = lo + 2 + len(p2.split())  # through the token after the second phrase
+            first.append(float((states(cap(o1, c2)) - base).norm(dim=-1)[lo : hi + 1].mean()))
+            second.append(float((states(cap(c1, o2)) - base).norm(dim=-1)[lo : hi + 1].mean()))
+    ratio = sum(first) / max(sum(second), 1e-12)
+    return {"first_colour_l2": round(sum(first) / len(first), 3), "second_colour_l2": round(sum(second) / len(second), 3),
+            "ratio": round(ratio, 3)}
 
 
 def load_frozen(path, dtype=None):

@@ -540,6 +540,8 @@ def main(argv=None) -> None:
     p.add_argument("--text-steps", type=int, default=1500, help="text stage: training steps")
     p.add_argument("--text-batch", type=int, default=64, help="text stage: captions per step")
     p.add_argument("--text-lr", type=float, default=1e-3, help="text stage: peak AdamW learning rate")
+    p.add_argument("--text-targets", choices=("cumulative", "per-object"), default="per-object",
+                   help="text stage: what each token is asked (text_encoder.TARGET_MODES); v3 used cumulative")
     p.add_argument("--text-stop-at", type=int, default=0,
                    help="text stage: stop after this step (schedule of --text-steps kept; continue with --resume)")
     p.add_argument("--export-every", type=int, default=500)

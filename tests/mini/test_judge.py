@@ -48,3 +48,17 @@ def test_empty_image():
     v = judge(np.full((256, 256, 3), 255, np.uint8))
     assert v.background == "white" and v.objects == []
     assert score([W.Obj("red", "circle", "large", "center")], v)["all"] is False
+
+
+def test_two_blobs_in_one_colour_read_as_a_leaked_colour():
+    # the mini v3 failure on two-object prompts: both shapes drawn, the second in the first one's colour
+    from studio.mini.evaluate import two_object_error
+
+    a = W.Obj("red", "circle", "large", "top left", 0, 0, 1.0)
+    b = W.Obj("blue", "square", "large", "bottom right", 0, 0, 1.0)
+    drawn = W.scene_array(W.Scene("white", (a, W.Obj("red", "square", "large", "bottom right", 0, 0, 1.0))))
+    v = judge(drawn)
+    assert v.extra_blobs == {"red": 1}
+    assert two_object_error((a, b), v) == "colour_leaked"
+    assert two_object_error((a, b), judge(W.scene_array(W.Scene("white", (a,))))) == "one_missing"
+    assert two_object_error((a, b), judge(W.scene_array(W.Scene("white", (a, b))))) == "right"
