@@ -79,19 +79,30 @@ def _position_lines(ev: dict | None) -> list[str]:
 def _text_encoder_row(meta: dict) -> str:
     if not meta.get("frozen_text_encoder"):
         return "| text_encoder | CLIPTextModel trained from scratch with the UNet: hidden 128, 3 layers, 4 heads, 32 positions |"
-    return ("| text_encoder | CLIPTextModel (hidden 128, 3 layers, 4 heads, 32 positions) trained **first and alone**"
-            " (`--stage text`, `studio/mini/text_encoder.py`): linear heads on every token state predict each mentioned"
-            " object's colour, shape, size and position, the background and the object count, so every state from an"
-            " object's phrase on carries all of it; then **frozen** while the UNet trained, as Stable Diffusion's UNet is"
-            " trained on a frozen CLIP. `text_encoder.position_separation` measures how far position words move its"
-            " states (the v2 encoder, trained jointly, let them fade) |")
+    tm = meta.get("text_encoder_metrics") or {}
+    row = ("| text_encoder | CLIPTextModel (hidden 128, 3 layers, 4 heads, 32 positions) trained **first and alone**"
+           " (`--stage text`, `studio/mini/text_encoder.py`), then **frozen** while the UNet trained, as Stable Diffusion's"
+           " UNet is trained on a frozen CLIP. ")
+    if tm.get("targets") == "per-object":
+        row += ("Linear heads on its token states are trained to predict: on the tokens of each object's phrase, that"
+                " object's colour, shape, size and position alone (heads shared by both objects); on the end-of-text and"
+                " padding states, every object's attributes, the background and the count. So each object has tokens that"
+                " speak for it alone, which the UNet's cross-attention can bind to one place")
+    else:
+        row += ("Linear heads on every token state predict each mentioned object's colour, shape, size and position, the"
+                " background and the object count, so every state from an object's phrase on carries all of it")
+    if tm.get("position_ratio") is not None:
+        row += (f". `text_encoder.position_separation` (position vs colour shift) {tm['position_ratio']};"
+                f" `text_encoder.binding_separation` (second object's tokens: shift when the first object's colour"
+                f" changes over when its own does; 1 = entangled) {tm.get('binding_ratio')}")
+    return row + " |"
 
 
 def _unet_origin(meta: dict) -> str:
     if not meta.get("init_unet"):
         return "UNet + text encoder"
-    return ("UNet (fine-tuned from v2's UNet, `--init-unet`, on the frozen text encoder from the first step of the run,"
-            " v-prediction on zero-terminal-SNR betas throughout)")
+    return ("UNet (fine-tuned from the previous release's UNet, `--init-unet`, on the frozen text encoder from the first step"
+            " of the run, v-prediction on zero-terminal-SNR betas throughout)")
 
 
 def _judged_rows(ev: dict) -> list[str]:
@@ -101,6 +112,10 @@ def _judged_rows(ev: dict) -> list[str]:
     h, s = ev["heldout"], ev["heldout"]["single"]
     rows = [f"| first-step layout probe (t=999 estimate, n={ev['first_step_layout']['n']}, 11% is chance) |"
             f" {ev['first_step_layout']['position_correct']}% | >= 95% |"] if "first_step_layout" in ev else []
+    if "first_step_binding" in ev:
+        b = ev["first_step_binding"]
+        rows.append(f"| first-step binding probe (two objects: each colour at its own place, n={b['n']}, ~25% for a mix) |"
+                    f" {b['bound']}% | (diagnostic) |")
     for k in ("position", "color", "shape", "size", "background"):
         rows.append(f"| single-object {k} (n={h['n_single']}) | {s[k]}% | >= {TARGETS[k]}% |")
     rows.append(f"| two objects, both fully right (n={h['n_two']}) | {h['two_both_right']}% | >= {TARGETS['two_both_right']}% |")
@@ -121,12 +136,11 @@ def _binding_lines(ev: dict | None) -> list[str]:
         return []
     n = sum(errs.values())
     return [
-        f"- Two-object prompts are not followed (both fully right {h['two_both_right']}%, n={n}): one of the objects is",
-        f"  missing in {errs.get('one_missing', 0)}, attributes are bound to the wrong object in {errs.get('attribute_wrong', 0)},"
+        f"- Two-object prompts are not followed well (both fully right {h['two_both_right']}%, n={n}): both shapes drawn"
+        f" but in one colour (colour leaked) in {errs.get('colour_leaked', 0)}, one object missing in {errs.get('one_missing', 0)},",
+        f"  attributes bound to the wrong object in {errs.get('attribute_wrong', 0)}, colours swapped in {errs.get('colours_swapped', 0)},"
         f" extra or merged objects in {errs.get('extra_object', 0) + errs.get('merged', 0)}. img2img and inpainting of",
-        "  two-object scenes suffer the same way. Suspected cause: the frozen encoder's states from each object's phrase",
-        "  on carry every attribute said so far, so no token speaks for one object alone and the cross-attention must",
-        "  untangle the pair; see docs/mini-v3-plan.md for the measurement that would settle it.",
+        "  two-object scenes suffer the same way. What was measured about why is in docs/mini-v3-plan.md.",
     ]
 
 

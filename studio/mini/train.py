@@ -289,7 +289,12 @@ def _meta(args, work: Path, ck: dict, final: bool) -> dict:
 
     vae_t = json.loads((work / "vae_time.json").read_text()) if (work / "vae_time.json").exists() else {}
     hp = ck.get("hparams") or unet_hparams(args)
-    return {
+    tm_path = Path(hp.get("frozen_text_encoder") or "/nonexistent") / "text_metrics.json"
+    tm = json.loads(tm_path.read_text()) if tm_path.exists() else {}
+    text_metrics = {"targets": (tm.get("hparams") or {}).get("text_targets", "cumulative"), "steps": tm.get("steps"),
+                    "seconds": tm.get("seconds"), "position_ratio": (tm.get("position_separation") or {}).get("ratio"),
+                    "binding_ratio": (tm.get("binding_separation") or {}).get("ratio")} if tm else None
+    return {"text_encoder_metrics": text_metrics,
         "seed": args.seed, "unet_steps_done": ck["step"], **hp, "unet_scenes_seen": ck["step"] * hp["batch_size"],
         "vae_steps": vae_t.get("steps"), "vae_scenes_seen": vae_t.get("images"), "vae_seconds": vae_t.get("seconds"),
         "vae_history": vae_t.get("history", []),
