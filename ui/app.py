@@ -26,6 +26,7 @@ from studio.registry import FAMILIES
 from . import batch as batch_mod
 from . import lora_hires
 from . import inpaint_panel, params_panel, xyz_panel
+from . import control_panel, edit_instruct_panel
 from . import prompt_extras
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
 from .errors import Cancelled, sanitize, user_message
@@ -375,6 +376,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                             g_cancel = gr.Button("Cancel", variant="stop", elem_id="g-cancel", scale=1)
                         g_pnginfo = params_panel.png_info_box()
                         g_xyz = xyz_panel.XYZPanel()  # X/Y/Z plot over this form's request
+                        g_control = control_panel.ControlPanel(h, h.default_model())  # one ControlNet unit
                     with gr.Column(scale=7, min_width=420):
                         g_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain", fit_columns=False,
                                                elem_id="g-gallery", buttons=["download", "fullscreen"],
@@ -397,8 +399,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                     with gr.Column(scale=6, min_width=360):
                         e_source = gr.File(label="Source image (kept byte-for-byte as the C2PA ingredient)",
                                            file_types=["image"], type="filepath", elem_id="e-source", height=110)
-                        e_mode = gr.Radio(["img2img", "inpaint", "outpaint"], value="img2img", label="Mode",
-                                          elem_id="e-mode")
+                        e_mode = gr.Radio(["img2img", "inpaint", "outpaint", "instruct"], value="img2img",
+                                          label="Mode", elem_id="e-mode")
                         e_editor = gr.ImageEditor(
                             label="Mask: paint over the area to repaint", type="filepath", format="png",
                             sources=["upload"], layers=False, transforms=(), image_mode="RGBA",
@@ -427,9 +429,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                             e_strength = gr.Slider(0.0, 1.0, value=0.6, step=0.05, label="Strength",
                                                    elem_id="e-strength")
                             e_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="e-seed")
+                        e_instruct = edit_instruct_panel.InstructControls()  # image guidance (instruct mode)
                         with gr.Row():
                             e_go = gr.Button("Run edit", variant="primary", elem_id="e-go", scale=3)
                             e_cancel = gr.Button("Cancel", variant="stop", elem_id="e-cancel", scale=1)
+                        e_instruct.view()  # instruct mode: the source next to the sealed result
                         e_gallery = gr.Gallery(label="Results", columns=2, height=360, object_fit="contain", fit_columns=False,
                                                elem_id="e-gallery", buttons=["download", "fullscreen"],
                                                interactive=False)
@@ -671,7 +675,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         def do_generate(prompt, negative, model, sampler, steps, guidance, width, height, seed, count,
                         loras=None, lw0=1.0, lw1=1.0, lw2=1.0, lw3=1.0, hr_on=False, hr_scale=2.0,
                         hr_strength=0.5, hr_upscaler="latent", hr_steps=0, var_seed=None, var_strength=None,
-                        style_names=None, request: gr.Request = None, progress=gr.Progress()):
+                        style_names=None, cn_on=False, cn_guess=False, cn_editor=None, cn_upload=None,
+                        cn_prep="canny", cn_net="auto", cn_weight=1.0, cn_start=0.0, cn_end=1.0,
+                        request: gr.Request = None, progress=gr.Progress()):
             # the extras default to the form's own defaults (no LoRA, no hires, no variation, no styles): an API
             # caller that sends only the first ten fields gets a plain render
             model = checked_model(model, "model", h.registry)
@@ -682,6 +688,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             fields.update(g_extras.fields([loras, lw0, lw1, lw2, lw3, hr_on, hr_scale, hr_strength, hr_upscaler,
                                            hr_steps]))
             fields.update(g_prompt_x.fields([var_seed, var_strength, style_names]))
+            fields.update(g_control.fields(h, roots, model, [cn_on, cn_guess, cn_editor, cn_upload, cn_prep, cn_net,
+                                                             cn_weight, cn_start, cn_end]))
             sess = session(request)
             tracker = _progress(progress)
             for kind, value in _streamed(lambda on_preview: h.generate(
@@ -696,14 +704,14 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             status = (f"{len(entries)} sealed image(s) in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
                       f"{first['sampler']} · {first['request'].get('steps')} steps · "
                       f"{first['width']}×{first['height']} · seed {seeds}") + lora_hires.status_note(first) + \
-                prompt_extras.status_note(first)
+                prompt_extras.status_note(first) + control_panel.status_note(first)
             yield (gallery_value(entries), [e["file"] for e in entries], status, first["seed"], entries,
                    params_view(first), 0, gr.update(value=None, visible=False))
 
         g_event = g_go.click(
             do_generate,
             [g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height, g_seed, g_batch,
-             *g_extras.inputs, *g_prompt_x.inputs],
+             *g_extras.inputs, *g_prompt_x.inputs, *g_control.inputs],
             [g_gallery, g_files, g_status, last_seed, g_entries, g_params, g_selected, g_live],
             # One progress bar, on the results: on every output it would cover the live preview and the status.
             show_progress_on=[g_gallery], concurrency_id="device", concurrency_limit=1)
@@ -744,7 +752,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         # -- edit
         def on_mode(mode):
             return (gr.update(visible=mode == "inpaint"), gr.update(visible=mode == "inpaint"),
-                    gr.update(visible=mode != "outpaint"), gr.update(visible=mode == "outpaint"),
+                    gr.update(visible=mode not in ("outpaint", "instruct")),
+                    gr.update(visible=mode == "outpaint"),
                     gr.update(visible=mode != "inpaint"))
 
         e_mode.change(on_mode, [e_mode], [e_editor, e_mask, e_strength, e_out_row, e_preview], queue=False)
@@ -754,7 +763,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         @guarded(status=2, outputs=5)
         def do_edit(source, mode, editor, mask, strength, left, top, right, bottom, prompt, negative, model,
                     sampler, steps, guidance, seed, inp_blur=4, inp_content="original", inp_area="Whole picture",
-                    inp_padding=32, request: gr.Request = None, progress=gr.Progress()):
+                    inp_padding=32, image_guidance=None, request: gr.Request = None, progress=gr.Progress()):
             source, mask = checked_path(source, "source image", roots), checked_path(mask, "mask file", roots)
             editor, model = checked_editor(editor, roots), checked_model(model, "model", h.registry)
             cancel = h.cancel_event(session(request), reset=True)
@@ -769,8 +778,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             tracker = _progress(progress)
             for kind, value in _streamed(lambda on_preview: h.edit(
                     fields, source=source, mode=mode, editor_value=editor, mask_file=mask, strength=strength,
-                    outpaint=(left, top, right, bottom), progress=tracker, cancel=cancel, preview=on_preview,
-                    session=sess), tracker):
+                    outpaint=(left, top, right, bottom), image_guidance=image_guidance, progress=tracker,
+                    cancel=cancel, preview=on_preview, session=sess), tracker):
                 if kind == "preview":
                     yield (gr.skip(),) * 4 + (gr.update(value=value, visible=True),)
                 elif kind == "status":
@@ -786,10 +795,12 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         e_event = e_go.click(
             do_edit,
             [e_source, e_mode, e_editor, e_mask, e_strength, e_left, e_top, e_right, e_bottom, e_prompt,
-             e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed, *e_inpaint.inputs],
+             e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed, *e_inpaint.inputs, *e_instruct.inputs],
             [e_gallery, e_files, e_status, e_params, e_live], show_progress_on=[e_gallery],
             concurrency_id="device", concurrency_limit=1)
         e_cancel.click(do_cancel, None, [e_status], cancels=[e_event], queue=False)
+        e_instruct.wire(h, roots, mode=e_mode, model=e_model, source=e_source, files=e_files, event=e_event)
+        g_control.wire(h, roots, model=g_model, width=g_width, height=g_height, seed=g_seed, guarded=guarded)
 
         # -- video
         def on_video_model(name):

@@ -347,6 +347,10 @@ class Handlers:
         for key in ("init_image", "mask", "init_video", "init_audio"):
             if req.get(key):
                 req[key] = Path(req[key]).name
+        for unit in req.get("controls") or []:  # ui.control_panel: the control image's and a local net's names
+            unit["image"] = Path(unit["image"]).name
+            if unit.get("model") and os.path.isabs(unit["model"]):
+                unit["model"] = Path(unit["model"]).name
         if req.get("loras"):  # the picker's names (folder-relative, registry:NAME), never a server path
             from .lora_hires import browser_loras
 
@@ -389,10 +393,10 @@ class Handlers:
     # -- edit -----------------------------------------------------------------------------------------------
     def edit(self, fields: dict, *, source: Optional[str], mode: str, editor_value: Optional[dict] = None,
              mask_file: Optional[str] = None, strength: Optional[float] = None,
-             outpaint: tuple[int, int, int, int] = (0, 0, 0, 0),
+             outpaint: tuple[int, int, int, int] = (0, 0, 0, 0), image_guidance: Optional[float] = None,
              progress: Optional[ProgressFn] = None, cancel: Optional[threading.Event] = None,
              preview: Optional[Callable[[str], None]] = None, session: str = "-") -> list[dict]:
-        """img2img / inpaint / outpaint of `source` (the uploaded file itself, so it becomes the C2PA
+        """img2img / inpaint / outpaint / instruct of `source` (the uploaded file itself, so it becomes the C2PA
         ingredient with its own manifest if it has one)."""
         if not source and editor_value and editor_value.get("background"):
             source = editor_value["background"]  # uploaded into the editor: re-encoded by the browser
@@ -410,6 +414,10 @@ class Handlers:
             fields["outpaint"] = {"left": left, "top": top, "right": right, "bottom": bottom}
             if fields.get("width") is None or fields.get("height") is None:
                 fields["width"] = fields["height"] = None
+        elif mode == "instruct":  # ui.edit_instruct_panel: the model's instruct counterpart, image guidance
+            from .edit_instruct_panel import instruct_fields
+
+            fields = instruct_fields(self, fields, image_guidance)
         elif mode != "img2img":
             raise RequestError(f"unknown edit mode {mode!r}")
         return self.generate(fields, init_image=source, mask=mask, progress=progress, cancel=cancel,

@@ -1,0 +1,194 @@
+"""The Edit tab's instruction mode and the Generate tab's ControlNet panel without a browser, on tiny random-weight
+models built in code: an instruct edit runs on the model (or its counterpart) with the image guidance asked for;
+a model with no instruct / ControlNet counterpart offline is refused in one line before anything loads; the
+control map shown is sealed and is the map the output records; no server path reaches the browser."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+from PIL import Image, ImageDraw
+
+pytest.importorskip("gradio")
+
+import studio  # noqa: E402
+from studio import Registry, RequestError  # noqa: E402
+from ui import control_panel, edit_instruct_panel  # noqa: E402
+from ui.handlers import Handlers  # noqa: E402
+
+SIZE = 256  # the image watermark needs >= 256 px
+needs_aux = pytest.mark.skipif(importlib.util.find_spec("controlnet_aux") is None,
+                               reason="controlnet-aux not installed (pip install --no-deps controlnet-aux)")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A registry with a tiny SD (`tiny-sd`) and a tiny InstructPix2Pix (`tiny-ip2p`), a models folder holding a
+    tiny ControlNet that fits tiny-sd (`tiny-cn`) and a reference image."""
+    from pipelines.tiny import save_tiny, tiny_sd
+    from pipelines.tiny_control import tiny_controlnet, tiny_ip2p
+
+    root = tmp_path_factory.mktemp("ui-ctl")
+    sd = tiny_sd(vae_scale=8)
+    models = root / "models"
+    tiny_controlnet(sd).save_pretrained(models / "tiny-cn")
+    reg = Registry(user_file=root / "models.toml")
+    reg.add("tiny-sd", str(save_tiny(sd, root / "sd")), "sd1", width=SIZE, height=SIZE, steps=2, sampler="Euler")
+    reg.add("tiny-ip2p", str(save_tiny(tiny_ip2p(vae_scale=8), root / "ip2p")), "ip2p", width=SIZE, height=SIZE,
+            steps=2)
+    ref = Image.new("RGB", (SIZE, SIZE), "white")
+    ImageDraw.Draw(ref).ellipse((40, 40, 160, 160), fill="red")
+    ref.save(root / "ref.png")
+    return {"registry": reg, "models": models, "ref": str(root / "ref.png"), "root": root}
+
+
+@pytest.fixture(scope="module")
+def h(world, tmp_path_factory):
+    return Handlers(studio.Studio(world["registry"], quiet=True), tmp_path_factory.mktemp("ui-ctl-out"),
+                    models_dir=world["models"])
+
+
+def one_line(exc) -> str:
+    text = str(exc.value)
+    assert "\n" not in text
+    return text
+
+
+def test_instruction_edit_records_the_image_guidance_and_credits_the_source(h, world):
+    fields = h.request_fields(prompt="make the circle blue", model="tiny-ip2p", steps=2, seed=3)
+    [entry] = h.edit(fields, source=world["ref"], mode="instruct", image_guidance=2.5)
+    assert entry["mode"] == "instruct" and entry["model"] == "tiny-ip2p" and entry["source"] == "edit"
+    assert entry["request"]["instruct"] is True and entry["request"]["image_guidance"] == 2.5
+    assert entry["request"]["init_image"] == "ref.png"  # the name, never the server path
+    report = studio.verify(entry["file"]).to_dict()
+    assert report["state"] == "trusted"
+    assert [i["relationship"] for i in report["manifest"]["ingredients"]] == ["parentOf"]
+    [other] = h.edit(fields, source=world["ref"], mode="instruct", image_guidance=0.5)
+    assert other["sha256"] != entry["sha256"]  # the slider reaches the model
+
+
+def test_a_model_without_an_instruct_counterpart_is_refused_in_one_line(h, world, no_load):
+    fields = h.request_fields(prompt="make the circle blue", model="tiny-sd", steps=2, seed=3)
+    with pytest.raises(RequestError) as exc:
+        h.edit(fields, source=world["ref"], mode="instruct", image_guidance=1.5)
+    msg = one_line(exc)
+    assert "tiny-sd (sd1) is not an instruction-editing model" in msg
+    assert "instruct-pix2pix is not downloaded" in msg and "tiny-ip2p" in msg  # what to pick instead
+    line, default = edit_instruct_panel.note(h, "instruct", "tiny-sd")
+    assert line.startswith("**Cannot edit by instruction:**") and default is None
+    line, default = edit_instruct_panel.note(h, "instruct", "tiny-ip2p")
+    assert "Edits with **tiny-ip2p**" in line and default == 1.5
+    assert edit_instruct_panel.note(h, "img2img", "tiny-sd") == ("", None)
+
+
+def test_a_registered_name_instruct_model_is_the_counterpart(h, world):
+    reg = world["registry"]
+    reg.add("tiny-sd-instruct", reg.entries["tiny-ip2p"].source, "ip2p", steps=2)
+    try:
+        fields = edit_instruct_panel.instruct_fields(h, {"model": "tiny-sd", "prompt": "x"}, 2.0)
+        assert fields["model"] == "tiny-sd-instruct" and fields["instruct"] is True
+        assert fields["image_guidance"] == 2.0
+        assert "(the instruction model for tiny-sd)" in edit_instruct_panel.note(h, "instruct", "tiny-sd")[0]
+    finally:
+        reg.entries.pop("tiny-sd-instruct")
+
+
+@pytest.fixture(scope="module")
+def other_base_cn(world):
+    """A ControlNet folder made for a base with another text width (its config is all a menu reads)."""
+    fake = world["models"] / "other-base-cn"
+    fake.mkdir(exist_ok=True)
+    (fake / "config.json").write_text(json.dumps({"_class_name": "ControlNetModel", "cross_attention_dim": 999}))
+    (fake / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    return fake
+
+
+def test_controlnet_menu_offers_what_runs_and_says_why_not(h, other_base_cn):
+    choices, note = control_panel.ControlPanel._options(h, "tiny-sd")
+    labels = dict((v, k) for k, v in choices)
+    assert labels["local:tiny-cn"] == "tiny-cn (local)" and note == ""
+    assert labels["local:other-base-cn"].endswith("made for another base")
+    assert labels["sd15-canny"].endswith("not downloaded")
+    _, note = control_panel.ControlPanel._options(h, "tiny-ip2p")
+    assert note == ("tiny-ip2p (ip2p) has no ControlNet: ControlNet runs on SD 1.x/2.x, SDXL and Flux models")
+    _, note = control_panel.ControlPanel._options(h, "mini")  # the mini family has no ControlNet yet
+    assert note.startswith("no ControlNet for mini (sd1) is available offline")
+
+
+@pytest.mark.parametrize("model, net, message", [
+    ("tiny-sd", "auto", "no sd1 ControlNet for tiny-sd and preprocessor 'canny' is available offline "
+                        "(sd15-canny: not downloaded)"),
+    ("tiny-sd", "local:other-base-cn", "ControlNet other-base-cn cannot run on tiny-sd (sd1): made for another base"),
+    ("tiny-sd", "local:../sd", "ControlNet '../sd' is not in the server's models folder"),
+    ("tiny-sd", "/etc/passwd", "unknown ControlNet '/etc/passwd'"),
+    ("tiny-ip2p", "auto", "tiny-ip2p (ip2p) has no ControlNet"),
+])
+def test_a_unit_that_cannot_run_is_refused_before_loading(h, world, other_base_cn, no_load, model, net, message):
+    with pytest.raises(RequestError) as exc:
+        control_panel.unit_fields(h, model, on=True, guess=False, editor=None, upload=world["ref"],
+                                  preprocessor="canny", controlnet=net, weight=1, start=0, end=1)
+    assert message in one_line(exc)
+    assert control_panel.unit_fields(h, model, on=False, guess=True, editor=None, upload=None,
+                                     preprocessor="canny", controlnet=net, weight=1, start=0, end=1) == {}
+
+
+def test_a_sketch_is_flattened_onto_white_and_a_blank_one_refused(h, tmp_path):
+    canvas = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    canvas.save(tmp_path / "blank.png")
+    with pytest.raises(RequestError) as exc:
+        control_panel.control_image(h, {"composite": str(tmp_path / "blank.png"), "layers": []}, None)
+    assert "the control image is blank" in one_line(exc)
+    with pytest.raises(RequestError) as exc:
+        control_panel.control_image(h, None, None)
+    assert "needs a control image" in one_line(exc)
+    ImageDraw.Draw(canvas).line((5, 5, 60, 40), fill=(0, 0, 0, 255), width=3)
+    canvas.save(tmp_path / "sketch.png")
+    path = control_panel.control_image(h, {"composite": str(tmp_path / "sketch.png"),
+                                           "layers": [str(tmp_path / "sketch.png")]}, None)
+    with Image.open(path) as im:
+        assert im.mode == "RGB" and im.size == (64, 48)
+        assert im.getpixel((0, 47)) == (255, 255, 255) and im.getpixel((5, 5)) == (0, 0, 0)
+    assert path.startswith(str(h.out_dir))
+    upload = str(tmp_path / "up.png")
+    Image.new("RGB", (64, 48), "gray").save(upload)
+    assert control_panel.control_image(h, {"background": upload, "layers": []}, upload) == upload  # byte for byte
+
+
+@needs_aux
+def test_the_map_shown_is_sealed_and_is_the_map_the_output_records(h, world):
+    path, line = control_panel.preview_map(h, None, world["ref"], "canny", SIZE, SIZE, 4)
+    assert line.startswith(f"canny map, {SIZE}×{SIZE} (sealed")
+    shown = studio.verify(path).to_dict()
+    assert shown["state"] == "trusted" and [i["relationship"] for i in shown["manifest"]["ingredients"]] == \
+        ["parentOf"]
+    with Image.open(path) as m:  # an edge map: mostly black, some white
+        assert m.size == (SIZE, SIZE) and m.convert("L").getextrema() == (0, 255)
+    fields = h.request_fields(prompt="a red circle", model="tiny-sd", steps=2, seed=4, size="Custom", width=SIZE,
+                              height=SIZE)
+    fields.update(control_panel.unit_fields(h, "tiny-sd", on=True, guess=False, editor=None, upload=world["ref"],
+                                            preprocessor="canny", controlnet="local:tiny-cn", weight=0.8, start=0,
+                                            end=0.9))
+    [entry] = h.generate(fields)
+    unit = entry["request"]["controls"][0]
+    assert unit == {"image": "ref.png", "preprocessor": "canny", "model": "tiny-cn", "weight": 0.8, "start": 0.0,
+                    "end": 0.9}  # names only: the browser never sees a server path
+    info = studio.info(entry["file"])
+    assert info["input_hashes"]["control_0"] == shown["manifest"]["params"]["map_sha256"]
+    out = studio.verify(entry["file"]).to_dict()
+    assert out["state"] == "trusted"
+    assert [i["relationship"] for i in out["manifest"]["ingredients"]] == ["componentOf"]
+    assert "ControlNet tiny-cn (canny, weight 0.8)" in control_panel.status_note(entry)
+    fields.pop("controls")
+    [plain] = h.generate(fields)
+    assert plain["sha256"] != entry["sha256"] and control_panel.status_note(plain) == ""
+
+
+def test_the_app_builds_with_both_panels(h):
+    from ui.app import build_app
+
+    demo = build_app(h.studio, h.out_dir, models_dir=h.models_dir)
+    ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
+    assert {"e-image-guidance", "e-before-after", "cn-editor", "cn-preprocessor", "cn-net", "cn-map"} <= ids
+    mode = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "e-mode")
+    assert "instruct" in [c[1] if isinstance(c, tuple) else c for c in mode.choices]
