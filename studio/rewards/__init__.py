@@ -3,7 +3,7 @@ come from), the ratings store and the learned reward's training from it.
 
     from studio import rewards
     r = rewards.get("learned")                 # a `Reward`: r.score(images, prompts) -> tensor
-    rewards.rate(result.outputs[0], "like")   # into ratings.jsonl in the config folder
+    rewards.rate(result.outputs[0], "like")   # into ratings.db (SQLite) in the config folder
     rewards.train_learned()                    # refit the learned reward from the stored ratings
 
 Real reward models load from local folders only: `DIFFUSION_STUDIO_REWARD_<NAME>` (a folder, or the
