@@ -56,6 +56,8 @@ def generate(
     guidance: Optional[float] = typer.Option(None, "--guidance", "--cfg"),
     negative: str = typer.Option("", "--negative", help="Negative prompt."),
     lora: List[str] = typer.Option([], "--lora", help="PATH[:WEIGHT], repeatable."),
+    allow_failed_lora: bool = typer.Option(False, "--allow-failed-lora", help="Use a `studio tune` LoRA even "
+                                           "though it failed (or never ran) its eval gate."),
     init: Optional[Path] = typer.Option(None, "--init", help="Init image: img2img, the image to inpaint/outpaint, "
                                                              "or (video model) the still to animate."),
     init_video: Optional[Path] = typer.Option(None, "--init-video", help="Source clip for video-to-video "
@@ -155,7 +157,7 @@ def generate(
         request = GenerationRequest.build(
             prompt=prompt, negative_prompt=negative, model=model, seed=seed, steps=steps, width=width,
             height=height, sampler=sampler, guidance=guidance, batch=batch,
-            loras=[LoraRef.parse(item) for item in lora],
+            loras=[LoraRef.parse(item).model_copy(update={"allow_failed_gate": allow_failed_lora}) for item in lora],
             init_image=str(init) if init else None, strength=strength, mask=str(mask) if mask else None,
             outpaint=Outpaint.parse(outpaint) if outpaint else None, output_format=fmt, accelerate=accelerate,
             inpaint=_inpaint_options(mask_blur, masked_content, only_masked, inpaint_padding),
@@ -448,6 +450,9 @@ def _register_subcommands() -> None:
     from .rewards.cli import register as register_rewards
 
     register_rewards(app)
+    from .rewards.tune_cli import register as register_tune
+
+    register_tune(app)  # `studio tune`
     from .control_cli import register as register_control
 
     register_control(app)  # `studio edit`, `studio preprocess`

@@ -177,6 +177,9 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
             pipelines.check_lora_file(lora.path, allow_pickle=allow_pickle)
         except (pipelines.ModelLoadError, ValueError) as exc:
             raise RequestError(str(exc)) from None
+        from .rewards.gate import check_tuned_lora  # a studio-tuned LoRA must have passed its eval gate
+
+        check_tuned_lora(lora.path, allow_failed=lora.allow_failed_gate)
     inputs = kind.read_inputs(request, init_value=init_value, mask_value=mask_value, video_value=video_value,
                               audio_value=audio_value)
     scale = max(8, source.vae_scale_factor or 8)

@@ -81,6 +81,7 @@ class LoraRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     path: str = Field(min_length=1)
     weight: float = 1.0
+    allow_failed_gate: bool = False  # use a studio-tuned LoRA that failed (or skipped) its eval gate anyway
 
     @field_validator("weight", mode="before")
     @classmethod

@@ -1,0 +1,201 @@
+"""The eval gate: a tuned LoRA is enabled only if, on held-out prompts, the learned reward improves AND an
+independent check does not get worse. On the mini model the check is the analytic judge's prompt fidelity
+(colour, shape, position and background all right, as the prompt says); on other models it is a second
+reward named with `check=` (e.g. `clip`). A reward-hacking LoRA (one that pleases the reward by drifting
+from the prompt) raises the first and fails the second.
+
+Both arms (base and base + LoRA) render the same prompts with the same seeds, through the same loader the
+engine uses (`pipelines.apply_loras`), so the difference is the LoRA's. Only scores leave this module: the
+images are never written or shown. The figures go into the LoRA's provenance JSON, bound to its sha256, and
+`check_tuned_lora` (called by the engine for every LoRA a request names) refuses a studio-tuned LoRA that
+failed the gate, was never gated or changed since, unless the request overrides it explicitly.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..errors import RequestError
+from .tune import load_base, read_provenance, write_provenance
+
+MINI_CHECK = "mini-fidelity"
+DEFAULT_TOLERANCE = 2.0  # points of fidelity (issue 18: prompt fidelity may drop by <= 2 points)
+OVERRIDE_HINT = "allow_failed_gate=True on the LoRA (CLI --allow-failed-lora) uses it anyway"
+
+
+# -- the mini model's independent check: what the prompt asks for vs what the analytic judge sees ---------------
+def mini_expected(prompt: str) -> Optional[dict]:
+    """The colour, shape, position and background a one-object mini-world prompt asks for (size may be left
+    unstated), or None when the prompt is not of that form."""
+    from ..mini import world as W
+
+    text = " " + " ".join(prompt.lower().replace(",", " ").split()) + " "
+    shapes = [s for s in W.SHAPES if f" {s} " in text]
+    bg = re.search(r" (\w+) background ", text)
+    if len(shapes) != 1 or not bg or bg.group(1) not in W.BACKGROUNDS:
+        return None
+    before = text.split(f" {shapes[0]} ")[0].split()
+    colour = before[-1] if before else None
+    if colour not in W.COLORS:
+        return None
+    positions = [(len(ph), pos) for pos, phrases in W.POSITION_PHRASES.items() for ph in phrases
+                 if f" {ph} " in text]
+    if not positions:
+        return None
+    return {"color": colour, "shape": shapes[0], "position": max(positions)[1], "background": bg.group(1)}
+
+
+def mini_fidelity(image, prompt: str) -> Optional[bool]:
+    """All four of the prompt's stated attributes right, per the analytic judge (None: prompt not checkable)."""
+    from ..mini.judge import judge
+
+    want = mini_expected(prompt)
+    if want is None:
+        return None
+    v = judge(image)
+    got = v.objects[0].attrs() if v.objects else {}
+    return v.background == want["background"] and all(got.get(k) == want[k] for k in ("color", "shape", "position"))
+
+
+# -- rendering and scoring ---------------------------------------------------------------------------------------
+def _render(loaded, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, guidance: float, width: int,
+            height: int, batch: int = 8, progress: Optional[Callable[[], None]] = None) -> list:
+    import torch
+
+    jobs = [(p, s) for p in prompts for s in seeds]
+    images = []
+    for i in range(0, len(jobs), batch):
+        chunk = jobs[i:i + batch]
+        with torch.no_grad():
+            out = loaded.pipe([p for p, _ in chunk], num_inference_steps=steps, guidance_scale=guidance,
+                              generator=[torch.Generator().manual_seed(s) for _, s in chunk], width=width,
+                              height=height)
+        images.extend(out.images)
+        if progress:
+            progress(len(chunk))
+    return images
+
+
+def _mean(v) -> Optional[float]:
+    v = [float(x) for x in v if x is not None]
+    return sum(v) / len(v) if v else None
+
+
+def run_gate(lora: os.PathLike | str, *, model: Optional[str] = None, prompts: Sequence[str] = (),
+             seeds: Sequence[int] = (0, 1), reward: str = "learned", check: Optional[str] = None,
+             tolerance: Optional[float] = None, min_gain: float = 0.0, steps: Optional[int] = None,
+             guidance: Optional[float] = None, also: Sequence[str] = (), progress=None,
+             write: bool = True) -> dict:
+    """Render `prompts` x `seeds` with the base model and with the LoRA, score both with `reward` (must
+    improve by more than `min_gain`) and with the independent `check` (default: the mini judge's fidelity
+    on the mini model; must not drop by more than `tolerance`: 2 fidelity points, or 0 in a check reward's
+    units), store the figures in the LoRA's provenance JSON (`write`). `also`: more rewards to report on the
+    same images (figures only, no say in the verdict). Returns the gate dict, with the whole
+    provenance under "provenance"."""
+    import pipelines
+
+    from . import get
+
+    lora = Path(lora).expanduser()
+    meta = read_provenance(lora)
+    if meta is None:
+        raise RequestError(f"{lora} has no studio tune provenance ({lora.with_suffix('.json').name}): only LoRAs "
+                           "made by `studio tune` are gated")
+    prompts = list(prompts)
+    if not prompts:
+        raise RequestError("the eval gate needs held-out prompts (rate outputs of more prompts, or pass some)")
+    entry, loaded = load_base(model or meta["base_model"]["name"])
+    if loaded.content_hash != meta["base_model"]["hash"]:
+        raise RequestError(f"{lora.name} was tuned on model hash {meta['base_model']['hash'][:12]}, not "
+                           f"{entry.name} ({loaded.content_hash[:12]})")
+    check = check or (MINI_CHECK if entry.name.startswith("mini") else None)
+    if check is None:
+        raise RequestError(f"the eval gate needs an independent check for {entry.name}: a second reward "
+                           "(check=NAME, CLI --check NAME)")
+    judged = [p for p in prompts if mini_expected(p) is not None] if check == MINI_CHECK else prompts
+    if not judged:
+        raise RequestError(f"none of the {len(prompts)} held-out prompts is a one-object mini-world prompt the "
+                           "judge can check")
+    tol = DEFAULT_TOLERANCE if tolerance is None and check == MINI_CHECK else float(tolerance or 0.0)
+    scorer = get(reward, "image")
+    second = None if check == MINI_CHECK else get(check, "image")
+    width, height = meta.get("size") or (entry.width, entry.height)  # where it was trained
+    opts = dict(steps=steps or entry.steps, guidance=entry.guidance if guidance is None else guidance,
+                width=width, height=height)
+    total = 2 * len(judged) * len(seeds)
+    done = [0]
+
+    def tick(n):
+        done[0] += n
+        if progress:
+            progress(done[0], total, "gate")
+
+    arms = {}
+    for arm, loras in (("base", []), ("tuned", [(lora, 1.0)])):
+        hashes = pipelines.apply_loras(loaded, loras)
+        try:
+            images = _render(loaded, judged, seeds, progress=tick, **opts)
+        finally:
+            pipelines.apply_loras(loaded, [])
+        ps = [p for p in judged for _ in seeds]
+        r = scorer.score(images, ps).flatten().tolist()
+        c = [100.0 * bool(mini_fidelity(im, p)) for im, p in zip(images, ps)] if second is None else \
+            second.score(images, ps).flatten().tolist()
+        arms[arm] = {"reward": _mean(r), "check": _mean(c), "lora_hashes": hashes,
+                     "also": {n: _mean(get(n, "image").score(images, ps).flatten().tolist()) for n in also}}
+    gain = arms["tuned"]["reward"] - arms["base"]["reward"]
+    drop = arms["base"]["check"] - arms["tuned"]["check"]
+    reasons = []
+    if not gain > min_gain:
+        reasons.append(f"reward {reward} did not improve ({gain:+.4g})")
+    if drop > tol:
+        reasons.append(f"{check} dropped by {drop:.4g} (allowed {tol:g})")
+    result = {
+        "passed": not reasons, "reasons": reasons, "lora_sha256": pipelines.file_sha256(lora),
+        "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "reward": {"name": reward, "hash": scorer.hash, "base": arms["base"]["reward"],
+                   "tuned": arms["tuned"]["reward"], "gain": gain, "min_gain": min_gain},
+        "check": {"name": check, "hash": None if second is None else second.hash, "base": arms["base"]["check"],
+                  "tuned": arms["tuned"]["check"], "drop": drop, "tolerance": tol},
+        "also": {n: {"base": arms["base"]["also"][n], "tuned": arms["tuned"]["also"][n]} for n in also},
+        "prompts": len(judged), "seeds": list(seeds), "images_per_arm": len(judged) * len(seeds),
+        "steps": opts["steps"], "guidance": opts["guidance"], "sampler": type(loaded.pipe.scheduler).__name__,
+    }
+    meta["gate"] = result
+    meta["enabled"] = result["passed"]
+    if write:
+        write_provenance(lora, meta)
+    return {**result, "provenance": meta}
+
+
+def summary(gate: dict) -> str:
+    """One line: the verdict and the figures behind it."""
+    r, c = gate["reward"], gate["check"]
+    verdict = "passed" if gate["passed"] else "FAILED: " + "; ".join(gate["reasons"])
+    return (f"eval gate {verdict} -- reward {r['name']} {r['base']:.4g} -> {r['tuned']:.4g} ({r['gain']:+.4g}); "
+            f"{c['name']} {c['base']:.4g} -> {c['tuned']:.4g} (drop {c['drop']:.4g}, allowed {c['tolerance']:g}); "
+            f"{gate['images_per_arm']} images per arm")
+
+
+def check_tuned_lora(path: os.PathLike | str, *, allow_failed: bool = False) -> None:
+    """RequestError (one line) for a studio-tuned LoRA that is not enabled: gate failed, never run, or the file
+    changed since. LoRAs the studio did not tune (no provenance JSON) are not the gate's business."""
+    meta = read_provenance(path)
+    if meta is None or allow_failed:
+        return
+    import pipelines
+
+    name = Path(path).name
+    gate = meta.get("gate")
+    if not gate:
+        raise RequestError(f"LoRA {name} was tuned by the studio but has not been through the eval gate "
+                           f"(`studio tune --gate {path}`); {OVERRIDE_HINT}")
+    if gate.get("lora_sha256") != pipelines.file_sha256(path):
+        raise RequestError(f"LoRA {name} changed since its eval gate ran (sha256 differs): gate it again; "
+                           f"{OVERRIDE_HINT}")
+    if not gate.get("passed"):
+        raise RequestError(f"LoRA {name} failed the eval gate ({'; '.join(gate.get('reasons') or ['failed'])}); "
+                           f"{OVERRIDE_HINT}")
