@@ -96,8 +96,9 @@ def stock_encode_image(img, fmt, png_text=None, quality=None):
     return b.getvalue()
 
 
-def stock_sign(data, fmt, manifest, config, info, parent, parent_format, thumbnail):
-    """The pre-issue-19 ``seal._sign``: settings, Context and Signer built per call (no parent here)."""
+def stock_sign(data, fmt, manifest, config, info, parent, parent_format, thumbnail, components=()):
+    """The pre-issue-19 ``seal._sign``: settings, Context and Signer built per call (no parent or components
+    here)."""
     import c2pa
     mime = M.MIME[fmt]
     settings = c2pa_settings(config, thumbnail=thumbnail)
@@ -252,7 +253,9 @@ def png_table(n=1024, reps=5):
     kinds = ["photo", "texture", "noise", "shapes", "gradient"]
     cands = {f"Pillow level {lv}": (lambda im, lv=lv: _pil(im, lv)) for lv in (6, 1, 2, 3, 9)}
     cands["Pillow level 1 Z_RLE"] = lambda im: _pil(im, 1, 3)
-    cands["new writer (Up + zlib 1 Z_RLE, default-strategy retry)"] = lambda im: _new_encode_image(im, "png")
+    cands["writer, zlib (Up + zlib 1 Z_RLE, default-strategy retry)"] = lambda im: _without_isal(im)
+    if M._isal_zlib is not None:
+        cands["writer, isal (Up + ISA-L level 1)"] = lambda im: _new_encode_image(im, "png")
     rows = []
     for kind in kinds:
         im = wm.embed(Image.fromarray(gen_image(kind, n, 5)), b"pngbench")
@@ -260,12 +263,20 @@ def png_table(n=1024, reps=5):
         for name, f in cands.items():
             ts = []
             for _ in range(reps):
-                t = time.perf_counter()
+                t = time.thread_time()     # CPU, not wall: the figure a loaded machine distorts least
                 d = f(im)
-                ts.append(time.perf_counter() - t)
+                ts.append(time.thread_time() - t)
             assert np.array_equal(np.asarray(M.decode_image(d)), np.asarray(im))
             rows.append((kind, name, med(ts), len(d), len(d) / base))
     return rows
+
+
+def _without_isal(im):
+    saved, M._isal_zlib = M._isal_zlib, None
+    try:
+        return _new_encode_image(im, "png")
+    finally:
+        M._isal_zlib = saved
 
 
 def _pil(im, level, ctype=-1):
@@ -277,7 +288,7 @@ def _pil(im, level, ctype=-1):
 def profile_new(cfg, n):
     img = Image.fromarray(gen_image("photo", n, 778))
     seal_image(img, params={"seed": 0}, claim_generator=CG, config=cfg)
-    pr = cProfile.Profile()
+    pr = cProfile.Profile(time.thread_time)     # thread CPU time: what a loaded machine distorts least
     pr.enable()
     for i in range(3):
         seal_image(img, params={"seed": i}, claim_generator=CG, config=cfg)
@@ -287,15 +298,227 @@ def profile_new(cfg, n):
     return s.getvalue()
 
 
+
+# ------------------------------------------------------------------ delivery: pixels -> manifest line fsynced
+class _Registry:
+    def resolve(self, name):
+        return name
+
+
+class PixelsStudio:
+    """A `Studio` whose pipeline costs nothing: `generate(deliver=False)` hands the engine's own `Generated`
+    (the job runner's real seal + write + manifest path follows) an image made before the job started."""
+
+    registry = _Registry()
+
+    def __init__(self, images):
+        self.images, self.n = images, 0
+
+    def generate(self, request, *, progress=None, deliver=True, **_):
+        from studio.engine import Generated
+        from studio.schema import GenerationRecord
+
+        image = self.images[self.n % len(self.images)]
+        self.n += 1
+        req = request.model_copy(update={"model": request.model or "mini", "width": image.width,
+                                         "height": image.height, "steps": request.steps or 30,
+                                         "guidance": 5.0, "sampler": "Euler",
+                                         "output_format": request.output_format or "png"})
+        record = GenerationRecord(request=req, mode=req.mode, model_name="mini", model_source="bench",
+                                  model_family="sd1", model_hash="ab" * 32, sampler="Euler", device="cpu",
+                                  dtype="fp32", versions={"bench": "1"}, elapsed_s=0.0)
+        g = Generated(record, [image], [req.seed], out=None, overwrite=False, parent=None, parent_format=None)
+        return g.finish() if deliver else g
+
+
+class Phases:
+    """Wall time of named functions, patched in place for the duration (restored on exit)."""
+
+    def __init__(self):
+        self.t, self.saved = {}, []
+
+    def wrap(self, owner, attr, name, when=None):
+        orig = getattr(owner, attr)
+        t = self.t
+
+        def timed(*a, **kw):
+            if when is not None and not when(*a, **kw):
+                return orig(*a, **kw)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return orig(*a, **kw)
+            finally:
+                t.setdefault(name, []).append((time.perf_counter() - t0, time.thread_time() - c0))
+        self.saved.append((owner, attr, orig))
+        setattr(owner, attr, timed)
+
+    def restore(self):
+        for owner, attr, orig in reversed(self.saved):
+            setattr(owner, attr, orig)
+        self.saved = []
+
+
+DELIVERY_ROWS = [  # (row, depth): depth 1 rows are inside the depth 0 row above them
+    ("seal worker: Generated.finish (seal_outputs)", 0),
+    ("safety.seal_image", 1),
+    ("  watermark embed", 2), ("  PNG encode", 2), ("  read-back: PNG decode", 2), ("  read-back: detect", 2),
+    ("  C2PA sign + verify + read", 2), ("  ledger record (sqlite)", 2),
+    ("pixel_sha256 (decodes the sealed PNG)", 1), ("generated_sha256 (pixels before the seal)", 1),
+    ("output_params + png_text_for + watermark_id_for", 1),
+    ("result dict (_ok: model_dump, bytes copy)", 0),
+    ("driver emit", 0),
+    ("write intent (append + fsync)", 1), ("write_atomic (temp + fsync + rename)", 1),
+    ("manifest line (append + fsync)", 1),
+]
+
+
+def delivery(n, items, prof_top=0, seal_workers=1):
+    """Per item, from "pipeline returned pixels" to "manifest line fsynced": a `studio.jobs.render` job whose
+    pipeline costs nothing (`PixelsStudio`), every phase timed in place; steady-state interval between items
+    from the manifest's finish times; a cProfile of the seal thread when ``prof_top``."""
+    import safety
+    from safety import ledger as L
+    from studio import writer as W
+    from studio.jobs import manifest as JM
+    from studio.jobs import render, runner as R
+    from studio.modalities import image as MI
+
+    os.environ["DIFFUSION_STUDIO_HOME"] = tempfile.mkdtemp(prefix="seal-bench-home-")
+    images = [Image.fromarray(gen_image("photo", n, 900 + i)) for i in range(3)]
+    wm = S.WATERMARKERS["image"]
+    ph = Phases()
+    for owner, attr, name in [
+        (R.PendingItem, "finish", "seal worker: Generated.finish (seal_outputs)"),
+        (safety, "seal_image", "safety.seal_image"), (wm, "embed", "  watermark embed"),
+        (M, "encode_image", "  PNG encode"), (M, "decode_image", "  read-back: PNG decode"),
+        (wm, "detect", "  read-back: detect"), (S, "_sign", "  C2PA sign + verify + read"),
+        (L.Ledger, "record", "  ledger record (sqlite)"),
+        (MI, "pixel_sha256", "pixel_sha256 (decodes the sealed PNG)"),
+        (MI, "image_sha256", "generated_sha256 (pixels before the seal)"),
+        (W, "output_params", "output_params + png_text_for + watermark_id_for"),
+        (W, "png_text_for", "output_params + png_text_for + watermark_id_for"),
+        (W, "watermark_id_for", "output_params + png_text_for + watermark_id_for"),
+        (R, "_ok", "result dict (_ok: model_dump, bytes copy)"),
+        (JM.WriteIntents, "record", "write intent (append + fsync)"),
+        (W, "write_atomic", "write_atomic (temp + fsync + rename)"),
+    ]:
+        ph.wrap(owner, attr, name)
+    ph.wrap(JM.ManifestWriter, "append", "manifest line (append + fsync)",
+            when=lambda self, obj: obj.get("type") == "item")
+    prof = cProfile.Profile(time.thread_time) if prof_top else None  # CPU: load-proof
+    orig_run = R.LocalExecutor.run
+
+    def run(self, tasks, emit, cancel, on_step=None):
+        def timed_emit(result):
+            t0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                if prof is not None:
+                    prof.enable()
+                return emit(result)
+            finally:
+                if prof is not None:
+                    prof.disable()
+                ph.t.setdefault("driver emit", []).append((time.perf_counter() - t0, time.thread_time() - c0))
+        return orig_run(self, tasks, timed_emit, cancel, on_step)
+
+    orig_finish = R.PendingItem.finish
+
+    def finish(self):
+        if prof is None:
+            return orig_finish(self)
+        prof.enable()
+        try:
+            return orig_finish(self)
+        finally:
+            prof.disable()
+    R.LocalExecutor.run, R.PendingItem.finish = run, finish
+    out = Path(tempfile.mkdtemp(prefix="seal-bench-job-"))
+    try:
+        t0 = time.perf_counter()
+        summary = render([{"prompt": f"a lighthouse at dusk, oil painting, take {i}", "id": f"it{i}"}
+                          for i in range(items)], out, studio=PixelsStudio(images), seed=1, cpu_threads=1,
+                         seal_workers=seal_workers)
+        wall = time.perf_counter() - t0
+    finally:
+        R.LocalExecutor.run, R.PendingItem.finish = orig_run, orig_finish
+        ph.restore()
+    assert summary.succeeded == items, summary.to_dict()
+    from studio.jobs.manifest import read_manifest
+    ends = sorted(datetime_ms(e["timings"]["finished_at"]) for e in read_manifest(out / JM.MANIFEST).items.values())
+    interval = (ends[-1] - ends[1]) / max(1, len(ends) - 2) * 1e3     # skip the first (warm-up) item
+    rows = {}
+    for name, _ in DELIVERY_ROWS:
+        per_item = _per_item(ph.t.get(name, []), items)
+        rows[name] = tuple(statistics.median(x[j] for x in (per_item[1:] or per_item)) * 1e3 for j in (0, 1)) \
+            if per_item else (0.0, 0.0)
+    text = None
+    if prof is not None:
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(prof_top)
+        text = s.getvalue()
+    return {"size": n, "items": items, "rows": rows, "interval_ms": interval, "job_wall_s": wall,
+            "profile": text, "seal_workers": seal_workers}
+
+
+def _per_item(values, items):
+    """Per-item sums of a phase that runs k times an item (k = len / items), in call order."""
+    if not values:
+        return []
+    k = max(1, len(values) // items)
+    return [tuple(sum(v[j] for v in values[i * k:(i + 1) * k]) for j in (0, 1)) for i in range(items)]
+
+
+def datetime_ms(iso):
+    return dt.datetime.fromisoformat(iso).timestamp()
+
+
+def delivery_table(results):
+    lines = ["Per item, pipeline returned pixels -> manifest line fsynced (`studio.jobs.render`, pipeline costing "
+             "nothing, one seal worker), median per item after the first, ms wall / ms thread CPU:", "",
+             "| phase | " + " | ".join(f"{r['size']} px" for r in results) + " |",
+             "|---|" + "---|" * len(results)]
+    for name, depth in DELIVERY_ROWS:
+        label = ("&nbsp;&nbsp;" * depth) + name.strip()
+        lines.append(f"| {label} | " + " | ".join(f"{r['rows'][name][0]:.1f} / {r['rows'][name][1]:.1f}" for r in results) + " |")
+    lines.append("| **steady-state interval between manifest lines** | " +
+                 " | ".join(f"**{r['interval_ms']:.1f}**" for r in results) + " |")
+    for r in results:
+        if r["profile"]:
+            lines += ["", f"cProfile of the seal thread, {r['items']} items at {r['size']} px (thread CPU tottime):", "```",
+                      r["profile"].strip(), "```"]
+    return lines
+
+
+def footer(t_start):
+    import c2pa  # noqa: F401
+    from importlib.metadata import version
+    import pywt
+    vers = {p: version(p) for p in ("numpy", "Pillow", "invisible-watermark", "c2pa-python")}
+    vers["isal"] = version("isal") if M._isal_zlib is not None else "not installed (zlib)"
+    vers.update({"opencv": cv2.__version__, "pywt": pywt.__version__})
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} CPUs visible, load average {load} (1/5/15 min) at the end, Python "
+            f"{platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in vers.items()) +
+            f"; {time.time() - t_start:.0f} s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     ap.add_argument("--png", action="store_true", help="also the PNG encoder table (size vs time)")
     ap.add_argument("--profile", action="store_true", help="also a cProfile of the new seal (tottime)")
+    ap.add_argument("--delivery", type=int, default=0, metavar="ITEMS",
+                    help="also the pixels -> manifest-line breakdown over a job of ITEMS items per size")
+    ap.add_argument("--only-delivery", action="store_true", help="skip the stock vs new seal table")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     t_start = time.time()
+    if a.only_delivery:
+        res = [delivery(n, a.delivery or 12, prof_top=18 if a.profile else 0) for n in a.sizes]
+        print("\n".join(delivery_table(res) + ["", footer(t_start)]))
+        return
     cfg = SafetyConfig(config_dir=Path(tempfile.mkdtemp(prefix="seal-bench-")))
     results = [bench_size(cfg, n, a.reps) for n in a.sizes]
     lines = [f"Seal latency, one {a.sizes} px photo-like PNG per call, median of {a.reps} (stock and new alternating), "
@@ -323,21 +546,15 @@ def main():
               ", ".join(f"{k} {v:.2f} ms" for k, v in setup.items())]
     if a.png:
         rows = png_table()
-        lines += ["", "PNG encoders, 1024 px marked images, median of 5 (ms, bytes, size vs Pillow level 6):", "",
-                  "| image | encoder | ms | bytes | size |", "|---|---|---|---|---|"]
+        lines += ["", "PNG encoders, 1024 px marked images, median of 5 (thread CPU ms, bytes, size vs Pillow level 6):",
+                  "", "| image | encoder | CPU ms | bytes | size |", "|---|---|---|---|---|"]
         lines += [f"| {k} | {nm} | {t:.0f} | {b:,} | {rel:.2f}x |" for k, nm, t, b, rel in rows]
     if a.profile:
-        lines += ["", "cProfile of the new seal_image (3 calls, 1024 px, tottime):", "```",
+        lines += ["", "cProfile of the new seal_image (3 calls, 1024 px, thread CPU tottime):", "```",
                   profile_new(cfg, max(a.sizes)).strip(), "```"]
-    import c2pa  # noqa: F401
-    from importlib.metadata import version
-    import pywt
-    vers = {p: version(p) for p in ("numpy", "Pillow", "invisible-watermark", "c2pa-python")}
-    vers.update({"opencv": cv2.__version__, "pywt": pywt.__version__})
-    lines += ["", f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.2f} at the end, Python "
-              f"{platform.python_version()}; " + ", ".join(f"{k} {v}" for k, v in vers.items()) +
-              f"; {time.time() - t_start:.0f} s"]
+    if a.delivery:
+        lines += [""] + delivery_table([delivery(n, a.delivery, prof_top=18 if a.profile else 0) for n in a.sizes])
+    lines += ["", footer(t_start)]
     print("\n".join(lines))
     if a.json:
         a.json.write_text(json.dumps({"results": results, "setup": setup}, indent=1, default=str))

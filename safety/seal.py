@@ -48,6 +48,8 @@ class Sealed:
     sha256: str = ""
     validation_state: str = ""       # "Trusted" | "Valid" from the read-back after signing
     signer: str = ""                 # subject of the signing certificate
+    pixel_sha256: str = ""           # images: M.pixels_sha256 of the delivered file's decoded pixels, when the
+                                     # seal already had them (PNG); "" = not computed here, decode ``data``
 
 
 def signer_for(config: SafetyConfig) -> SignerInfo:
@@ -325,18 +327,29 @@ def seal_image(image, *, fmt: str = "png", params: dict, claim_generator: str, p
     except WatermarkNotApplicable as e:
         marked, status = img, e.status
     data = M.encode_image(marked, f, png_text=png_text, quality=quality)
-    wm_id, status = _read_back(status, wm_id_b, lambda: wm.detect(M.decode_image(data)))
+    last = [None, None]     # (encoded bytes, their read-back decode): the delivered file's pixel hash, below
+
+    def detect_in(d):
+        last[:] = [d, M.decode_image(d)]
+        return wm.detect(last[1])
+
+    wm_id, status = _read_back(status, wm_id_b, lambda: detect_in(data))
     if status == "not_embeddable":
         # Saturated flat areas (a pure white background) clip the chroma mark away when it is converted back
         # to RGB; HEADROOM levels below 255 / above 0 leave it room.  Only images that failed take this path.
         retry = M.encode_image(wm.embed(_with_headroom(img), wm_id_b), f, png_text=png_text, quality=quality)
-        got, _ = _read_back("embedded", wm_id_b, lambda: wm.detect(M.decode_image(retry)))
+        got, _ = _read_back("embedded", wm_id_b, lambda: detect_in(retry))
         if got is not None:
             data, wm_id, status = retry, got, "embedded"
-    return _finish(data=data, fmt=f, kind="image", claim_generator=claim_generator, params=params, parent=parent,
-                   parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
-                   source_type=digital_source_type, description=description, thumbnail=config.thumbnail,
-                   components=tuple(components))
+    sealed = _finish(data=data, fmt=f, kind="image", claim_generator=claim_generator, params=params, parent=parent,
+                     parent_format=parent_format, config=config, info=info, wm=wm, wm_id=wm_id, wm_status=status,
+                     source_type=digital_source_type, description=description, thumbnail=config.thumbnail,
+                     components=tuple(components))
+    # The read-back already decoded these pixels; the signed PNG is the same image data plus the manifest chunk
+    # (checked chunk by chunk, no decompression), so its pixel hash needs no second decode.
+    if f == "png" and last[0] is data and M.png_same_but_c2pa(sealed.data, data):
+        sealed.pixel_sha256 = M.pixels_sha256(last[1])
+    return sealed
 
 
 @_guard

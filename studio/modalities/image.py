@@ -140,7 +140,8 @@ class ImageModality(MediaModality):
                                    parent_format=parent_format, png_text=png_text if fmt == "png" else None,
                                    config=config, watermark_id=watermark_id, components=components)
         return SealedMedia(data=sealed.data, manifest=sealed.manifest, watermark_id=sealed.watermark_id,
-                           watermark_status=sealed.watermark_status, pixel_sha256=pixel_sha256(sealed.data),
+                           watermark_status=sealed.watermark_status,
+                           pixel_sha256=sealed.pixel_sha256 or pixel_sha256(sealed.data),  # the seal's, no re-decode
                            generated_sha256=image_sha256(media), width=media.width, height=media.height)
 
     def decode(self, data: bytes):
