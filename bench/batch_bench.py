@@ -1,24 +1,35 @@
-"""Batch throughput on this machine: items/s for a naive per-prompt diffusers loop, the studio's local
-executor, and the Ray executor with N workers, side by side in one process, with the same model and prompts.
+"""Batch throughput: items/s of a naive per-prompt diffusers loop and of the studio's job engine, side by side in
+one process, with the same model, prompts, sampler (Euler), guidance and seeds; and the job engine's memory over
+a long job.
 
-    python bench/batch_bench.py [--model mini] [--items 12] [--steps 30] [--workers 2] [--skip-ray]
+    python bench/batch_bench.py [--model mini] [--items 24] [--steps 30] [--workers 2] [--skip-ray]
                                 [--seal-workers 1]
+    python bench/batch_bench.py --rss 2000 [--rss-size 256]     # RSS over a long job (no model, see below)
 
-The naive loop is stock diffusers (`StableDiffusionPipeline.from_pretrained` + one call per prompt) and
-delivers nothing (no seal, no file): it is the floor the job engine's bookkeeping (seal, manifest, resume)
-is measured against. Not a test: it prints a table to paste into docs/benchmarks.md.
+The naive loop is stock diffusers (`StableDiffusionPipeline.from_pretrained`, `EulerDiscreteScheduler` from the
+model's scheduler config, one call per prompt, each image saved as an unsealed PNG with Pillow's defaults): the
+floor the job engine's bookkeeping (seal, fsynced manifest, resume) is measured against. Both sides run fp32 with
+the same torch thread count. Two figures per runner: the whole run (model load included, as a user waits for it)
+and the steady state (median interval between finished items after the first, model load and warm-up excluded).
+
+`--rss N`: a job of N items whose pipeline costs nothing (`seal_bench.PixelsStudio`: the engine's own
+`Generated`, so seal, writer, manifest and runner all run for real), RSS sampled after every item; it measures
+what the job engine keeps per item, not a model's memory. Not a test: it prints tables for docs/benchmarks.md.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def prompts(n: int) -> list[str]:
@@ -28,66 +39,145 @@ def prompts(n: int) -> list[str]:
     return [items[i % len(items)] for i in range(n)]
 
 
-def naive(model_path: str, texts: list[str], steps: int, size: int) -> float:
+def naive(model_path: str, texts: list[str], steps: int, size: int, guidance: float, seed: int) -> dict:
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
+    out = Path(tempfile.mkdtemp(prefix="bench-naive-"))
     t0 = time.perf_counter()
     pipe = StableDiffusionPipeline.from_pretrained(model_path, local_files_only=True)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    ends = []
     for i, text in enumerate(texts):
-        pipe(text, num_inference_steps=steps, height=size, width=size,
-             generator=torch.Generator("cpu").manual_seed(i))
-    return time.perf_counter() - t0
+        image = pipe(text, num_inference_steps=steps, height=size, width=size, guidance_scale=guidance,
+                     generator=torch.Generator("cpu").manual_seed(seed + i)).images[0]
+        image.save(out / f"{i}.png")
+        ends.append(time.perf_counter())
+    return {"whole_s": time.perf_counter() - t0, "ends": ends}
 
 
-def studio_job(texts: list[str], model: str, steps: int, executor: str, workers: int,
-               seal_workers: int = 1) -> float:
+def studio_job(texts: list[str], model: str, steps: int, executor: str, workers: int, guidance: float,
+               seal_workers: int = 1, studio=None) -> dict:
     from studio.jobs import render
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-{executor}-"))
+    ends = []
     t0 = time.perf_counter()
     summary = render([{"prompt": t, "id": f"item{i}"} for i, t in enumerate(texts)], out, model=model,
-                     defaults={"steps": steps}, seed=1, executor=executor, workers=workers,
-                     seal_workers=seal_workers)
+                     defaults={"steps": steps, "sampler": "Euler", "guidance": guidance}, seed=1,
+                     executor=executor, workers=workers, seal_workers=seal_workers, studio=studio,
+                     on_item=lambda o, done, total: ends.append(time.perf_counter()))
     elapsed = time.perf_counter() - t0
     if summary.succeeded != len(texts):
         sys.exit(f"{executor}: only {summary.succeeded}/{len(texts)} items succeeded")
-    return elapsed
+    return {"whole_s": elapsed, "ends": ends}
+
+
+def steady(ends: list[float]) -> float:
+    """Median seconds between finished items, the first item (warm-up) left out."""
+    gaps = [b - a for a, b in zip(ends, ends[1:])]
+    return statistics.median(gaps) if gaps else float("nan")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_job(items: int, size: int) -> list[str]:
+    import numpy as np
+    from PIL import Image
+
+    from safety_robustness import gen_image
+    from seal_bench import PixelsStudio
+    from studio.jobs import render
+
+    os.environ["DIFFUSION_STUDIO_HOME"] = tempfile.mkdtemp(prefix="bench-rss-home-")
+    images = [Image.fromarray(gen_image("photo", size, 900 + i)) for i in range(3)]
+    samples: list[tuple[int, float, float]] = []
+    t0 = time.perf_counter()
+
+    def on_item(outcome, done, total):
+        samples.append((done, rss_mb(), time.perf_counter() - t0))
+
+    out = Path(tempfile.mkdtemp(prefix="bench-rss-"))
+    summary = render([{"prompt": f"a lighthouse at dusk, take {i}", "id": f"it{i}"} for i in range(items)], out,
+                     studio=PixelsStudio(images), seed=1, cpu_threads=1, on_item=on_item)
+    assert summary.succeeded == items, summary.to_dict()
+    warm = next(s for s in samples if s[0] >= min(100, items // 10))
+    end = samples[-1]
+    peak = max(s[1] for s in samples)
+    lines = [f"RSS over a {items}-item job at {size}x{size} (pipeline-free studio, real seal + writer + manifest), "
+             f"{end[2]:.0f} s, {items / end[2]:.1f} items/s:", "",
+             "| after item | RSS MiB |", "|---|---|"]
+    marks = sorted({1, warm[0]} | {int(items * f) for f in (0.25, 0.5, 0.75)} | {items})
+    for d, r, _ in samples:
+        if d in marks:
+            lines.append(f"| {d} | {r:.1f} |")
+    lines += ["", f"growth after warm-up (item {warm[0]} -> {end[0]}): {end[1] - warm[1]:+.1f} MiB "
+                  f"({(end[1] / warm[1] - 1) * 100:+.2f} %); peak {peak:.1f} MiB"]
+    del np
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="mini")
-    ap.add_argument("--items", type=int, default=12)
+    ap.add_argument("--items", type=int, default=24)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--seal-workers", type=int, default=1,
                     help="local executor: seal threads overlapping generation (a second row shows 0 = inline)")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--skip-inline", action="store_true", help="leave out the --seal-workers 0 row")
+    ap.add_argument("--rss", type=int, default=0, metavar="ITEMS", help="only the RSS run, over ITEMS items")
+    ap.add_argument("--rss-size", type=int, default=256)
     args = ap.parse_args()
+    started = time.time()
+    if args.rss:
+        lines = rss_job(args.rss, args.rss_size)
+    else:
+        lines = throughput(args)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    import torch
 
+    lines += ["", f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; {platform.processor() or platform.machine()}, "
+                  f"{os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} threads), load "
+                  f"average {load} (1/5/15 min) at the end; {time.time() - started:.0f} s"]
+    print("\n".join(lines))
+
+
+def throughput(args) -> list[str]:
     from studio.registry import Registry
 
     entry = Registry().resolve(args.model)
+    guidance = entry.guidance if entry.guidance is not None else 5.0
     texts = prompts(args.items)
-    rows = [("naive diffusers loop (no seal, no files)", naive(entry.source, texts, args.steps, entry.width))]
-    rows.append(("studio local executor, seal inline (--seal-workers 0)",
-                 studio_job(texts, args.model, args.steps, "local", 1, seal_workers=0)))
-    rows.append((f"studio local executor, seal overlapped (--seal-workers {args.seal_workers})",
-                 studio_job(texts, args.model, args.steps, "local", 1, seal_workers=args.seal_workers)))
+    rows = [("naive diffusers loop (Euler, unsealed PNGs)",
+             naive(entry.source, texts, args.steps, entry.width, guidance, seed=0))]
+    if not args.skip_inline:
+        rows.append(("studio job, seal inline (--seal-workers 0)",
+                     studio_job(texts, args.model, args.steps, "local", 1, guidance, seal_workers=0)))
+    rows.append((f"studio job, seal overlapped (--seal-workers {args.seal_workers})",
+                 studio_job(texts, args.model, args.steps, "local", 1, guidance, seal_workers=args.seal_workers)))
     if not args.skip_ray:
         rows.append((f"studio Ray executor, {args.workers} workers",
-                     studio_job(texts, args.model, args.steps, "ray", args.workers)))
-    import torch
-
-    print(f"# {args.items} items, {args.steps} steps, model {args.model}; {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores, torch {torch.__version__}, {time.strftime('%Y-%m-%d')}")
-    base = rows[0][1]
-    print("| runner | seconds | items/s | vs naive |")
-    print("|---|---|---|---|")
-    for name, sec in rows:
-        print(f"| {name} | {sec:.1f} | {args.items / sec:.2f} | {base / sec:.2f}x |")
+                     studio_job(texts, args.model, args.steps, "ray", args.workers, guidance)))
+    base, base_steady = rows[0][1]["whole_s"], steady(rows[0][1]["ends"])
+    lines = [f"{args.items} items, {args.steps} steps, {entry.width}x{entry.height}, model {args.model}, Euler, "
+             f"guidance {guidance}, fp32; the studio runs after the naive loop in the same process (its model "
+             "load is its own)", "",
+             "| runner | whole run s | items/s | vs naive | steady s/item | vs naive (steady) |",
+             "|---|---|---|---|---|---|"]
+    for name, r in rows:
+        st = steady(r["ends"])
+        lines.append(f"| {name} | {r['whole_s']:.1f} | {args.items / r['whole_s']:.2f} | {base / r['whole_s']:.2f}x "
+                     f"| {st:.3f} | {base_steady / st:.2f}x |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -66,6 +66,7 @@ def read_manifest(path: Path) -> ManifestState:
 
 
 def _fsync_dir(path: Path) -> None:
+    """Make the folder's entries (creates, renames) durable; a no-op where folders cannot be opened (Windows)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except OSError:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Optional, Union
 from ..errors import RequestError, StudioError
 from ..modalities import EXTENSIONS, modality
 from ..schema import GenerationRequest
-from .manifest import MANIFEST, JobLock, ManifestState, ManifestWriter, WriteIntents, read_manifest
+from .manifest import MANIFEST, JobLock, ManifestState, ManifestWriter, WriteIntents, _fsync_dir, read_manifest
 from .spec import Invalid, JobItem, JobSpec, assign_seeds, load_job
 
 log = logging.getLogger(__name__)
@@ -661,6 +661,9 @@ def _write_ok(out_dir: Path, item: JobItem, result: dict, names: list[str],
         rec["path"] = name
         out_records.append(rec)
         paths.append(str(path))
+    # write_atomic fsyncs each file's bytes; its rename is durable only once the folder is: one folder fsync for
+    # the item, before its manifest line says the files exist (an OS crash or power cut, not only kill -9)
+    _fsync_dir(out_dir)
     entry = {
         "type": "item", "id": item.key, "line": item.line, "status": "ok", "model": item.model,
         "model_name": record.get("model_name"), "model_source": record.get("model_source"),
