@@ -1,0 +1,139 @@
+"""The mini music model's conditioning, training objective and trainer, on tiny configurations: the hand-made
+T5 carries every caption attribute, training computes what the stock StableAudioPipeline samples with, and a
+trained folder loads with the stock class, renders, and resumes."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("diffusers")
+
+from studio.mini.music import model as M  # noqa: E402
+from studio.mini.music import text as T  # noqa: E402
+from studio.mini.music import train as TR  # noqa: E402
+from studio.mini.music import world as W  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tok_te():
+    torch.set_num_threads(1)
+    tok = T.build_tokenizer()
+    return tok, T.build_text_encoder(tok)
+
+
+def test_every_phrasing_encodes_exactly_its_attributes(tok_te):
+    tok, te = tok_te
+    rng = random.Random(0)
+    prompts, want = [], []
+    for i in range(40):
+        m = W.sample_melody(i, "any")
+        prompts += [W.caption(m), W.caption(m, rng), W.caption(m, rng).capitalize()]
+        want += [m.attrs()] * 3
+    hidden = T.encode(tok, te, prompts).numpy()
+    assert hidden.shape == (len(prompts), T.MAX_LEN, T.DIM)
+    for h, w, p in zip(hidden, want, prompts):
+        assert T.read_concepts(h) == w, p
+        assert int((np.abs(h).max(1) > 1e-3).sum()) == len(W.ATTRS), p  # one token per attribute, the rest zero
+
+
+def test_synonyms_share_a_vector_and_unknown_words_add_nothing(tok_te):
+    tok, te = tok_te
+    hs = T.encode(tok, te, ["a medium sine melody", "A moderate sine tune", "a medium sine melody, jazzy!"]).numpy()
+    nz = [h[np.abs(h).max(1) > 1e-3] for h in hs]
+    assert all(x.shape[0] == 2 for x in nz)
+    np.testing.assert_allclose(nz[0], nz[1])
+    np.testing.assert_allclose(nz[0], nz[2])
+    assert T.read_concepts(hs[1]) == {"tempo": "medium", "instrument": "sine"}
+
+
+def test_text_components_round_trip_with_stock_classes(tok_te, tmp_path):
+    from transformers import T5EncoderModel, T5Tokenizer
+
+    tok, te = tok_te
+    tok.save_pretrained(tmp_path / "tok")
+    te.save_pretrained(tmp_path / "te")
+    tok2 = T5Tokenizer.from_pretrained(tmp_path / "tok")
+    te2 = T5EncoderModel.from_pretrained(tmp_path / "te")
+    p = ["a fast plucked melody rising in a high register, minor"]
+    assert tok2(p).input_ids == tok(p).input_ids
+    torch.testing.assert_close(T.encode(tok2, te2, p), T.encode(tok, te, p))
+
+
+def test_training_target_is_what_the_scheduler_denoises_with():
+    sched = M.make_scheduler()
+    z = torch.randn(3, 4, 10)
+    sigma = torch.tensor([0.3, 2.0, 300.0])
+    noise = torch.randn_like(z)
+    c_skip, c_out, c_in, t = M.precondition(sigma)
+    x = z + sigma[:, None, None] * noise
+    target = (z - c_skip[:, None, None] * x) / c_out[:, None, None]
+    for i in range(3):  # a network that outputs the target makes the scheduler return the clean latent
+        den = sched.precondition_outputs(x[i], target[i], sigma[i])
+        torch.testing.assert_close(den, z[i], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(sched.precondition_inputs(x[i], sigma[i]), x[i] * c_in[i])
+        torch.testing.assert_close(sched.precondition_noise(sigma[i]).reshape(()), t[i])
+
+
+def test_training_conditioning_matches_the_pipeline(tok_te):
+    tok, te = tok_te
+    torch.manual_seed(0)
+    pipe = M.build_pipeline(M.make_dit(1, 32, 2, sample_size=125), M.make_projection(), text_encoder=te, tokenizer=tok)
+    prompts = ["a slow square melody falling in a low register, major", "a fast sine melody"]
+    want = pipe.encode_prompt(prompts, "cpu", False)
+    start, end = pipe.encode_duration(0.0, 1.0, "cpu", False, 2)
+    cross, glob = M.conditioning(pipe.projection_model, T.encode(tok, te, prompts), seconds_end=1.0)
+    torch.testing.assert_close(cross, torch.cat([want, start, end], dim=1))
+    torch.testing.assert_close(glob, torch.cat([start, end], dim=2))
+
+
+def test_parallel_rendering_gives_the_same_batch():
+    import multiprocessing as mp
+
+    want = TR.batch_latents([3, 4], duration=1.0)
+    with mp.get_context("spawn").Pool(2) as pool:
+        got = TR.batch_latents([3, 4], duration=1.0, pool=pool)
+    assert got[0] == want[0] and got[1].shape == (2, 64, 125)
+    np.testing.assert_array_equal(got[1], want[1])
+    assert len(set(want[0])) == 2  # two different melodies
+
+
+def _args(work, out, *extra):
+    return ["--work", str(work), "--out", str(out), "--layers", "1", "--width", "32", "--heads", "2", "--batch", "2",
+            "--duration", "1", "--log-every", "1", *extra]
+
+
+def test_train_exports_a_stock_pipeline_and_resumes(tmp_path, capsys):
+    from diffusers import StableAudioPipeline
+
+    work, out = tmp_path / "w", tmp_path / "o"
+    TR.main(_args(work, out, "--steps", "2"))
+    pipe = StableAudioPipeline.from_pretrained(out, local_files_only=True, torch_dtype=torch.float32)
+    assert pipe.transformer.dtype == torch.float32 and pipe.transformer.config.sample_size == 125
+    meta = json.loads((out / "training.json").read_text())
+    assert meta["step"] == 2 and meta["final"]
+    pipe.set_progress_bar_config(disable=True)
+    audio = pipe("a fast sine melody", num_inference_steps=2, audio_end_in_s=1.0,
+                 generator=torch.Generator().manual_seed(0)).audios
+    assert audio.shape == (1, 1, W.SR) and torch.isfinite(audio).all()
+
+    with pytest.raises(SystemExit, match="--resume"):
+        TR.main(_args(work, out, "--steps", "3"))
+    with pytest.raises(SystemExit, match="checkpoint is"):
+        TR.main(_args(work, out, "--steps", "3", "--resume", "--width", "64"))
+    TR.main(_args(work, out, "--steps", "3", "--resume"))
+    assert json.loads((out / "training.json").read_text())["step"] == 3
+    lines = (work / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3]
+
+    # curriculum: a longer window starts from the shorter run's EMA weights (lr 0: they arrive unchanged)
+    TR.main(_args(tmp_path / "w2", tmp_path / "o2", "--steps", "1", "--duration", "2", "--lr", "0",
+                  "--init-from", str(work)))
+    src = torch.load(work / "ckpt.pt", weights_only=False)["ema_dit"]
+    pipe2 = StableAudioPipeline.from_pretrained(tmp_path / "o2", local_files_only=True, torch_dtype=torch.float32)
+    assert pipe2.transformer.config.sample_size == 250
+    assert json.loads((tmp_path / "o2" / "training.json").read_text())["step"] == 1
+    for k, v in pipe2.transformer.state_dict().items():
+        torch.testing.assert_close(v, src[k].half().float(), msg=k)
