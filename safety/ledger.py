@@ -69,7 +69,7 @@ class Ledger:
                 hit[2].close()
         con = self._connect()
         try:
-            con.execute("PRAGMA journal_mode=WAL")     # stays as it was where WAL is unavailable (network FS)
+            con.execute("PRAGMA journal_mode=WAL")     # needs a local file system (docs/safety.md, known gaps)
             con.execute("PRAGMA synchronous=FULL")
         except sqlite3.Error:
             pass
