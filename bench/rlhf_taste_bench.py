@@ -67,6 +67,8 @@ def main() -> None:
     ap.add_argument("--test-prompts", type=int, default=12)
     ap.add_argument("--steps", type=int, default=10, help="sampling steps everywhere")
     ap.add_argument("--dpo-steps", type=int, default=40)
+    ap.add_argument("--bad-dpo-steps", type=int, default=None, help="steps for the brightness LoRA (default: "
+                    "--dpo-steps)")
     ap.add_argument("--dpo-batch", type=int, default=4)
     ap.add_argument("--beta", type=float, default=2000.0)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -187,10 +189,11 @@ def main() -> None:
 
             # the bad LoRA is gated on the reward it was tuned towards (the reward-hacking case: that reward
             # improves, the independent check must catch it); the user's learned reward is reported alongside
+            steps = args.dpo_steps if name == "taste" or args.bad_dpo_steps is None else args.bad_dpo_steps
             result = T.tune("mini", store=store, out=path, refresh_reward=False,
                             gate_options={**gate_opts, "reward": gate_reward,
                                           "also": ("learned",) if gate_reward != "learned" else ("brightness",)},
-                            progress=progress, **cfg)
+                            progress=progress, **{**cfg, "steps": steps})
             g = result.provenance["gate"]
             figures[f"lora_{name}"] = {"path": str(result.path), "training": result.provenance["training"],
                                        "train_pairs": result.provenance["ratings"]["train_pairs"],

@@ -268,3 +268,27 @@ def test_cli_tune_bad_input_is_one_line(tmp_path, capsys):
     assert main(["tune", "--steps", "0", "--no-reward", "-m", "mini"]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+
+
+@pytest.mark.slow  # 4 mini renders at 10 steps plus two loads
+def test_on_mini_the_gate_rejects_a_lora_that_breaks_prompt_fidelity(tmp_path):
+    """The mini model's own check: a LoRA that scrambles the UNet's attention draws what the prompt did not ask
+    for, and the analytic judge's fidelity catches it whatever the reward says."""
+    entry, loaded = T.load_base("mini")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        T.add_adapter(loaded.pipe.unet, rank=4)
+        with torch.no_grad():
+            for name, p in loaded.pipe.unet.named_parameters():
+                if "lora_" in name:
+                    p.normal_(0, 0.5)
+    path = tmp_path / "scrambled.safetensors"
+    sha = T.save_lora(loaded.pipe, path)
+    T.write_provenance(path, {"format": T.LORA_FORMAT, "lora_sha256": sha, "size": [256, 256],
+                              "base_model": {"name": "mini", "hash": loaded.content_hash}})
+    prompts = ["a red circle in the center on a white background", "a blue square at the top left on a gray background"]
+    g = G.run_gate(path, prompts=prompts, seeds=(0,), reward="brightness", steps=10)
+    assert g["check"]["name"] == G.MINI_CHECK and g["check"]["base"] >= 50  # the base model draws them right
+    assert not g["passed"] and g["check"]["drop"] >= 50 and any("mini-fidelity dropped" in r for r in g["reasons"])
+    with pytest.raises(RequestError, match="failed the eval gate"):
+        G.check_tuned_lora(path)
