@@ -27,6 +27,7 @@ from . import batch as batch_mod
 from . import lora_hires
 from . import inpaint_panel, params_panel, xyz_panel
 from . import control_panel, edit_instruct_panel
+from . import ratings_panel
 from . import prompt_extras
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
 from .errors import Cancelled, sanitize, user_message
@@ -376,6 +377,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                             g_cancel = gr.Button("Cancel", variant="stop", elem_id="g-cancel", scale=1)
                         g_pnginfo = params_panel.png_info_box()
                         g_xyz = xyz_panel.XYZPanel()  # X/Y/Z plot over this form's request
+                        g_best = ratings_panel.BestOfPanel()  # N candidates ranked by a reward; pick the best
                         g_control = control_panel.ControlPanel(h, h.default_model())  # one ControlNet unit
                     with gr.Column(scale=7, min_width=420):
                         g_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain", fit_columns=False,
@@ -386,6 +388,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                           height=160, elem_id="g-live", buttons=[], visible=False)
                         with gr.Row():
                             g_to_edit = gr.Button("Send to Edit", elem_id="g-to-edit")
+                        g_rate = ratings_panel.RatingButtons("g")  # thumbs up/down, ratings so far
                         g_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
                                           elem_id="g-files")
                         with gr.Accordion("Parameters of the selected image", open=True):
@@ -1068,6 +1071,10 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         g_xyz.wire(h, form_inputs=[g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height,
                                    g_seed, *g_extras.inputs], fields_of=xyz_fields, session_of=session,
                    progress_of=_progress, cancel_of=lambda r: h.cancel_event(session(r), reset=True), guarded=guarded)
+        g_rate.wire(demo, g_entries, g_selected, guarded=guarded)
+        g_best.wire(h, form_inputs=[g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height,
+                                    g_seed, *g_extras.inputs], fields_of=xyz_fields, progress_of=_progress,
+                    cancel_of=lambda r: h.cancel_event(session(r), reset=True), guarded=guarded, count=g_rate.count)
         params_panel.wire(
             h, roots, tabs=tabs, samplers=samplers, default_sampler=DEFAULT_SAMPLER, png_info=g_pnginfo,
             verify_parts=v_params, v_file=v_file, lora_picker=(g_extras.loras, g_extras.weights),

@@ -135,6 +135,16 @@ def describe(item: Any, prompt: Optional[str] = None) -> dict:
     return {k: v for k, v in ref.items() if v is not None}
 
 
+def _losers(winner: dict, others: list[dict]) -> list[dict]:
+    """The others of a pick without the winner and repeats: one pair per distinct loser."""
+    seen, out = {winner["sha256"]}, []
+    for o in others:
+        if o["sha256"] not in seen:
+            seen.add(o["sha256"])
+            out.append(o)
+    return out
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -267,15 +277,9 @@ class RatingStore:
                        "item": describe(item, prompt)}
         others = [describe(o, prompt) for o in others]
         if kind == "pick":
-            seen = {entry["item"]["sha256"]}
-            unique = []
-            for o in others:  # the winner and repeats among the others are dropped: one pair per loser
-                if o["sha256"] not in seen:
-                    seen.add(o["sha256"])
-                    unique.append(o)
-            if not unique:
+            entry["others"] = _losers(entry["item"], others)
+            if not entry["others"]:
                 raise RequestError("a pick needs the other candidates it was picked from")
-            entry["others"] = unique
         elif others:
             raise RequestError(f"{kind} rates one item; others apply to a pick")
         if not entry["item"].get("prompt"):
@@ -371,7 +375,9 @@ class RatingStore:
         line = {"v": LINE_VERSION, "id": str(entry["id"]), "kind": entry["kind"],
                 "time": str(entry.get("time") or _now()), "item": describe(entry["item"])}
         if entry["kind"] == "pick":
-            line["others"] = [describe(o) for o in others]
+            line["others"] = _losers(line["item"], [describe(o) for o in others])
+            if not line["others"]:
+                return None
         if entry.get("note"):
             line["note"] = str(entry["note"])[:500]
         return line

@@ -157,6 +157,10 @@ def test_export_then_import_round_trips(tmp_path):
     assert other.ratings() == store.ratings()
     assert other.import_jsonl(out) == {"added": 0, "present": 3, "skipped": 0}  # ids: never twice
     assert other.count()["pairs"] == 2
+    bad = tmp_path / "bad.jsonl"  # a pick of itself, a line without an id, not JSON: none is a rating
+    bad.write_text(json.dumps({"id": "c" * 32, "kind": "pick", "item": item(7), "others": [item(7)]}) + "\n"
+                   + json.dumps({"kind": "like", "item": item(8)}) + "\n" + "nope\n")
+    assert other.import_jsonl(bad) == {"added": 0, "present": 0, "skipped": 3}
 
 
 def test_the_first_jsonl_store_is_imported_and_kept(tmp_path):
