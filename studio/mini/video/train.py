@@ -151,11 +151,28 @@ def load_parts(base: Path = BASE):
     return unet, te, vae, sched
 
 
-def build_motion_unet(unet2d, adapter=None):
+def build_motion_unet(unet2d, adapter=None, zero_out: bool = True):
+    """UNetMotionModel = the frozen image UNet + a motion adapter.  A fresh adapter gets its temporal
+    transformers' ``proj_out`` zeroed, as AnimateDiff's own training does (``zero_initialize``); diffusers'
+    ``MotionAdapter()`` leaves them at the default Linear init, which mixes frames at random from step 0
+    (measured: it raises the image model's v-loss 3x at t=400 before any training)."""
     from diffusers import MotionAdapter, UNetMotionModel
 
+    fresh = adapter is None
     adapter = adapter or MotionAdapter(**ADAPTER_KW)
+    if fresh and zero_out:
+        zero_motion_out(adapter)
     return UNetMotionModel.from_unet2d(unet2d, adapter), adapter
+
+
+def zero_motion_out(adapter) -> None:
+    """Zero every temporal transformer's output projection: the video model then starts as the image model."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in adapter.named_parameters():
+            if name.split(".")[-2] == "proj_out":
+                p.zero_()
 
 
 def handmade_vectors(dim: int = 128, norm: float = 11.0):
@@ -173,18 +190,50 @@ def strip_motion(cap: str) -> str:
     return cap
 
 
+class MotionBias:
+    """Probe (suspect 2): the direction written straight into every motion module, bypassing the text.
+    A fixed random vector per motion (unit variance per channel, one per module width) is added to the
+    input of each temporal transformer's ``proj_in`` (after its GroupNorm, so the residual stream the
+    frozen spatial layers read is unchanged).  Forward hooks, not a format change: the probe only."""
+
+    def __init__(self, unet):
+        import torch
+
+        self.torch, self.motions, self.vec, self.handles = torch, None, {}, []
+        for name, mod in unet.named_modules():
+            if name.endswith("motion_modules") or "motion_modules" not in name or not hasattr(mod, "proj_in"):
+                continue
+            c = mod.proj_in.in_features
+            if c not in self.vec:
+                g = torch.Generator().manual_seed(4321 + c)
+                self.vec[c] = torch.randn(len(V.MOTIONS), c, generator=g)
+            self.handles.append(mod.proj_in.register_forward_pre_hook(self._hook, with_kwargs=True))
+
+    def _hook(self, mod, args, kwargs):
+        x = args[0] if args else kwargs["input"]  # (batch * H * W, frames, C), batch-major
+        if self.motions is None:
+            return None
+        torch = self.torch
+        v = self.vec[x.shape[-1]]
+        b = torch.stack([v[V.MOTIONS.index(m)] if m else torch.zeros(v.shape[1]) for m in self.motions])
+        return (x + b.repeat_interleave(x.shape[0] // len(self.motions), 0)[:, None],), {}
+
+
 class Conditioner:
-    """Caption -> cross-attention states, in one of three modes (the probe compares them):
+    """Caption -> cross-attention states, in one of the modes the probes compare:
     "text"     the video tokenizer + the text encoder with learnt motion-word rows (the design);
     "shipped"  the shipped tokenizer and encoder, nothing learnt (motion words fall back to bytes);
     "handmade" the shipped encoder on the caption without its motion phrase, plus one appended token
-               holding a fixed random vector per motion (idealised conditioning)."""
+               holding a fixed random vector per motion (idealised conditioning);
+    "handmade-add" the same vector added to every token of the stripped caption's states (suspect 1);
+    "module"   the stripped caption only; the motion goes straight into the motion modules
+               (``MotionBias``, suspect 2)."""
 
-    def __init__(self, mode: str, te, tok, first_new: int | None):
+    def __init__(self, mode: str, te, tok, first_new: int | None, bias: MotionBias | None = None):
         import torch
 
-        self.mode, self.te, self.tok, self.first_new = mode, te, tok, first_new
-        self.hand = handmade_vectors() if mode == "handmade" else None
+        self.mode, self.te, self.tok, self.first_new, self.bias = mode, te, tok, first_new, bias
+        self.hand = handmade_vectors() if mode in ("handmade", "handmade-add") else None
         self.torch = torch
 
     def params(self):
@@ -192,18 +241,40 @@ class Conditioner:
 
     def __call__(self, caps: list[str], motions: list[str | None]):
         torch = self.torch
-        if self.mode == "handmade":
+        if self.mode in ("handmade", "handmade-add", "module"):
             caps = [strip_motion(c) for c in caps]
         ids = self.tok(caps, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
         with torch.set_grad_enabled(self.mode == "text" and torch.is_grad_enabled()):
             h = self.te(ids).last_hidden_state
-        if self.mode == "handmade":
+        if self.hand is not None:
             extra = torch.stack([self.hand[V.MOTIONS.index(m)] if m else torch.zeros(h.shape[-1]) for m in motions])
-            h = torch.cat([h, extra[:, None]], 1)
+            h = torch.cat([h, extra[:, None]], 1) if self.mode == "handmade" else h + extra[:, None]
+        if self.bias is not None:
+            self.bias.motions = list(motions)
         return h
 
 
 # ---------------------------------------------------------------- probe: first-step direction
+def read_direction(x0) -> tuple[str, float, float]:
+    """The probe's reading of one clip estimate: x0 is an unscaled latent clip (4, frames, h, w), channel 3
+    the object coverage.  Centre of mass of the above-median coverage per frame; the displacement between
+    the first and last three frames names the direction.  The mean clip of a motion is a blur, so any
+    displacement beyond a few px counts (tested on ground-truth mean clips).  Returns (direction, dx, dy) in px."""
+    import torch
+
+    from .judge import direction_of
+
+    cov = x0[3]
+    res = cov.shape[-1]
+    ys, xs = torch.meshgrid(torch.arange(float(res)) + 0.5, torch.arange(float(res)) + 0.5, indexing="ij")
+    cell = W.SIZE / res
+    w = (cov - cov.flatten(1).median(1).values.view(-1, 1, 1)).clamp(min=0) + 1e-8
+    cx = (w * xs).sum((1, 2)) / w.sum((1, 2)) * cell
+    cy = (w * ys).sum((1, 2)) / w.sum((1, 2)) * cell
+    dx, dy = float(cx[-3:].mean() - cx[:3].mean()), float(cy[-3:].mean() - cy[:3].mean())
+    return ("still" if max(abs(dx), abs(dy)) < 6 else direction_of(dx * 10, dy * 10)[0]), dx, dy
+
+
 def first_step_direction(unet, cond_fn, sched, scaling: float, n_per: int = 4, noise_seeds: int = 2, res: int = 32) -> dict:
     """Does the caption's motion reach the clip at all?  The model's first estimate of the clean clip
     (t=999, from pure noise; zero terminal SNR makes it -v) is read frame by frame: the centre of mass
@@ -211,12 +282,8 @@ def first_step_direction(unet, cond_fn, sched, scaling: float, n_per: int = 4, n
     like the judge does.  Held-out captions, n_per per motion x noise_seeds."""
     import torch
 
-    from .judge import direction_of
-
-    ys, xs = torch.meshgrid(torch.arange(float(res)) + 0.5, torch.arange(float(res)) + 0.5, indexing="ij")
-    cell = W.SIZE / res
     a = float(sched.alphas_cumprod[-1])
-    hits, per = [], {}
+    hits, per, shift = [], {}, {}
     with torch.no_grad():
         for m in V.MOTIONS:
             for k in range(n_per):
@@ -226,16 +293,47 @@ def first_step_direction(unet, cond_fn, sched, scaling: float, n_per: int = 4, n
                     x = torch.randn(1, 4, V.FRAMES, res, res, generator=torch.Generator().manual_seed(s))
                     out = unet(x, torch.tensor([999]), cond.repeat_interleave(V.FRAMES, 0)).sample
                     x0 = a**0.5 * x - (1 - a) ** 0.5 * out
-                    cov = x0[0, 3] / scaling  # (F, 32, 32)
-                    w = (cov - cov.flatten(1).median(1).values.view(-1, 1, 1)).clamp(min=0) + 1e-8
-                    cx = (w * xs).sum((1, 2)) / w.sum((1, 2)) * cell
-                    cy = (w * ys).sum((1, 2)) / w.sum((1, 2)) * cell
-                    # the mean clip of a motion is a blur: any displacement beyond a few px is a direction
-                    dx, dy = float(cx[-3:].mean() - cx[:3].mean()), float(cy[-3:].mean() - cy[:3].mean())
-                    d = "still" if max(abs(dx), abs(dy)) < 6 else direction_of(dx * 10, dy * 10)[0]
+                    d, dx, dy = read_direction(x0[0] / scaling)
+                    shift.setdefault(m, []).append((dx, dy))
                     hits.append(d == m)
                     per.setdefault(m, []).append(d == m)
     return {"n": len(hits), "direction_correct": round(100 * float(np.mean(hits)), 1),
+            "per_motion": {m: round(100 * float(np.mean(v)), 1) for m, v in per.items()},
+            "mean_shift_px": {m: [round(float(x), 1) for x in np.mean(v, 0)] for m, v in shift.items()}}
+
+
+def caption_direction_probe(unet, cond_fn, sched, scaling: float, n_per: int = 2, ts=(850, 950), res: int = 32) -> dict:
+    """Does the model *use* the captioned motion where the objective rewards it?  Diffusion-classifier
+    reading (Li et al. 2023): a held-out clip is noised at high t (the same noise for every candidate), the
+    v-loss is computed under the caption of each of the five motions, and the lowest loss names the motion.
+    Chance is 20%.  Unlike the t=999 mean shift, it does not need the model to have learnt a whole mean
+    trajectory from pure noise, only to prefer the true direction when a noisy clip half shows it."""
+    import dataclasses
+
+    import torch
+    import torch.nn.functional as F
+
+    hits, per = [], {}
+    with torch.no_grad():
+        for m in V.MOTIONS:
+            for k in range(n_per):
+                clip = V.sample_clip(10_000 + k, "holdout", motion=m)
+                x0 = torch.from_numpy(V.clip_latents([clip])) * scaling
+                if res != 32:
+                    x0 = F.avg_pool2d(x0.flatten(1, 2), 32 // res).view(*x0.shape[:3], res, res)
+                caps = [V.caption(dataclasses.replace(clip, motion=c)) for c in V.MOTIONS]
+                h = cond_fn(caps, list(V.MOTIONS)).repeat_interleave(V.FRAMES, 0)
+                loss = torch.zeros(len(V.MOTIONS))
+                for i, t in enumerate(ts):
+                    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(77 + 1000 * k + i))
+                    tt = torch.tensor([t])
+                    xt, v = sched.add_noise(x0, noise, tt), sched.get_velocity(x0, noise, tt)
+                    pred = unet(xt.repeat(len(V.MOTIONS), 1, 1, 1, 1), tt.repeat(len(V.MOTIONS)), h).sample
+                    loss += ((pred - v) ** 2).flatten(1).mean(1)
+                d = V.MOTIONS[int(loss.argmin())]
+                hits.append(d == m)
+                per.setdefault(m, []).append(d == m)
+    return {"n": len(hits), "caption_direction_correct": round(100 * float(np.mean(hits)), 1),
             "per_motion": {m: round(100 * float(np.mean(v)), 1) for m, v in per.items()}}
 
 
@@ -265,10 +363,10 @@ def train(args) -> None:
     else:
         tok = CLIPTokenizer.from_pretrained(Path(args.base) / "tokenizer")
         first_new = None
-    cond = Conditioner(args.cond, te, tok, first_new)
     te.eval()
-    unet, adapter = build_motion_unet(unet2d)
+    unet, adapter = build_motion_unet(unet2d, zero_out=args.adapter_init == "zero")
     unet.freeze_unet2d_params()
+    cond = Conditioner(args.cond, te, tok, first_new, MotionBias(unet) if args.cond == "module" else None)
     wrappers = add_lora(unet, args.lora_rank) if args.lora_rank else []
     lora_params = [p for _, _, w in wrappers for p in (w.down.weight, w.up.weight)]
     lora_ids = {id(p) for p in lora_params}
@@ -286,6 +384,15 @@ def train(args) -> None:
         + f" (total {n_train}); LoRA layers {len(wrappers)}")
 
     sched = DDPMScheduler.from_config(isched.config)
+    if args.probe_state:  # read a saved run with both probes, no training
+        _load_trainable(unet, te, wrappers, torch.load(args.probe_state, weights_only=False))
+        unet.eval()
+        pr = {"first_step": first_step_direction(unet, cond, sched, scaling, n_per=args.probe_n, res=args.latent_res),
+              "caption": caption_direction_probe(unet, cond, sched, scaling, n_per=args.probe_n, res=args.latent_res)}
+        log(f"probes of {args.probe_state}: {json.dumps(pr)}")
+        if args.probe_json:
+            Path(args.probe_json).write_text(json.dumps({"args": vars(args), **pr}, indent=1))
+        return
     state_path = work / "state.pt"
     step, seconds, history = 0, 0.0, []
     if args.resume and state_path.exists():
@@ -310,7 +417,8 @@ def train(args) -> None:
     while step < stop:
         rng = random.Random(f"mv-train-{args.seed}-{step}")
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        clips = [V.sample_clip(TRAIN_SEED_BASE + step * args.batch + k, "train") for k in range(args.batch)]
+        clips = [V.sample_clip(TRAIN_SEED_BASE + step * args.batch + k, "train", motion=args.motion or None)
+                 for k in range(args.batch)]
         x0 = torch.from_numpy(V.clip_latents(clips)) * scaling
         if args.latent_res != 32:  # probes: the same clips at a coarser latent (a 4x cheaper step at 16)
             f = 32 // args.latent_res
@@ -335,6 +443,8 @@ def train(args) -> None:
             g["lr"] = g["base_lr"] * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0))))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        gnorm = {g["name"]: float(torch.norm(torch.stack([p.grad.norm() for p in g["params"] if p.grad is not None])))
+                 if any(p.grad is not None for p in g["params"]) else 0.0 for g in groups}
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
         opt.step()
         step += 1
@@ -345,14 +455,16 @@ def train(args) -> None:
             left = (stop - step) * sps
             if budget:
                 left = min(left, max(0.0, budget - seconds))
-            log(f"step {step}/{stop} loss {np.mean(losses[-args.log_every:]):.4f} {sps:.2f} s/step "
+            log(f"step {step}/{stop} loss {np.mean(losses[-args.log_every:]):.4f} {sps:.2f} s/step grad "
+                + " ".join(f"{k} {v:.3g}" for k, v in gnorm.items()) + " "
                 f"elapsed {seconds / 60:.1f} min ETA {left / 60:.1f} min")
         if args.probe_every and step % args.probe_every == 0:
             unet.eval()
             pr = first_step_direction(unet, cond, sched, scaling, n_per=args.probe_n, res=args.latent_res)
             unet.train()
             history.append({"step": step, "seconds": round(seconds), "loss": float(np.mean(losses[-args.probe_every:])), **pr})
-            log(f"probe step {step}: first-step direction {pr['direction_correct']}% {pr['per_motion']}")
+            log(f"probe step {step}: first-step direction {pr['direction_correct']}% {pr['per_motion']} "
+                f"mean shift px {pr['mean_shift_px']}")
             if args.probe_json:
                 Path(args.probe_json).write_text(json.dumps({"args": vars(args), "history": history}, indent=1))
         if time.time() - last_save > args.ckpt_min * 60:
@@ -416,7 +528,7 @@ def export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, h
     pipe.save_pretrained(out, safe_serialization=True)
     meta = {"seed": args.seed, "steps_done": step, "steps_planned": args.steps, "seconds": round(seconds),
             "batch": args.batch, "lr": args.lr, "lora_rank": args.lora_rank, "lora_lr": args.lora_lr,
-            "emb_lr": args.emb_lr, "cond": args.cond, "t_high_frac": args.t_high_frac,
+            "emb_lr": args.emb_lr, "cond": args.cond, "adapter_init": args.adapter_init, "t_high_frac": args.t_high_frac,
             "caption_dropout": args.caption_dropout, "clips_seen": step * args.batch,
             "adapter": {k: list(v) if isinstance(v, tuple) else v for k, v in ADAPTER_KW.items()},
             "lora_targets": list(LORA_TARGETS), "motion_words": list(V.MOTION_WORDS),
@@ -442,7 +554,10 @@ def parse(argv=None):
     ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--lora-lr", type=float, default=1e-3)
     ap.add_argument("--emb-lr", type=float, default=3e-3)
-    ap.add_argument("--cond", choices=("text", "shipped", "handmade"), default="text")
+    ap.add_argument("--cond", choices=("text", "shipped", "handmade", "handmade-add", "module"), default="text")
+    ap.add_argument("--adapter-init", choices=("zero", "diffusers"), default="zero",
+                    help="fresh adapter: proj_out zeroed (AnimateDiff) or diffusers' default init")
+    ap.add_argument("--motion", choices=V.MOTIONS, default="", help="probe: every training clip has this motion")
     ap.add_argument("--t-high-frac", type=float, default=0.4)
     ap.add_argument("--t999", action="store_true", help="probe: train the pure-noise step only")
     ap.add_argument("--caption-dropout", type=float, default=0.1)
@@ -452,6 +567,7 @@ def parse(argv=None):
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--probe-every", type=int, default=0)
     ap.add_argument("--probe-json", default="")
+    ap.add_argument("--probe-state", default="", help="run both probes on this saved state.pt and exit")
     ap.add_argument("--probe-n", type=int, default=4, help="held-out captions per motion in the probe")
     ap.add_argument("--latent-res", type=int, choices=(16, 32), default=32, help="probes: 16 = 128 px clips")
     return ap.parse_args(argv)

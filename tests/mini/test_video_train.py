@@ -1,0 +1,104 @@
+"""mini-video training's probe machinery: the first-step direction reading on ground-truth mean clips, and the
+probe conditionings (direction injected into the motion modules, or added to every token)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from studio.mini.video import world as V
+from studio.mini.video import train as T
+
+
+@pytest.mark.parametrize("res", [16, 32])
+def test_probe_reads_ground_truth_mean_clips(res):
+    # a perfect t=999 model outputs the mean clip of the captioned motion: the probe must name that motion
+    for m in V.MOTIONS:
+        x0 = torch.from_numpy(V.clip_latents([V.sample_clip(700 + k, "train", motion=m) for k in range(6)]))
+        if res != 32:
+            x0 = F.avg_pool2d(x0.flatten(1, 2), 32 // res).view(*x0.shape[:3], res, res)
+        d, dx, dy = T.read_direction(x0.mean(0))
+        assert d == m, (m, dx, dy)
+        # the same clip played backwards reads the opposite way (frame axis is the second one)
+        back = T.read_direction(x0.mean(0).flip(1))[0]
+        assert back == {"right": "left", "left": "right", "up": "down", "down": "up", "still": "still"}[m]
+
+
+def _tiny_motion_unet():
+    from diffusers import UNet2DConditionModel
+
+    from pipelines.tiny import tiny_sd
+    from pipelines.tiny_video import tiny_motion_adapter
+
+    unet2d: UNet2DConditionModel = tiny_sd(seed=0).unet
+    unet, _ = T.build_motion_unet(unet2d, tiny_motion_adapter(1))
+    return unet.eval()
+
+
+def test_motion_bias_reaches_only_its_own_clip():
+    unet = _tiny_motion_unet()
+    bias = T.MotionBias(unet)
+    assert bias.handles and set(bias.vec) == {16, 32}
+    torch.manual_seed(0)
+    frames = 4
+    x = torch.randn(2, 4, frames, 16, 16)
+    h = torch.randn(2, 8, unet.config.cross_attention_dim).repeat_interleave(frames, 0)
+    with torch.no_grad():
+        bias.motions = None
+        plain = unet(x, torch.tensor([999]), h).sample
+        bias.motions = ["right", None]
+        mixed = unet(x, torch.tensor([999]), h).sample
+        bias.motions = ["left", None]
+        other = unet(x, torch.tensor([999]), h).sample
+    assert not torch.allclose(mixed[0], plain[0], atol=1e-4)  # the biased clip changes
+    assert torch.allclose(mixed[1], plain[1], atol=1e-5)  # its batch neighbour does not (batch-major hook)
+    assert not torch.allclose(mixed[0], other[0], atol=1e-4)  # and the change depends on the motion
+
+
+class _FakeTok:
+    def __call__(self, caps, **kw):
+        class R:
+            input_ids = torch.zeros(len(caps), 5, dtype=torch.long)
+        return R()
+
+
+class _FakeTE:
+    def __call__(self, ids):
+        class R:
+            last_hidden_state = torch.zeros(ids.shape[0], ids.shape[1], 128)
+        return R()
+
+
+def test_handmade_add_puts_the_motion_vector_on_every_token():
+    c = T.Conditioner("handmade-add", _FakeTE(), _FakeTok(), None)
+    h = c(["a red circle moving to the right on a white background", ""], ["right", None])
+    vec = T.handmade_vectors()[V.MOTIONS.index("right")]
+    assert h.shape == (2, 5, 128)
+    assert torch.allclose(h[0], vec.expand(5, -1)) and torch.count_nonzero(h[1]) == 0
+    h2 = T.Conditioner("handmade", _FakeTE(), _FakeTok(), None)(["x moving up"], ["up"])
+    assert h2.shape == (1, 6, 128)  # the appending probe keeps its extra token
+
+
+def test_strip_motion_removes_every_phrase():
+    for m in V.MOTIONS:
+        clip = V.sample_clip(3, "train", motion=m)
+        assert not any(p in T.strip_motion(V.caption(clip)) for ps in V.MOTION_PHRASES.values() for p in ps)
+
+
+def test_zeroed_adapter_starts_as_the_image_model():
+    from pipelines.tiny import tiny_sd
+    from pipelines.tiny_video import tiny_motion_adapter
+
+    unet2d = tiny_sd(seed=0).unet.eval()
+    ad = tiny_motion_adapter(1)
+    torch.manual_seed(0)
+    frames = 4
+    x = torch.randn(1, 4, frames, 16, 16)
+    h = torch.randn(frames, 8, unet2d.config.cross_attention_dim)
+    t = torch.tensor([500])
+    with torch.no_grad():
+        per_frame = unet2d(x[0].transpose(0, 1), t.repeat(frames), h).sample.transpose(0, 1)
+        raw = T.build_motion_unet(unet2d, ad)[0].eval()(x, t, h).sample[0]
+        T.zero_motion_out(ad)
+        zeroed = T.build_motion_unet(unet2d, ad)[0].eval()(x, t, h).sample[0]
+    assert not torch.allclose(raw, per_frame, atol=1e-3)  # diffusers' init mixes frames from the start
+    assert torch.allclose(zeroed, per_frame, atol=1e-5)
