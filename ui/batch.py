@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from studio import RequestError
+from studio.control import CONTROLNETS
 
 from .browser_paths import PathRefused, browser_roots, checked_model, checked_path
 from .errors import hide_paths, sanitize
@@ -94,6 +95,12 @@ def item_paths_allowed(request, roots, line: int) -> None:
     checked_path(request.mask, "mask", roots, line=line)
     for lora in request.loras:
         checked_path(lora.path, "loras", roots, line=line)
+    for i, unit in enumerate(getattr(request, "controls", None) or []):
+        checked_path(unit.image, f"control {i} image", roots, line=line)
+        if unit.model and unit.model not in CONTROLNETS:  # a folder or hub id: the server would load it
+            raise PathRefused(f"line {line}: control {i} ControlNet {Path(unit.model).name[:80]!r} is not a known "
+                              f"ControlNet name (web jobs name ControlNets as {', '.join(list(CONTROLNETS)[:3])}, "
+                              "...; or leave it out for the model's default)")
     upscaler = request.hires.upscaler if getattr(request, "hires", None) is not None else ""
     if upscaler.startswith((".", "~")) or any(c in upscaler for c in "/\\"):
         # a path or hub id would make the server load what a visitor names: upscalers are names here
@@ -207,6 +214,8 @@ def public_request(req: dict) -> dict:
             req[key] = Path(req[key]).name
     req["loras"] = [{**l, "path": Path(l["path"]).name} if isinstance(l, dict) and l.get("path") else l
                     for l in req.get("loras") or []]
+    req["controls"] = [{**u, "image": Path(u["image"]).name} if isinstance(u, dict) and u.get("image") else u
+                       for u in req.get("controls") or []]
     return req
 
 

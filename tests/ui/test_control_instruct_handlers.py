@@ -192,3 +192,21 @@ def test_the_app_builds_with_both_panels(h):
     assert {"e-image-guidance", "e-before-after", "cn-editor", "cn-preprocessor", "cn-net", "cn-map"} <= ids
     mode = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "e-mode")
     assert "instruct" in [c[1] if isinstance(c, tuple) else c for c in mode.choices]
+
+
+def test_a_web_batch_job_names_control_images_and_controlnets_like_every_browser_path(h, world, no_load):
+    from ui import batch
+
+    inside = h.out_dir / "ref.png"
+    inside.write_bytes(open(world["ref"], "rb").read())
+    job = h.out_dir / "job.jsonl"
+    items = [{"prompt": "x", "model": "tiny-sd", "controls": [{"image": "/etc/hostname", "preprocessor": "canny"}]},
+             {"prompt": "x", "model": "tiny-sd", "controls": [{"image": str(inside), "model": str(world["models"])}]},
+             {"prompt": "x", "model": "tiny-sd", "controls": [{"image": str(inside), "preprocessor": "canny",
+                                                                "model": "sd15-canny"}]}]
+    job.write_text("".join(json.dumps(i) + "\n" for i in items))
+    _, errors = batch.validate_upload(str(job), h.registry, h.out_dir)
+    assert errors[0] == "line 1: control 0 image: 'hostname' is not a file uploaded to this app or one of its outputs"
+    assert errors[1].startswith("line 2: control 0 ControlNet 'models' is not a known ControlNet name")
+    assert len(errors) == 2  # a known name passes (its availability is the engine's to say)
+    assert batch.public_request({"controls": [{"image": str(inside)}]})["controls"] == [{"image": "ref.png"}]
