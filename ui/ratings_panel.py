@@ -15,13 +15,14 @@ from studio import GenerationRequest, RequestError
 
 from .errors import Cancelled
 
-LABELS = {"like": "👍", "dislike": "👎", "pick": "★ best"}
+# words next to the symbols: a browser without an emoji font shows the symbols as empty boxes
+LABELS = {"like": "👍 thumbs up", "dislike": "👎 thumbs down", "pick": "★ best"}
 MAX_N = 8
 
 
 def count_line(store) -> str:
     c = store.count()
-    return (f"**Ratings so far: {c['total']}** ({c['like']} 👍, {c['dislike']} 👎, {c['pick']} best-of picks = "
+    return (f"**Ratings so far: {c['total']}** ({c['like']} up, {c['dislike']} down, {c['pick']} best-of picks = "
             f"{c['pairs']} pairs) — `studio tune` and the learned reward train on them")
 
 
@@ -161,8 +162,8 @@ class BestOfPanel:
                                    object_fit="contain", interactive=False, elem_id="bo-grid")
             with gr.Row():
                 self.pick = gr.Button("★ Pick the selected as best", size="sm", elem_id="bo-pick")
-                self.up = gr.Button("👍", size="sm", elem_id="bo-rate-up", scale=0, min_width=60)
-                self.down = gr.Button("👎", size="sm", elem_id="bo-rate-down", scale=0, min_width=60)
+                self.up = gr.Button("👍 Good", size="sm", elem_id="bo-rate-up", scale=0, min_width=90)
+                self.down = gr.Button("👎 Not good", size="sm", elem_id="bo-rate-down", scale=0, min_width=110)
             self.entries = gr.State([])
             self.selected = gr.State(None)
 

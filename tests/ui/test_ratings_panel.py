@@ -32,7 +32,7 @@ def entries(tmp_path):
 def test_thumbs_and_pick_go_to_the_store_with_the_sealed_record(entries, tmp_path):
     store = RatingStore(tmp_path / "r.db")
     line = rp.rate_entry(store, "like", entries, 1)
-    assert line.startswith("👍 recorded for seed 1") and "Ratings so far: 1" in line
+    assert line.startswith("👍 thumbs up recorded for seed 1") and "Ratings so far: 1" in line
     line = rp.pick_best(store, entries, 2)
     assert "seed 2 over 2 other(s)" in line and "1 best-of picks = 2 pairs" in line
     r = store.ratings()
@@ -69,5 +69,5 @@ def test_a_bad_click_in_the_app_answers_in_the_count_line(registry, tmp_path):
     assert "run best-of-N first" in app_fn(demo, "best_of_pick")([], None)
     good = [sealed_entry(tmp_path / "good.png", (200, 0, 0), seed=5)]
     before = RatingStore().count()["like"]
-    assert "👍 recorded for seed 5" in app_fn(demo, "rate_up")(good, 0)
+    assert "thumbs up recorded for seed 5" in app_fn(demo, "rate_up")(good, 0)
     assert RatingStore().count()["like"] == before + 1
