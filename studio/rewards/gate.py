@@ -108,6 +108,11 @@ def run_gate(lora: os.PathLike | str, *, model: Optional[str] = None, prompts: S
     if not prompts:
         raise RequestError("the eval gate needs held-out prompts (rate outputs of more prompts, or pass some)")
     entry, loaded = load_base(model or meta["base_model"]["name"])
+    if entry.sampler:  # render as the engine does for this model (mini: Euler), not with the pipeline's default
+        import schedulers
+
+        loaded.pipe.scheduler = schedulers.make_scheduler(entry.sampler, loaded.base_scheduler_config,
+                                                          loaded.family)
     if loaded.content_hash != meta["base_model"]["hash"]:
         raise RequestError(f"{lora.name} was tuned on model hash {meta['base_model']['hash'][:12]}, not "
                            f"{entry.name} ({loaded.content_hash[:12]})")
