@@ -278,9 +278,13 @@ def write_card(out: Path, meta: dict) -> None:
           if _zero_snr(meta) else []),
         *(["  v3 (2026-12-01) trained a new text encoder alone first (`--stage text`, 1500 steps: every attribute of both",
            "  objects right at end-of-text on held-out captions, position/colour state-shift ratio 0.07 -> 1.05), froze it, and",
-           "  fine-tuned v2's UNet (303 CPU minutes of training) on it for the UNet minutes above (`--init-unet`); the VAE",
+           "  fine-tuned v2's UNet (303 CPU minutes of training) on it for 92 minutes (1,819 steps, `--init-unet`); the VAE",
            "  is v2's, unchanged. Why: v2's jointly trained encoder had",
-           "  learnt to drop the position words (first-step layout 11.1%, chance), see docs/mini-v3-plan.md."]
+           "  learnt to drop the position words (first-step layout 11.1%, chance), see docs/mini-v3-plan.md.",
+           *(["  v4 (2026-12-01, later) retrained the text stage with per-object targets (each object's phrase answers for that",
+              "  object alone; binding ratio 0.99 -> 0.16) because v3 drew the second object in the first one's colour",
+              "  (two objects both right 0%), and fine-tuned v3's UNet on it for the UNet minutes above; the VAE is still v2's."]
+            if (meta.get("text_encoder_metrics") or {}).get("targets") == "per-object" else [])]
           if meta.get("frozen_text_encoder") else []),
         "",
         "## Training metadata",
