@@ -222,6 +222,14 @@ def seal_maps(maps: list[ControlMap], *, model_name: str) -> list:
     return sealed
 
 
+def _check_map_size(width: Optional[int], height: Optional[int]) -> None:
+    from .schema import MAX_SIDE
+
+    for side, v in (("width", width), ("height", height)):
+        if v is not None and not 8 <= v <= MAX_SIDE:
+            raise RequestError(f"control map {side} {v} is out of range (8 to {MAX_SIDE} pixels)")
+
+
 def preprocess_file(name: str, image, out: Optional[Path] = None, *, width: Optional[int] = None,
                     height: Optional[int] = None, seed: int = 0, overwrite: bool = False):
     """One control map made from an image file (`studio preprocess`), sealed with the image as its parentOf
@@ -232,6 +240,7 @@ def preprocess_file(name: str, image, out: Optional[Path] = None, *, width: Opti
     from .modalities.image import image_sha256
     from .writer import seal_derived, write_atomic
 
+    _check_map_size(width, height)  # a browser or CLI size, before the source is read
     src = read_image(image, "image", "RGB")
     w0, h0 = src.image.size
     if width and not height:  # one side given: the other keeps the image's aspect
@@ -239,6 +248,7 @@ def preprocess_file(name: str, image, out: Optional[Path] = None, *, width: Opti
     elif height and not width:
         width = max(8, round(w0 * height / h0))
     size = (width or w0, height or h0)
+    _check_map_size(*size)
     try:
         prep.weights_folder(name, annotators_dir())
         made = prep.preprocess(name, src.image, size, seed=seed, annotators_dir=annotators_dir())

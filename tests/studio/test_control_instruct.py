@@ -194,6 +194,10 @@ def test_cli_preprocess_writes_a_sealed_map_and_names_missing_weights(models, tm
                str(tmp_path / "weights")])
     err = capsys.readouterr().err
     assert rc == 2 and "dpt_hybrid-midas-501f0c75.pt" in err and str(tmp_path / "weights") in err
+    # a size from the command line (or the web app's form) is bounded before the source is read
+    rc = main(["preprocess", "canny", str(tmp_path / "no-such.png"), "-o", str(tmp_path / "big.png"), "-W", "100000"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "control map width 100000 is out of range" in err and not (tmp_path / "big.png").exists()
 
 
 def test_job_items_carry_controls_and_instruct_fields(models, tmp_path):
