@@ -197,15 +197,21 @@ FIRST_STEP_SCENES = (("red", "circle", "white"), ("blue", "square", "black"), ("
 
 
 def _first_step_layout(pipe, n_noise: int = 8) -> dict:
-    return first_step_layout(pipe.unet, pipe.text_encoder, pipe.tokenizer, alpha_last=float(pipe.scheduler.alphas_cumprod[-1]),
-                             scaling=pipe.vae.config.scaling_factor, n_noise=n_noise,
-                             v_pred=pipe.scheduler.config.prediction_type == "v_prediction")
+    return first_step_layout(pipe.unet, pipe.text_encoder, pipe.tokenizer, n_noise=n_noise, **_probe_settings(pipe))
 
 
 def _first_step_binding(pipe, n_noise: int = 4) -> dict:
-    return first_step_binding(pipe.unet, pipe.text_encoder, pipe.tokenizer, alpha_last=float(pipe.scheduler.alphas_cumprod[-1]),
-                              scaling=pipe.vae.config.scaling_factor, n_noise=n_noise,
-                              v_pred=pipe.scheduler.config.prediction_type == "v_prediction")
+    return first_step_binding(pipe.unet, pipe.text_encoder, pipe.tokenizer, n_noise=n_noise, **_probe_settings(pipe))
+
+
+def _probe_settings(pipe) -> dict:
+    return {"alpha_last": float(pipe.scheduler.alphas_cumprod[-1]), "scaling": pipe.vae.config.scaling_factor,
+            "v_pred": pipe.scheduler.config.prediction_type == "v_prediction"}
+
+
+def _clean_estimate(x, out, a: float, v_pred: bool):
+    """The model's estimate of the clean latent from input x and output ``out`` at alphas_cumprod ``a``."""
+    return a**0.5 * x.float() - (1 - a) ** 0.5 * out if v_pred else (x.float() - (1 - a) ** 0.5 * out) / a**0.5
 
 
 def first_step_layout(unet, te, tok, *, alpha_last: float, scaling: float, v_pred: bool, n_noise: int = 8) -> dict:
@@ -217,7 +223,7 @@ def first_step_layout(unet, te, tok, *, alpha_last: float, scaling: float, v_pre
     import torch
 
     from .judge import _position
-    from .tokenizer import MAX_LEN
+    from .text_encoder import caption_states
 
     a, sf = alpha_last, scaling
     x = torch.randn(n_noise, 4, 32, 32, generator=torch.Generator().manual_seed(7)).to(unet.dtype)
@@ -225,8 +231,7 @@ def first_step_layout(unet, te, tok, *, alpha_last: float, scaling: float, v_pre
     ys, xs = torch.meshgrid(torch.arange(32.0) + 0.5, torch.arange(32.0) + 0.5, indexing="ij")
 
     def states(cap: str):
-        ids = tok([cap], padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
-        return te(ids).last_hidden_state
+        return caption_states(te, tok, cap)
 
     hits, shift_pos, shift_col = [], [], []
     with torch.no_grad():
@@ -234,7 +239,7 @@ def first_step_layout(unet, te, tok, *, alpha_last: float, scaling: float, v_pre
             for pos in W.POSITIONS:
                 cond = states(f"a large {colour} {shape} {W.POSITION_PHRASES[pos][0]} on a {bg} background")
                 out = unet(x, t, cond.expand(n_noise, -1, -1)).sample.float()
-                x0 = a**0.5 * x.float() - (1 - a) ** 0.5 * out if v_pred else (x.float() - (1 - a) ** 0.5 * out) / a**0.5
+                x0 = _clean_estimate(x, out, a, v_pred)
                 cov = x0[:, 3] / sf
                 w = (cov - cov.flatten(1).median(1).values.view(-1, 1, 1)).clamp(min=0) + 1e-8
                 for k in range(n_noise):
@@ -264,7 +269,7 @@ def first_step_binding(unet, te, tok, *, alpha_last: float, scaling: float, v_pr
     both windows hold more object coverage than the estimate's median cell."""
     import torch
 
-    from .tokenizer import MAX_LEN
+    from .text_encoder import caption_states
 
     a = alpha_last
     x = torch.randn(n_noise, 4, 32, 32, generator=torch.Generator().manual_seed(11)).to(unet.dtype)
@@ -283,9 +288,8 @@ def first_step_binding(unet, te, tok, *, alpha_last: float, scaling: float, v_pr
                 for p1, p2 in BINDING_PLACES:
                     cap = (f"a large {c1} {shapes[0]} {W.POSITION_PHRASES[p1][0]} and a large {c2} {shapes[1]} "
                            f"{W.POSITION_PHRASES[p2][0]} on a {bg} background")
-                    ids = tok([cap], padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
-                    out = unet(x, t, te(ids).last_hidden_state.expand(n_noise, -1, -1)).sample.float()
-                    x0 = (a**0.5 * x.float() - (1 - a) ** 0.5 * out if v_pred else (x.float() - (1 - a) ** 0.5 * out) / a**0.5) / scaling
+                    out = unet(x, t, caption_states(te, tok, cap).expand(n_noise, -1, -1)).sample.float()
+                    x0 = _clean_estimate(x, out, a, v_pred) / scaling
                     cov = x0[:, 3]
                     med = cov.flatten(1).median(1).values
                     for k in range(n_noise):

@@ -336,6 +336,12 @@ _PROBE_POSITIONS = (("at the top", "at the bottom"), ("on the left", "on the rig
                     ("at the top left", "at the bottom right"))
 
 
+def caption_states(te, tok, caption: str):
+    """The encoder's token states (1, MAX_LEN, hidden) for one caption, padded as the pipeline pads it."""
+    ids = tok([caption], padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
+    return te(ids).last_hidden_state
+
+
 def position_separation(te, tok) -> dict:
     """Issue 14's distance probe.  For captions "a large C S <position> on a B background", the L2 change
     of each token state when only the position words change (top -> bottom, left -> right, top left ->
@@ -348,8 +354,7 @@ def position_separation(te, tok) -> dict:
     import torch
 
     def states(cap: str):
-        ids = tok([cap], padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
-        return te(ids).last_hidden_state[0].float()
+        return caption_states(te, tok, cap)[0].float()
 
     pos_tok, pos_later, col_later = [], [], []
     with torch.no_grad():
@@ -383,8 +388,7 @@ def binding_separation(te, tok) -> dict:
     import torch
 
     def states(cap: str):
-        ids = tok([cap], padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
-        return te(ids).last_hidden_state[0].float()
+        return caption_states(te, tok, cap)[0].float()
 
     first, second = [], []
     with torch.no_grad():
