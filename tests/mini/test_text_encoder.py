@@ -76,7 +76,7 @@ def _shipped_encoder():
     return T.load_frozen(WEIGHTS / "text_encoder")
 
 
-@pytest.mark.skipif(SHIPPED_IS_V3, reason="the shipped encoder is v3's (frozen, trained first); see the next test")
+@pytest.mark.skipif(SHIPPED_IS_V3, reason="the shipped encoder is trained first and frozen (v3 on); see the next test")
 def test_v2_jointly_trained_encoder_fails_the_position_separation_check(tok):
     # the shipped v2 encoder drops position words (issue 14): the check must report it, or it guards nothing
     r = T.position_separation(_shipped_encoder(), tok)
