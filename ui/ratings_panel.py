@@ -25,12 +25,19 @@ def count_line(store) -> str:
             f"{c['pairs']} pairs) — `studio tune` and the learned reward train on them")
 
 
-def _store(store):
-    if store is not None:
-        return store
-    from studio.rewards import RatingStore
+def _store_getter(store):
+    """The panel's store, opened on the first click and kept: a RatingStore holds its SQLite connection open,
+    and one opened per click would pay a WAL checkpoint and fsync each time it is closed."""
+    opened = [store]
 
-    return RatingStore()  # cheap: the store keeps its connections per thread and file, not per instance
+    def get():
+        if opened[0] is None:
+            from studio.rewards import RatingStore
+
+            opened[0] = RatingStore()
+        return opened[0]
+
+    return get
 
 
 def _chosen(entries, index, nothing: str) -> dict:
@@ -115,15 +122,15 @@ class RatingButtons:
 
     def wire(self, demo, entries, selected, *, guarded) -> None:
         """`entries` / `selected`: the results' State (history entries) and the selected index."""
-        store = self.store
+        store = _store_getter(self.store)
 
         @guarded(status=0, outputs=1)
         def rate_up(es, idx):
-            return rate_entry(_store(store), "like", es, idx)
+            return rate_entry(store(), "like", es, idx)
 
         @guarded(status=0, outputs=1)
         def rate_down(es, idx):
-            return rate_entry(_store(store), "dislike", es, idx)
+            return rate_entry(store(), "dislike", es, idx)
 
         # queue=False: a rating takes milliseconds and must not wait behind a render on the device queue
         self.up.click(rate_up, [entries, selected], [self.count], queue=False)
@@ -131,7 +138,7 @@ class RatingButtons:
 
         @guarded(status=0, outputs=1)
         def show_count():
-            return count_line(_store(store))
+            return count_line(store())
 
         demo.load(show_count, None, [self.count], queue=False)
 
@@ -165,7 +172,7 @@ class BestOfPanel:
         """Like `XYZPanel.wire`; `count`: the Markdown line the ratings' results go to."""
         import gradio as gr
 
-        store, n_form = self.store, len(form_inputs)
+        store, n_form = _store_getter(self.store), len(form_inputs)
 
         @guarded(status=0, outputs=4)
         def do_best_of(*args, request: gr.Request = None, progress=gr.Progress()):
@@ -187,15 +194,15 @@ class BestOfPanel:
 
         @guarded(status=0, outputs=1)
         def best_of_pick(es, idx):
-            return pick_best(_store(store), es, idx)
+            return pick_best(store(), es, idx)
 
         @guarded(status=0, outputs=1)
         def best_of_up(es, idx):
-            return rate_entry(_store(store), "like", es, idx, nothing="run best-of-N first")
+            return rate_entry(store(), "like", es, idx, nothing="run best-of-N first")
 
         @guarded(status=0, outputs=1)
         def best_of_down(es, idx):
-            return rate_entry(_store(store), "dislike", es, idx, nothing="run best-of-N first")
+            return rate_entry(store(), "dislike", es, idx, nothing="run best-of-N first")
 
         state = [self.entries, self.selected]
         self.pick.click(best_of_pick, state, [count], queue=False)
