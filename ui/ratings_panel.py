@@ -9,10 +9,11 @@ nothing, on a stale index or on a file that no longer verifies answers with one 
 
 import time
 import uuid
+from typing import Optional
 
 from studio import GenerationRequest, RequestError
 
-from .errors import step_callback
+from .errors import Cancelled
 
 # words next to the symbols: a browser without an emoji font shows the symbols as empty boxes
 LABELS = {"like": "👍 thumbs up", "dislike": "👎 thumbs down", "pick": "★ best"}
@@ -25,19 +26,12 @@ def count_line(store) -> str:
             f"{c['pairs']} pairs) — `studio tune` and the learned reward train on them")
 
 
-def _store_getter(store):
-    """The panel's store, opened on the first click and kept: a RatingStore holds its SQLite connection open,
-    and one opened per click would pay a WAL checkpoint and fsync each time it is closed."""
-    opened = [store]
+def _store(store):
+    if store is not None:
+        return store
+    from studio.rewards import RatingStore
 
-    def get():
-        if opened[0] is None:
-            from studio.rewards import RatingStore
-
-            opened[0] = RatingStore()
-        return opened[0]
-
-    return get
+    return RatingStore()
 
 
 def _chosen(entries, index, nothing: str) -> dict:
@@ -95,7 +89,12 @@ def run_best_of(h, fields: dict, n, reward: str, *, progress=None, cancel=None) 
         fields["model"] = h.default_model("image")
     request = GenerationRequest.build(**fields)
 
-    on_step = step_callback(progress, cancel, f"rendering {n} candidates")
+    def on_step(step: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled at step {step}/{total}")
+        if progress is not None:
+            progress(step, total, f"rendering {n} candidates")
+
     out = h.out_dir / "best-of" / time.strftime("%Y%m%d") / f"{time.strftime('%H%M%S')}-best{n}-{uuid.uuid4().hex[:6]}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     result = h.studio.generate(request, out=out, keep_all=True, progress=on_step)
@@ -122,15 +121,15 @@ class RatingButtons:
 
     def wire(self, demo, entries, selected, *, guarded) -> None:
         """`entries` / `selected`: the results' State (history entries) and the selected index."""
-        store = _store_getter(self.store)
+        store = self.store
 
         @guarded(status=0, outputs=1)
         def rate_up(es, idx):
-            return rate_entry(store(), "like", es, idx)
+            return rate_entry(_store(store), "like", es, idx)
 
         @guarded(status=0, outputs=1)
         def rate_down(es, idx):
-            return rate_entry(store(), "dislike", es, idx)
+            return rate_entry(_store(store), "dislike", es, idx)
 
         # queue=False: a rating takes milliseconds and must not wait behind a render on the device queue
         self.up.click(rate_up, [entries, selected], [self.count], queue=False)
@@ -138,7 +137,7 @@ class RatingButtons:
 
         @guarded(status=0, outputs=1)
         def show_count():
-            return count_line(store())
+            return count_line(_store(store))
 
         demo.load(show_count, None, [self.count], queue=False)
 
@@ -172,7 +171,7 @@ class BestOfPanel:
         """Like `XYZPanel.wire`; `count`: the Markdown line the ratings' results go to."""
         import gradio as gr
 
-        store, n_form = _store_getter(self.store), len(form_inputs)
+        store, n_form = self.store, len(form_inputs)
 
         @guarded(status=0, outputs=4)
         def do_best_of(*args, request: gr.Request = None, progress=gr.Progress()):
@@ -194,15 +193,15 @@ class BestOfPanel:
 
         @guarded(status=0, outputs=1)
         def best_of_pick(es, idx):
-            return pick_best(store(), es, idx)
+            return pick_best(_store(store), es, idx)
 
         @guarded(status=0, outputs=1)
         def best_of_up(es, idx):
-            return rate_entry(store(), "like", es, idx, nothing="run best-of-N first")
+            return rate_entry(_store(store), "like", es, idx, nothing="run best-of-N first")
 
         @guarded(status=0, outputs=1)
         def best_of_down(es, idx):
-            return rate_entry(store(), "dislike", es, idx, nothing="run best-of-N first")
+            return rate_entry(_store(store), "dislike", es, idx, nothing="run best-of-N first")
 
         state = [self.entries, self.selected]
         self.pick.click(best_of_pick, state, [count], queue=False)
