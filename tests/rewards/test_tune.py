@@ -17,7 +17,7 @@ from studio.cli import main
 from studio.errors import RequestError
 from studio.rewards import gate as G
 from studio.rewards import tune as T
-from studio.rewards.base import Reward, image_batch
+from studio.rewards.base import Reward
 from studio.rewards.ratings import RatingStore
 
 SIZE = 256  # the seal's watermark needs >= 256 px
@@ -154,16 +154,18 @@ def test_the_override_uses_it_and_records_the_lora(tuned, engine, tiny_model):
 
 # -- the gate --------------------------------------------------------------------------------------------------
 class _Toward(Reward):
-    """Brightness times a sign: the test points it along (or against) whatever the LoRA does to brightness."""
+    """The probe's own brightness (luma) times a sign: the test points it along (or against) whatever the LoRA
+    does to brightness. It must be the very quantity the probe measured -- a plain RGB mean can move the other
+    way when the LoRA's effect is a few 1e-4 (it did, in CI)."""
 
     differentiable = True
 
     def __init__(self, name, sign):
         self.name, self.sign = name, sign
+        self.luma = rewards.get("brightness", "image")
 
     def score(self, media, prompts):
-        x = image_batch(media)
-        return self.sign * x.mean((1, 2, 3))
+        return self.sign * self.luma.score(media, prompts)
 
 
 @pytest.fixture(scope="module")
