@@ -65,6 +65,22 @@ def two_object_error(expected, verdict) -> str:
     return "attribute_wrong"
 
 
+def shape_confusions(expected, verdict) -> list[str]:
+    """"captioned -> drawn" for each object drawn in its colour but with another shape (the object `score`
+    matches: the largest detection for one object, the one of its colour otherwise): which shape pairs
+    the model confuses, so the next training budget is spent on them rather than guessed."""
+    exp = [e.attrs() if hasattr(e, "attrs") else dict(e) for e in expected]
+    out = []
+    for e in exp:
+        if len(exp) == 1:
+            det = verdict.objects[0] if verdict.objects else None
+        else:
+            det = next((o for o in verdict.objects if o.color == e["color"]), None)
+        if det is not None and det.color == e["color"] and det.shape != e["shape"]:
+            out.append(f"{e['shape']} -> {det.shape}")
+    return out
+
+
 def _accuracy(pipe, scenes, guidance, steps, batch, save_dir=None, tag="") -> dict:
     import torch
 
@@ -72,6 +88,7 @@ def _accuracy(pipe, scenes, guidance, steps, batch, save_dir=None, tag="") -> di
     singles, twos = ({k: [] for k in keys} for _ in range(2))
     per_position = {p: [] for p in W.POSITIONS}
     errors: dict[str, int] = {}
+    shape_misses: dict[str, int] = {}
     for i in range(0, len(scenes), batch):
         chunk = scenes[i : i + batch]
         gens = [torch.Generator().manual_seed(1000 + i + j) for j in range(len(chunk))]
@@ -89,6 +106,8 @@ def _accuracy(pipe, scenes, guidance, steps, batch, save_dir=None, tag="") -> di
             else:
                 kind = two_object_error(s.objects, verdict)
                 errors[kind] = errors.get(kind, 0) + 1
+            for miss in shape_confusions(s.objects, verdict):
+                shape_misses[miss] = shape_misses.get(miss, 0) + 1
             if save_dir:
                 im.save(Path(save_dir) / f"{tag}{i + j:03d}_{'ok' if r['all'] else 'x'}.png")
     mean = lambda v: round(100.0 * sum(v) / len(v), 1) if v else None  # noqa: E731
@@ -97,6 +116,7 @@ def _accuracy(pipe, scenes, guidance, steps, batch, save_dir=None, tag="") -> di
         "two_both_right": mean(twos["all"]), "two": {k: mean(v) for k, v in twos.items()}, "n_two": len(twos["all"]),
         "single_position_by_phrase": {p: {"n": len(v), "right": mean(v)} for p, v in per_position.items()},
         "two_object_errors": dict(sorted(errors.items())),
+        "shape_misses": dict(sorted(shape_misses.items(), key=lambda kv: -kv[1])),
     }
 
 
@@ -430,6 +450,7 @@ def main(argv=None) -> dict:
     print("  single-object position by phrase:",
           ", ".join(f"{p} {d['right']}% (n={d['n']})" for p, d in h["single_position_by_phrase"].items()))
     print("  two-object errors by kind:", json.dumps(h["two_object_errors"]))
+    print("  wrong shapes (captioned -> drawn):", json.dumps(h["shape_misses"]))
     if args.write:
         out = Path(args.path)
         (out / "eval_results.json").write_text(json.dumps(res, indent=2))

@@ -62,3 +62,16 @@ def test_two_blobs_in_one_colour_read_as_a_leaked_colour():
     assert two_object_error((a, b), v) == "colour_leaked"
     assert two_object_error((a, b), judge(W.scene_array(W.Scene("white", (a,))))) == "one_missing"
     assert two_object_error((a, b), judge(W.scene_array(W.Scene("white", (a, b))))) == "right"
+
+
+def test_shape_confusions_name_the_captioned_and_the_drawn_shape():
+    from studio.mini.evaluate import shape_confusions
+
+    a = W.Obj("red", "circle", "large", "top left", 0, 0, 1.0)
+    b = W.Obj("blue", "square", "large", "bottom right", 0, 0, 1.0)
+    star_for_circle = W.Obj("red", "star", "large", "top left", 0, 0, 1.0)
+    assert shape_confusions((a,), judge(W.scene_array(W.Scene("white", (star_for_circle,))))) == ["circle -> star"]
+    assert shape_confusions((a,), judge(W.scene_array(W.Scene("white", (a,))))) == []
+    assert shape_confusions((a, b), judge(W.scene_array(W.Scene("white", (star_for_circle, b))))) == ["circle -> star"]
+    # a wrong colour is not a shape confusion (colour has its own figure)
+    assert shape_confusions((a,), judge(W.scene_array(W.Scene("white", (W.Obj("blue", "star", "large", "top left", 0, 0, 1.0),))))) == []
