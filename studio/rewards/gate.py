@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import re
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -29,23 +28,16 @@ OVERRIDE_HINT = "allow_failed_gate=True on the LoRA (CLI --allow-failed-lora) us
 # -- the mini model's independent check: what the prompt asks for vs what the analytic judge sees ---------------
 def mini_expected(prompt: str) -> Optional[dict]:
     """The colour, shape, position and background a one-object mini-world prompt asks for (size may be left
-    unstated), or None when the prompt is not of that form."""
-    from ..mini import world as W
+    unstated), or None when the prompt is not of that form. Read with the mini text encoder's caption parser,
+    the one its training labels come from."""
+    from ..mini.text_encoder import parse_caption
 
-    text = " " + " ".join(prompt.lower().replace(",", " ").split()) + " "
-    shapes = [s for s in W.SHAPES if f" {s} " in text]
-    bg = re.search(r" (\w+) background ", text)
-    if len(shapes) != 1 or not bg or bg.group(1) not in W.BACKGROUNDS:
+    parsed = parse_caption(prompt.lower().replace(",", " , ").split())
+    objects, bg = parsed["objects"], parsed["background"]
+    if len(objects) != 1 or bg is None or "position" not in objects[0]:
         return None
-    before = text.split(f" {shapes[0]} ")[0].split()
-    colour = before[-1] if before else None
-    if colour not in W.COLORS:
-        return None
-    positions = [(len(ph), pos) for pos, phrases in W.POSITION_PHRASES.items() for ph in phrases
-                 if f" {ph} " in text]
-    if not positions:
-        return None
-    return {"color": colour, "shape": shapes[0], "position": max(positions)[1], "background": bg.group(1)}
+    o = objects[0]
+    return {"color": o["color"][0], "shape": o["shape"][0], "position": o["position"][0], "background": bg[0]}
 
 
 def mini_fidelity(image, prompt: str) -> Optional[bool]:
