@@ -102,3 +102,79 @@ def test_zeroed_adapter_starts_as_the_image_model():
         zeroed = T.build_motion_unet(unet2d, ad)[0].eval()(x, t, h).sample[0]
     assert not torch.allclose(raw, per_frame, atol=1e-3)  # diffusers' init mixes frames from the start
     assert torch.allclose(zeroed, per_frame, atol=1e-5)
+
+
+def test_motion_versions_keep_the_object_and_move_as_named():
+    from studio.mini.video.judge import direction_of
+
+    for m in V.MOTIONS:
+        clip = V.sample_clip(10_001, "holdout", motion=m)
+        vs = T.motion_versions(clip)
+        assert [v.motion for v in vs] == list(V.MOTIONS) and vs[V.MOTIONS.index(m)].motion == m
+        for v in vs:
+            assert (v.color, v.shape, v.size, v.background) == (clip.color, clip.shape, clip.size, clip.background)
+            (x0, y0), (x1, y1) = v.center(0), v.center(V.FRAMES - 1)
+            for c in (x0, y0, x1, y1):  # the whole path inside the frame
+                assert clip.radius < c < V.SIZE - clip.radius
+            if v.motion == "still":
+                assert (x0, y0) == (x1, y1)
+            else:
+                assert direction_of((x1 - x0) * 10, (y1 - y0) * 10)[0] == v.motion
+                assert abs(x1 - x0) + abs(y1 - y0) >= V.MIN_TRAVEL * V.SIZE - 1e-6
+
+
+class _VersionOracle:
+    """A stand-in video model that knows the clip up to its motion: its x0 estimate is the probe's own
+    ``motion_versions`` clip for the motion its conditioning names, or for ``fixed`` whatever the caption
+    says (like a model trained on one motion only).  The versions are taken from the probe as it builds them."""
+
+    def __init__(self, sched, monkeypatch, res=16, fixed=None):
+        self.a, self.fixed, self.lat = sched.alphas_cumprod, fixed, None
+        real = T.motion_versions
+
+        def spy(clip):
+            vs = real(clip)
+            lat = torch.from_numpy(V.clip_latents(vs))
+            self.lat = F.avg_pool2d(lat.flatten(1, 2), 32 // res).view(*lat.shape[:3], res, res)
+            return vs
+
+        monkeypatch.setattr(T, "motion_versions", spy)
+
+    def __call__(self, x, t, h):
+        class R:
+            pass
+
+        idx = h[:: V.FRAMES, 0, 0].long()
+        if self.fixed is not None:
+            idx = torch.full_like(idx, V.MOTIONS.index(self.fixed))
+        a = self.a[t].view(-1, 1, 1, 1, 1)
+        x0 = self.lat[idx]
+        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        R.sample = a.sqrt() * eps - (1 - a).sqrt() * x0
+        return R
+
+
+def _motion_index_cond(caps, motions):
+    return torch.tensor([float(V.MOTIONS.index(m)) for m in motions]).view(-1, 1, 1)
+
+
+def _sched():
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                         rescale_betas_zero_snr=True, prediction_type="v_prediction")
+
+
+def test_caption_probe_reads_a_model_that_uses_the_caption(monkeypatch):
+    # the probe's plumbing (candidate order, shared noise, argmin, per-t) on a model known to use the direction
+    sched = _sched()
+    pr = T.caption_direction_probe(_VersionOracle(sched, monkeypatch), _motion_index_cond, sched, 1.0, n_per=1,
+                                   res=16, ts=(700, 950))
+    assert pr["caption_direction_correct"] == 100.0 and pr["per_t"] == {"700": 100.0, "950": 100.0}, pr
+    # a caption-blind model (trained on one motion) loses the same under every caption: the caption reading
+    # cannot name its motion (ties go to the first candidate), the clip-side reading must
+    blind = _VersionOracle(sched, monkeypatch, fixed="up")
+    pc = T.caption_direction_probe(blind, _motion_index_cond, sched, 1.0, n_per=1, res=16, ts=(700,))
+    assert pc["picked"]["up"] == 0.0, pc
+    pk = T.caption_direction_probe(blind, _motion_index_cond, sched, 1.0, n_per=1, res=16, ts=(700,), swap="clip")
+    assert pk["picked"]["up"] == 100.0 and pk["clip_direction_correct"] == 20.0, pk
