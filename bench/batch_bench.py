@@ -3,14 +3,18 @@ one process, with the same model, prompts, sampler (Euler), guidance and seeds; 
 a long job.
 
     python bench/batch_bench.py [--model mini] [--items 24] [--steps 30] [--workers 2] [--skip-ray]
-                                [--seal-workers 1]
+                                [--seal-workers 1] [--batch-items 4,8] [--rounds 1] [--skip-unet]
     python bench/batch_bench.py --rss 2000 [--rss-size 256]     # RSS over a long job (no model, see below)
 
 The naive loop is stock diffusers (`StableDiffusionPipeline.from_pretrained`, `EulerDiscreteScheduler` from the
 model's scheduler config, one call per prompt, each image saved as an unsealed PNG with Pillow's defaults): the
 floor the job engine's bookkeeping (seal, fsynced manifest, resume) is measured against. Both sides run fp32 with
 the same torch thread count. Two figures per runner: the whole run (model load included, as a user waits for it)
-and the steady state (median interval between finished items after the first, model load and warm-up excluded).
+and the steady state (mean seconds an item after the first pipeline call: (last end - end of the first call) /
+items after it; model load and warm-up excluded). `--batch-items 4,8` adds a studio row per size with cross-item
+batching (`studio render --batch-items N`); `--rounds R` runs every row R times, alternating, and reports the
+median. Last, a table of one batched UNet call (the CFG batch of N images) against N calls of one image, which
+says how much a batch can gain on this device at all.
 
 `--rss N`: a job of N items whose pipeline costs nothing (`seal_bench.PixelsStudio`: the engine's own
 `Generated`, so seal, writer, manifest and runner all run for real), RSS sampled after every item; it measures
@@ -58,7 +62,7 @@ def naive(model_path: str, texts: list[str], steps: int, size: int, guidance: fl
 
 
 def studio_job(texts: list[str], model: str, steps: int, executor: str, workers: int, guidance: float,
-               seal_workers: int = 1, studio=None) -> dict:
+               seal_workers: int = 1, studio=None, batch_items: int = 1) -> dict:
     from studio.jobs import render
 
     out = Path(tempfile.mkdtemp(prefix=f"bench-{executor}-"))
@@ -67,17 +71,52 @@ def studio_job(texts: list[str], model: str, steps: int, executor: str, workers:
     summary = render([{"prompt": t, "id": f"item{i}"} for i, t in enumerate(texts)], out, model=model,
                      defaults={"steps": steps, "sampler": "Euler", "guidance": guidance}, seed=1,
                      executor=executor, workers=workers, seal_workers=seal_workers, studio=studio,
-                     on_item=lambda o, done, total: ends.append(time.perf_counter()))
+                     batch_items=batch_items, on_item=lambda o, done, total: ends.append(time.perf_counter()))
     elapsed = time.perf_counter() - t0
     if summary.succeeded != len(texts):
         sys.exit(f"{executor}: only {summary.succeeded}/{len(texts)} items succeeded")
-    return {"whole_s": elapsed, "ends": ends}
+    return {"whole_s": elapsed, "ends": ends, "first_call": batch_items}
 
 
-def steady(ends: list[float]) -> float:
-    """Median seconds between finished items, the first item (warm-up) left out."""
-    gaps = [b - a for a, b in zip(ends, ends[1:])]
-    return statistics.median(gaps) if gaps else float("nan")
+def steady(run: dict) -> float:
+    """Mean seconds an item after the first pipeline call (warm-up): its last item ends at ends[first - 1]."""
+    ends, first = run["ends"], min(run.get("first_call", 1), len(run["ends"]) - 1)
+    return (ends[-1] - ends[first - 1]) / (len(ends) - first) if len(ends) > first else float("nan")
+
+
+def unet_probe(model_path: str, size: int, sizes=(1, 4, 8), repeats: int = 5) -> list[str]:
+    """One UNet call on the CFG batch of N images (2N latents) against N calls on 2 latents each: what a batched
+    pipeline call can gain on this device at all (the UNet is nearly all of an image's time)."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(model_path, local_files_only=True)
+    with torch.inference_mode():
+        cond, uncond = pipe.encode_prompt("a red circle above a blue square", "cpu", 1, True)
+        emb = torch.cat([uncond, cond])
+        side = size // pipe.vae_scale_factor
+        t = torch.tensor(500)
+        lines = [f"UNet of {Path(model_path).name}, latents {side}x{side}, median of {repeats} ({torch.get_num_threads()} "
+                 "torch threads):", "", "| images N | one call on 2N latents ms | N calls on 2 latents ms | gain |",
+                 "|---|---|---|---|"]
+
+        def timed(batch: int, calls: int) -> float:
+            x = torch.randn(2 * batch, pipe.unet.config.in_channels, side, side, generator=torch.Generator().manual_seed(0))
+            e = emb.repeat(batch, 1, 1)
+            pipe.unet(x, t, encoder_hidden_states=e)  # warm-up (allocator, oneDNN primitives for this shape)
+            runs = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(calls):
+                    pipe.unet(x, t, encoder_hidden_states=e)
+                runs.append(time.perf_counter() - t0)
+            return statistics.median(runs) * 1000
+
+        timed(max(sizes), 1)  # the first calls of a process are slow (allocator, thread pool): not a batch effect
+        for n in sizes:
+            one, many = timed(n, 1), timed(1, n)
+            lines.append(f"| {n} | {one:.1f} | {many:.1f} | {many / one:.2f}x |")
+    return lines
 
 
 def rss_mb() -> float:
@@ -136,6 +175,10 @@ def main() -> None:
     ap.add_argument("--skip-inline", action="store_true", help="leave out the --seal-workers 0 row")
     ap.add_argument("--rss", type=int, default=0, metavar="ITEMS", help="only the RSS run, over ITEMS items")
     ap.add_argument("--rss-size", type=int, default=256)
+    ap.add_argument("--batch-items", default="4,8",
+                    help="comma-separated cross-item batch sizes, one studio row each ('' for none)")
+    ap.add_argument("--rounds", type=int, default=1, help="run every row this many times, alternating; medians")
+    ap.add_argument("--skip-unet", action="store_true", help="leave out the batched-UNet table")
     args = ap.parse_args()
     started = time.time()
     if args.rss:
@@ -157,26 +200,39 @@ def throughput(args) -> list[str]:
     entry = Registry().resolve(args.model)
     guidance = entry.guidance if entry.guidance is not None else 5.0
     texts = prompts(args.items)
-    rows = [("naive diffusers loop (Euler, unsealed PNGs)",
-             naive(entry.source, texts, args.steps, entry.width, guidance, seed=0))]
+    runners = [("naive diffusers loop (Euler, unsealed PNGs)",
+                lambda: naive(entry.source, texts, args.steps, entry.width, guidance, seed=0))]
     if not args.skip_inline:
-        rows.append(("studio job, seal inline (--seal-workers 0)",
-                     studio_job(texts, args.model, args.steps, "local", 1, guidance, seal_workers=0)))
-    rows.append((f"studio job, seal overlapped (--seal-workers {args.seal_workers})",
-                 studio_job(texts, args.model, args.steps, "local", 1, guidance, seal_workers=args.seal_workers)))
+        runners.append(("studio job, seal inline (--seal-workers 0)",
+                        lambda: studio_job(texts, args.model, args.steps, "local", 1, guidance, seal_workers=0)))
+    runners.append((f"studio job, seal overlapped (--seal-workers {args.seal_workers})",
+                    lambda: studio_job(texts, args.model, args.steps, "local", 1, guidance,
+                                       seal_workers=args.seal_workers)))
+    for b in [int(x) for x in args.batch_items.split(",") if x.strip()]:
+        runners.append((f"studio job, cross-item batching (--batch-items {b})",
+                        lambda b=b: studio_job(texts, args.model, args.steps, "local", 1, guidance,
+                                               seal_workers=args.seal_workers, batch_items=b)))
     if not args.skip_ray:
-        rows.append((f"studio Ray executor, {args.workers} workers",
-                     studio_job(texts, args.model, args.steps, "ray", args.workers, guidance)))
-    base, base_steady = rows[0][1]["whole_s"], steady(rows[0][1]["ends"])
+        runners.append((f"studio Ray executor, {args.workers} workers",
+                        lambda: studio_job(texts, args.model, args.steps, "ray", args.workers, guidance)))
+    runs: dict[str, list[dict]] = {name: [] for name, _ in runners}
+    for _ in range(max(1, args.rounds)):  # alternating, so a load change hits every row alike
+        for name, fn in runners:
+            runs[name].append(fn())
+    whole = {n: statistics.median(r["whole_s"] for r in rs) for n, rs in runs.items()}
+    st = {n: statistics.median(steady(r) for r in rs) for n, rs in runs.items()}
+    base = runners[0][0]
     lines = [f"{args.items} items, {args.steps} steps, {entry.width}x{entry.height}, model {args.model}, Euler, "
-             f"guidance {guidance}, fp32; the studio runs after the naive loop in the same process (its model "
-             "load is its own)", "",
-             "| runner | whole run s | items/s | vs naive | steady s/item | vs naive (steady) |",
-             "|---|---|---|---|---|---|"]
-    for name, r in rows:
-        st = steady(r["ends"])
-        lines.append(f"| {name} | {r['whole_s']:.1f} | {args.items / r['whole_s']:.2f} | {base / r['whole_s']:.2f}x "
-                     f"| {st:.3f} | {base_steady / st:.2f}x |")
+             f"guidance {guidance}, fp32; all rows in one process, {max(1, args.rounds)} round(s) alternating "
+             "(medians); each studio row loads its own model", "",
+             "| runner | whole run s | items/s | vs naive | steady s/item | vs naive (steady) | runs (whole s) |",
+             "|---|---|---|---|---|---|---|"]
+    for name, _ in runners:
+        each = " / ".join(f"{r['whole_s']:.1f}" for r in runs[name])
+        lines.append(f"| {name} | {whole[name]:.1f} | {args.items / whole[name]:.3f} | {whole[base] / whole[name]:.2f}x "
+                     f"| {st[name]:.3f} | {st[base] / st[name]:.2f}x | {each} |")
+    if not args.skip_unet:
+        lines += [""] + unet_probe(entry.source, entry.width)
     return lines
 
 

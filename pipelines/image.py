@@ -96,7 +96,8 @@ def _flux_like(model: LoadedModel) -> bool:
     return model.family == "flux" or type(model.pipe).__name__.startswith("Flux")
 
 
-def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: str | None = None, width: int = 512,
+def run_image(model: LoadedModel, *, mode: str, prompt: str | Sequence[str],
+              negative_prompt: str | Sequence[str] | None = None, width: int = 512,
               height: int = 512, steps: int = 30, guidance: float = 7.0, sampler: str | None = None,
               seeds: Sequence[int] = (0,), init_image: Image.Image | None = None, strength: float | None = None,
               mask: Image.Image | None = None, outpaint: Sequence[int] | None = None,
@@ -107,13 +108,23 @@ def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
               guess_mode: bool = False, reward_guidance=None) -> list[Image.Image]:
     """Generate ``len(seeds)`` images; image i uses ``torch.Generator('cpu').manual_seed(seeds[i])``.
     ``latent_upscale`` (img2img): start from the init image's latents interpolated to width x height instead of
-    its pixels resized (hires fix's latent upscaler)."""
+    its pixels resized (hires fix's latent upscaler). A list ``prompt`` (and ``negative_prompt``) gives image i
+    its own prompt: one call for several requests (txt2img only), image i still seeded ``seeds[i]``."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
     if not isinstance(steps, int) or steps < 1:
         raise ValueError("steps must be a positive int")
     gens = _generators(list(seeds))
     n = len(gens)
+    per_image = not isinstance(prompt, str)
+    if per_image:
+        prompt = list(prompt)
+        if len(prompt) != n or (negative_prompt is not None and len(negative_prompt) != n):
+            raise ValueError(f"{len(prompt)} prompts for {n} seeds: a list prompt needs one per seed (and "
+                             f"negative prompt)")
+        if mode != "txt2img" or variation_seed is not None or prompt_weighting or controls or reward_guidance:
+            raise ValueError("a list of prompts runs plain txt2img only")
+        negative_prompt = list(negative_prompt) if negative_prompt is not None else None
 
     # ---- inputs per mode
     keep_mask = None
@@ -188,8 +199,8 @@ def run_image(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
     if strength is not None and pipe_mode != "txt2img" and steps * float(strength) < 1:
         steps = math.ceil(1 / float(strength))  # at least one denoising step
 
-    kw: dict = dict(prompt=prompt, num_inference_steps=steps, generator=gens, num_images_per_prompt=n,
-                    output_type="pil")
+    kw: dict = dict(prompt=prompt, num_inference_steps=steps, generator=gens,
+                    num_images_per_prompt=1 if per_image else n, output_type="pil")
     if _flux_like(model):
         # Flux: distilled guidance (dev) goes in guidance_scale; schnell ignores it; no classic CFG/negatives.
         kw["guidance_scale"] = float(guidance)

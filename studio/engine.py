@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 from . import limits
 from .errors import RequestError, StudioError
@@ -98,6 +98,21 @@ class _Checked:
     entry: ModelEntry
     inputs: Inputs
     source: object  # pipelines.SourceInfo
+
+
+@dataclass
+class _Prepared:
+    """A request resolved against its loaded model, ready for the pipeline call (`Studio._run`)."""
+
+    request: GenerationRequest
+    entry: ModelEntry
+    model: object  # pipelines.LoadedModel
+    inputs: Inputs
+    styled: Optional[dict]
+    prompt_notes: list
+    started: float
+    out: Optional[Path]
+    overwrite: bool
 
 
 def _dtype_name(dtype) -> str:
@@ -397,10 +412,65 @@ class Studio:
                                        overwrite=overwrite)
             return generated.finish() if deliver else generated
 
+    def generate_batch(self, requests: Sequence[GenerationRequest], *, keys: Optional[Sequence[str]] = None,
+                       progress: Optional[ProgressFn] = None, allow_pickle: bool = False,
+                       deliver: bool = True) -> list[Union[Result, "Generated"]]:
+        """Run several txt2img requests that differ only in prompt, negative prompt and seed (see
+        `studio.batching`) as ONE pipeline call: each image keeps its own seed's generator and each request its
+        own record (with the call's composition in `record.batch`, `keys` naming the members) and its own seal.
+        A request the batch cannot take raises `RequestError` before the pipeline runs; `deliver=False` returns
+        one `Generated` per request, as `generate` does."""
+        from .batching import batch_problem, batch_key
+
+        requests = list(requests)
+        if not requests:
+            raise RequestError("generate_batch needs at least one request")
+        with self._lock:
+            jobs: list = []
+            for request in requests:
+                # as written (a hires pass must not start), then as resolved (e.g. the weighting decided)
+                problem = batch_problem(request) if len(requests) > 1 else None
+                job = None
+                if problem is None:
+                    job = self._prepare(request, out=None, init_value=None, mask_value=None, video_value=None,
+                                        audio_value=None, allow_pickle=allow_pickle,
+                                        hires=dict(progress=progress, preview=None, preview_every=1))
+                    if len(requests) > 1:
+                        problem = batch_problem(job.request)
+                if problem is None and jobs and batch_key(job.request) != batch_key(jobs[0].request):
+                    problem = "its settings differ from the first request's (only prompts and seeds may)"
+                if problem:
+                    raise RequestError(f"request {len(jobs) + 1} of the batch cannot join it: {problem}")
+                jobs.append(job)
+            if isinstance(jobs[0], Generated):  # one hires request: it ran whole
+                generated = jobs
+            else:
+                if len(jobs) > 1:  # the call's images together against the device's budget
+                    lead = jobs[0]
+                    _check_size(lead.request.model_copy(update={"batch": sum(j.request.batch for j in jobs)}),
+                                lead.entry, lead.inputs, int(getattr(lead.model.pipe, "vae_scale_factor", 8) or 8),
+                                lead.model.device, lead.model.dtype)
+                generated = self._run(jobs, progress=progress, preview=None, preview_every=1,
+                                      allow_pickle=allow_pickle, keys=keys)
+            return [g.finish() for g in generated] if deliver else generated
+
     def _generate(self, request, *, out, init_value, mask_value, video_value, audio_value, progress, preview,
                   preview_every, allow_pickle, overwrite=False, upscale: Optional[str] = None) -> Generated:
+        job = self._prepare(request, out=out, init_value=init_value, mask_value=mask_value,
+                            video_value=video_value, audio_value=audio_value, allow_pickle=allow_pickle,
+                            overwrite=overwrite, upscale=upscale, hires=dict(progress=progress, preview=preview,
+                                                                             preview_every=preview_every))
+        if isinstance(job, Generated):  # hires: both of its passes ran through this path already
+            return job
+        return self._run([job], progress=progress, preview=preview, preview_every=preview_every,
+                         allow_pickle=allow_pickle)[0]
+
+    def _prepare(self, request, *, out, init_value, mask_value, video_value, audio_value, allow_pickle,
+                 overwrite=False, upscale: Optional[str] = None,
+                 hires: Optional[dict] = None) -> Union[_Prepared, Generated]:
+        """Everything before the pipeline call: checks, the model loaded, the request resolved against it.
+        A hires request runs whole here (`hires`: its progress/preview arguments) and returns its `Generated`."""
         import pipelines
-        import torch
 
         started = time.perf_counter()
         entry = self.registry.resolve(request.model)
@@ -416,8 +486,7 @@ class Studio:
             from .hires import run_hires
 
             return run_hires(self, request, entry, out=out, init_value=init_value, mask_value=mask_value,
-                             progress=progress, preview=preview, preview_every=preview_every,
-                             allow_pickle=allow_pickle, overwrite=overwrite, styled=styled)
+                             allow_pickle=allow_pickle, overwrite=overwrite, styled=styled, **(hires or {}))
         # Everything checkable without the model, so a bad request fails in milliseconds, not after a load.
         checked = _preflight(request, entry, init_value=init_value, mask_value=mask_value,
                              video_value=video_value, audio_value=audio_value, allow_pickle=allow_pickle)
@@ -442,7 +511,19 @@ class Studio:
         request, prompt_notes = review_prompt(request, model, entry)  # weighting resolved; prompts past the limit
         if kind.sampler_family(model.family):
             check_sampler(request.sampler, kind.sampler_family(model.family), scheduler_config)  # the default too
+        return _Prepared(request, entry, model, inputs, styled, prompt_notes, started, out, overwrite)
 
+    def _run(self, jobs: list[_Prepared], *, progress, preview, preview_every, allow_pickle,
+             keys: Optional[Sequence[str]] = None) -> list[Generated]:
+        """One pipeline call for `jobs`: one request, or several that `generate_batch` found compatible (the
+        first one's settings, LoRAs and inputs serve all) -> one `Generated` per job."""
+        import pipelines
+        import torch
+
+        first = jobs[0]
+        request, entry, model, inputs = first.request, first.entry, first.model, first.inputs
+        kind = modality_of(request.modality)
+        scheduler = getattr(model.pipe, "scheduler", None)  # MusicGen samples tokens: no scheduler
         try:
             # the pickle opt-in is one decision per request: it covers the LoRAs the message names too
             lora_hashes = pipelines.apply_loras(model, [(l.path, l.weight) for l in request.loras],
@@ -461,7 +542,8 @@ class Studio:
             import fused_ops
 
             handle = fused_ops.accelerate(model.pipe, mode=request.accelerate)
-        seeds = [request.seed + i for i in range(request.batch)]
+        per_job = [[j.request.seed + i for i in range(j.request.batch)] for j in jobs]
+        seeds = [s for group in per_job for s in group]
         # 9-channel inpaint models run every mode through their inpaint pipeline.
         as_inpaint = request.mode == "outpaint" or getattr(model, "inpaint_unet", False)
         pipe_for_mode = model.pipeline_for("inpaint" if as_inpaint else request.mode)
@@ -488,13 +570,15 @@ class Studio:
             guide, guide_reward = guidance_spec(request, model.family)
             inputs.guidance = guide
         try:
-            media = kind.run(model, request, inputs, seeds, callback if (progress or preview) else None)
+            step_fn = callback if (progress or preview) else None
+            media = (kind.run(model, request, inputs, seeds, step_fn) if len(jobs) == 1
+                     else kind.run_batch(model, [j.request for j in jobs], seeds, step_fn))
         except RuntimeError as exc:  # torch.OutOfMemoryError is one; so is the CPU allocator's failure
             if not (isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)):
                 raise
             raise StudioError(
                 f"out of memory on {model.device} rendering {request.width}x{request.height} x batch "
-                f"{request.batch}{f' x {request.frames} frames' if request.frames else ''}: use a smaller size "
+                f"{len(seeds)}{f' x {request.frames} frames' if request.frames else ''}: use a smaller size "
                 "or batch, or --vae-tiling / --offload model") from None
         finally:
             if handle is not None:
@@ -502,20 +586,33 @@ class Studio:
             if request.loras:
                 pipelines.apply_loras(model, [])
 
-        record = GenerationRecord(
-            request=request, mode=request.mode, model_name=entry.name, model_source=str(model.source),
-            model_family=model.family, model_hash=model.content_hash, lora_hashes=list(lora_hashes),
-            sampler=request.sampler or (type(scheduler).__name__ if scheduler is not None else "token sampling"),
-            device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
-            versions=package_versions(), elapsed_s=round(time.perf_counter() - started, 3),
-            input_hashes=dict(inputs.hashes), warnings=prompt_notes, styles=styled,
-        )
-        if guide_reward is not None:
-            from .guidance import guidance_record
+        composition = None
+        if len(jobs) > 1:
+            from .batching import batch_record
 
-            record.reward_guidance = guidance_record(request, guide_reward, guide)
-        return Generated(record, media, seeds, out=out, overwrite=overwrite, parent=inputs.parent,
-                         parent_format=inputs.parent_format, controls=inputs.control_maps)
+            composition = batch_record([j.request for j in jobs], keys)
+        generated, at = [], 0
+        for job, group in zip(jobs, per_job):
+            record = GenerationRecord(
+                request=job.request, mode=job.request.mode, model_name=entry.name, model_source=str(model.source),
+                model_family=model.family, model_hash=model.content_hash, lora_hashes=list(lora_hashes),
+                sampler=job.request.sampler or (type(scheduler).__name__ if scheduler is not None
+                                                else "token sampling"),
+                device=str(model.device), dtype=str(model.dtype).replace("torch.", ""),
+                versions=package_versions(), elapsed_s=round(time.perf_counter() - job.started, 3),
+                input_hashes=dict(job.inputs.hashes), warnings=job.prompt_notes, styles=job.styled,
+            )
+            if composition is not None:
+                record.batch = composition.model_copy(update={"index": at})
+            if guide_reward is not None:
+                from .guidance import guidance_record
+
+                record.reward_guidance = guidance_record(request, guide_reward, guide)
+            generated.append(Generated(record, media[at:at + len(group)], group, out=job.out,
+                                       overwrite=job.overwrite, parent=job.inputs.parent,
+                                       parent_format=job.inputs.parent_format, controls=job.inputs.control_maps))
+            at += len(group)
+        return generated
 
 
 _default: Optional[Studio] = None

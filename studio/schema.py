@@ -684,6 +684,27 @@ class RewardGuidanceRecord(BaseModel):
     steps: list[int] = Field(default_factory=list)  # the loop steps that were guided
 
 
+class BatchMember(BaseModel):
+    """One request of a cross-item batch: what it alone sets (the rest of the request is the same for all)."""
+
+    model_config = ConfigDict(extra="forbid")
+    key: Optional[str] = None  # the job item's key, when a job batched it
+    seed: int
+    prompt: str
+    negative_prompt: Optional[str] = None
+
+
+class BatchRecord(BaseModel):
+    """Requests rendered together in one pipeline call (studio.batching). Batched float math can differ from
+    a lone render in the last bits, so a replay reruns this exact composition: members in order, each with
+    `batch` images, and this record's request starts at image `index` of the `size` images of the call."""
+
+    model_config = ConfigDict(extra="forbid")
+    size: int
+    index: int
+    members: list[BatchMember]
+
+
 class GenerationRecord(BaseModel):
     """The resolved request plus everything needed to reproduce and attribute it; stored in PNG text chunks,
     in the C2PA generation assertion, and (later) in batch manifests."""
@@ -710,3 +731,4 @@ class GenerationRecord(BaseModel):
     styles: Optional[dict[str, Any]] = None
     reward: Optional[RewardRecord] = None  # best-of-N: how the candidates were ranked
     reward_guidance: Optional[RewardGuidanceRecord] = None  # which reward steered sampling, and how hard
+    batch: Optional[BatchRecord] = None  # rendered in one pipeline call with other requests (job batching)

@@ -65,6 +65,10 @@ def render_command(
     seal_workers: int = typer.Option(1, "--seal-workers", min=0,
                                      help="Local executor: threads sealing and writing finished items while the "
                                           "next ones generate (0: seal inside each generation)."),
+    batch_items: int = typer.Option(1, "--batch-items", min=1,
+                                    help="Local executor: render up to N compatible txt2img items (same model, "
+                                         "size, steps, sampler, guidance, LoRAs; own prompt and seed) in one "
+                                         "pipeline call (1: each alone; replay reruns the recorded batch)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Render every item of a prompt file into sealed files + manifest.jsonl; re-run to resume."""
@@ -125,7 +129,7 @@ def render_command(
                          workers=workers or (1 if executor == "local" else 0), address=address,
                          skip_invalid=skip_invalid, cancel=cancel, on_item=on_item, on_start=on_start,
                          warn=lambda m: err.print(f"[yellow]warning:[/] {m}"), cpu_threads=cpu_threads,
-                         overwrite=overwrite, seal_workers=seal_workers)
+                         overwrite=overwrite, seal_workers=seal_workers, batch_items=batch_items)
     except InvalidJob as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_REQUEST)

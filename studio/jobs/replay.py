@@ -10,6 +10,7 @@ When pixels differ the report names what changed between the two renders: model 
 """
 from __future__ import annotations
 
+import json
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from ..errors import StudioError
 from ..modalities import EXTENSIONS
 from ..schema import GenerationRequest
 from .manifest import MANIFEST, read_manifest
-from .runner import current_cpu_threads, execute, set_cpu_threads
+from .runner import current_cpu_threads, execute, set_cpu_threads, start_batch
 
 NOTE = ("sealed-file bytes always differ between renders (the C2PA signature carries the signing time); "
         "outputs are compared by pixel_sha256, or by generated_sha256 (pixels before the seal) where only "
@@ -119,9 +120,39 @@ def replay(out_dir: Union[str, Path], *, sample: Optional[int] = None, sample_se
     return report
 
 
+def _render(studio, key: str, entry: dict, task: dict, calls: dict, wanted: set) -> dict:
+    """The item rendered as it was: alone, or (a manifest `batch` entry) in its recorded batched call, rerun
+    once for all of its members (`calls` keeps the results of the `wanted` members not yet compared),
+    because batched pixels can differ from lone ones in the last bits."""
+    if not entry.get("batch"):
+        return execute(studio, task, worker="replay")
+    from ..batching import member_requests
+    from ..schema import BatchRecord
+
+    batch = BatchRecord.model_validate(entry["batch"])
+    request = GenerationRequest.model_validate(task["request"])
+    names = [m.key or f"{key}@{i}" for i, m in enumerate(batch.members)]
+    mine = names.index(key) if key in names else batch.index // max(1, request.batch)
+    call = json.dumps(entry["batch"]["members"], sort_keys=True)
+    if call not in calls:
+        members = [{"key": k, "request": r.model_dump(mode="json")}
+                   for k, r in zip(names, member_requests(request, batch))]
+        results = start_batch(studio, {"key": names[0], "batch": members, "cpu_threads": task["cpu_threads"]},
+                              worker="replay", fallback=False)  # alone it would be another render
+        calls[call] = {i: r for i, r in enumerate(results) if names[i] in wanted or i == mine}
+    result = calls[call].pop(mine, None)
+    if not calls[call]:
+        del calls[call]
+    if result is None:  # the same member listed twice: cannot happen in a manifest's done items
+        return {"key": key, "status": "failed", "error": "its batched call was already compared"}
+    return {**result, "key": key}
+
+
 def _replay_items(report, keys, done, studio, target, on_item) -> None:
     from ..writer import write_atomic
 
+    calls: dict = {}
+    wanted = set(keys)
     for n, key in enumerate(keys, start=1):
         entry = done[key]
         original = [o.get("pixel_sha256") for o in entry.get("outputs", [])]
@@ -132,7 +163,7 @@ def _replay_items(report, keys, done, studio, target, on_item) -> None:
             item = ReplayItem(key, "failed", original=original,
                               error=f"cannot rebuild the request: {' '.join(str(exc).split())}")
         else:
-            result = execute(studio, task, worker="replay")
+            result = _render(studio, key, entry, task, calls, wanted)
             if result["status"] != "ok":
                 item = ReplayItem(key, "failed", original=original, error=result.get("error"))
             else:

@@ -181,6 +181,53 @@ def start(studio, task: dict, *, cancel=None, on_step: Optional[StepCallback] = 
         return _failed(key, exc, round(time.perf_counter() - t0, 3), worker)
 
 
+def supports_batch(studio) -> bool:
+    """Whether `studio` renders several requests in one call (`Studio.generate_batch`; a test double may not)."""
+    return callable(getattr(studio, "generate_batch", None))
+
+
+def start_batch(studio, task: dict, *, cancel=None, on_step: Optional[StepCallback] = None, worker: str = "local",
+                deferred: bool = False, fallback: bool = True) -> Iterable[Union[dict, PendingItem]]:
+    """Yield `start`'s result for each member of a batched task (`task["batch"]`: tasks of items that
+    `studio.batching` found compatible), all generated in one `generate_batch` call. When that call fails,
+    `fallback` renders the members one by one (each then succeeds or fails alone, with its own one-line
+    error), else each member fails with the call's error. Never raises for a failed item."""
+    members = task["batch"]
+    keys = [m["key"] for m in members]
+    t0 = time.perf_counter()
+
+    def progress(step: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise JobCancelled()
+        if on_step is not None:
+            for key in keys:
+                on_step(key, step, total)
+
+    try:
+        threads = set_cpu_threads(task.get("cpu_threads"))
+        requests = [GenerationRequest.model_validate(m["request"]) for m in members]
+        generated = studio.generate_batch(requests, keys=keys, progress=progress, deliver=False)
+        render_s = round(time.perf_counter() - t0, 3)
+        pending = [PendingItem(k, g, t0, render_s, worker, threads) for k, g in zip(keys, generated)]
+    except JobCancelled:
+        yield from ({"key": k, "status": "cancelled", "worker": worker} for k in keys)
+        return
+    except (Exception, MemoryError) as exc:
+        if cancel is not None and cancel.is_set():
+            yield from ({"key": k, "status": "cancelled", "worker": worker} for k in keys)
+            return
+        _free_memory()
+        if not fallback:
+            yield from (_failed(k, exc, round(time.perf_counter() - t0, 3), worker) for k in keys)
+            return
+        log.warning("a batched call of %d items failed (%s): rendering them one by one", len(keys), _one_line(exc))
+        for m in members:
+            yield start(studio, m, cancel=cancel, on_step=on_step, worker=worker, deferred=deferred)
+        return
+    for item in pending:
+        yield item if deferred else item.finish()
+
+
 def current_cpu_threads() -> Optional[int]:
     """torch's intra-op CPU thread count in this process (None without torch)."""
     try:
@@ -287,9 +334,13 @@ class LocalExecutor:
                         task = work.get_nowait()
                     except queue.Empty:
                         break
-                    r = start(studios[i], task, cancel=_Either, on_step=on_step, worker=f"local-{i}",
-                              deferred=deferred)
-                    if not hand_off(r):
+                    if "batch" in task and supports_batch(studios[i]):
+                        results = start_batch(studios[i], task, cancel=_Either, on_step=on_step,
+                                              worker=f"local-{i}", deferred=deferred)
+                    else:  # one task, or a batch this studio cannot take as one call: one by one
+                        results = (start(studios[i], t, cancel=_Either, on_step=on_step, worker=f"local-{i}",
+                                         deferred=deferred) for t in task.get("batch", [task]))
+                    if not all(hand_off(r) for r in results):
                         break
             except BaseException as exc:  # pragma: no cover - `start` reports failures as results
                 fail(exc)
@@ -411,6 +462,7 @@ def render(
     cpu_threads: Optional[int] = None,
     overwrite: bool = False,
     seal_workers: int = 1,
+    batch_items: int = 1,
 ) -> JobSummary:
     """Render a job file (or a list of items: dicts, prompts or `GenerationRequest`s) into `out_dir`.
 
@@ -425,10 +477,15 @@ def render(
     it is fixed per job and applied by every worker, whatever the executor or worker count. An item whose
     output file already exists but is not recorded done in the folder's manifest is invalid unless
     `overwrite` (files of this job's own interrupted writes excepted). `seal_workers` (local executor): threads
-    that seal and write item i while item i+1 generates (0: seal inside the generation, no overlap)."""
+    that seal and write item i while item i+1 generates (0: seal inside the generation, no overlap).
+    `batch_items` (local executor): up to this many compatible items (`studio.batching`: same settings, own
+    prompt and seed) render in one pipeline call; 1 renders each alone. Batched pixels can differ from lone
+    ones in the last bits, so each record carries its call's composition and `studio replay` reruns it."""
     from ..writer import OutputExists  # here: the writer pulls in the safety stack, workers need none of it
 
     started = time.perf_counter()
+    if isinstance(batch_items, bool) or not isinstance(batch_items, int) or batch_items < 1:
+        raise RequestError(f"batch_items must be an integer >= 1, got {batch_items!r}")
     out_dir = Path(out_dir)
     cancel = cancel or threading.Event()
     warnings: list[str] = []
@@ -531,6 +588,7 @@ def render(
             manifest.append({"type": "job", "started_at": _now(), "file": str(spec.source) if spec.source else None,
                              "file_sha256": spec.file_sha256, "job_seed": job_seed, "defaults": spec.defaults,
                              "executor": executor, "workers": workers, "seal_workers": seal_workers,
+                             "batch_items": batch_items,
                              "cpu_threads": threads, "items": len(spec.items),
                              "pending": len(pending), "skipped": summary.skipped,
                              "invalid": [{"line": i.line, "error": i.message} for i in spec.invalid]})
@@ -589,6 +647,10 @@ def render(
 
             tasks = [{"key": item.key, "request": item.request.model_dump(mode="json"), "cpu_threads": threads}
                      for item in pending]
+            if batch_items > 1 and executor != "local":
+                _warn(f"--batch-items applies to the local executor; {executor} renders items one by one")
+            elif batch_items > 1:
+                tasks = _batched(tasks, by_key, batch_items)
             runner = make_executor(executor, workers=workers, address=address, studio=studio,
                                    studio_factory=studio_factory, seal_workers=seal_workers)
             try:
@@ -602,6 +664,15 @@ def render(
                 manifest.append({"type": "summary", "finished_at": _now(), **summary.to_dict()})
                 intents.settle(set(read_manifest(manifest_path).done()))
     return summary
+
+
+def _batched(tasks: list[dict], by_key: dict, size: int) -> list[dict]:
+    """Tasks of compatible items merged into batched tasks of at most `size` (the engine re-checks them)."""
+    from ..batching import batch_key, group
+
+    groups = group(tasks, size, key=lambda t: batch_key(by_key[t["key"]].request))
+    return [g[0] if len(g) == 1 else {"key": g[0]["key"], "batch": g, "cpu_threads": g[0]["cpu_threads"]}
+            for g in groups]
 
 
 def item_output_names(item: JobItem, count: Optional[int] = None, fmt: Optional[str] = None) -> list[str]:
@@ -672,6 +743,7 @@ def _write_ok(out_dir: Path, item: JobItem, result: dict, names: list[str],
         "mode": record.get("mode"), "sampler": record.get("sampler"), "device": record.get("device"),
         "dtype": record.get("dtype"), "versions": record.get("versions", {}),
         "request": record.get("request"), "outputs": out_records, "worker": result.get("worker"),
+        **({"batch": record["batch"]} if record.get("batch") else {}),  # the call it shared: replay reruns it
         "attempts": result.get("attempts", 1), "cpu_threads": result.get("cpu_threads"),
         "timings": {"render_s": result.get("render_s"), "seal_s": result.get("seal_s"),
                     "engine_s": record.get("elapsed_s"),

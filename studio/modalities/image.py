@@ -132,6 +132,19 @@ class ImageModality(MediaModality):
             **({"reward_guidance": inputs.guidance} if inputs.guidance is not None else {}),
             **_prompt_options(request), **controls)
 
+    def run_batch(self, model, requests, seeds: Sequence[int], callback) -> list:
+        """Several txt2img requests `studio.batching` found compatible, as one call: the first one's settings,
+        each image its own prompt (a request of batch b repeats it b times) and seed."""
+        import pipelines
+
+        r = requests[0]
+        prompts = [q.prompt for q in requests for _ in range(q.batch)]
+        negatives = [q.negative_prompt or "" for q in requests for _ in range(q.batch)]
+        return pipelines.run_image(
+            model, mode="txt2img", prompt=prompts, negative_prompt=negatives if any(negatives) else None,
+            width=r.width, height=r.height, steps=r.steps, guidance=r.guidance, sampler=r.sampler,
+            seeds=list(seeds), callback=callback)
+
     def seal(self, media, *, fmt, params, claim_generator, parent, parent_format, png_text, config,
              watermark_id, components=()) -> SealedMedia:
         import safety
