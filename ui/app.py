@@ -1,4 +1,4 @@
-"""The Gradio web app: Generate, Edit, Video, Music, Batch, Gallery, Verify, Models.
+"""The Gradio web app: Generate, Edit, Video, Music, Batch, Gallery, Tune, Verify, Models.
 
 Every handler returns *file paths of sealed outputs* (never PIL/numpy: Gradio would re-encode pixels and strip
 the C2PA manifest), the server serves only its output folder, and a failure reaches the browser as one
@@ -28,6 +28,7 @@ from . import lora_hires
 from . import inpaint_panel, params_panel, xyz_panel
 from . import control_panel, edit_instruct_panel
 from . import ratings_panel
+from . import tune_panel
 from . import prompt_extras
 from .browser_paths import browser_roots, checked_editor, checked_model, checked_path
 from .errors import Cancelled, sanitize, user_message
@@ -598,6 +599,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         with gr.Row():
                             h_reuse = gr.Button("Send to Generate", variant="primary", elem_id="h-reuse")
                             h_to_edit = gr.Button("Send to Edit", elem_id="h-to-edit")
+                        h_rate = ratings_panel.RatingButtons("h")  # thumbs for the selected output
                         h_video = SealedVideo(label="Sealed clip", interactive=False, autoplay=True, loop=True,
                                               height=240, elem_id="h-video", visible=False, buttons=[])
                         h_audio = SealedAudio(label="Sealed music clip", interactive=False, elem_id="h-audio",
@@ -606,6 +608,10 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         h_params = params_panel.params_block(out, "h")
                 h_entries = gr.State([])
                 h_selected = gr.State(None)
+
+            # ---------------------------------------------------------------------------------- Tune
+            with gr.Tab("Tune", id="tune", elem_id="tab-tune") as tune_tab:
+                t_panel = tune_panel.TunePanel(h)  # ratings so far, DPO/KTO LoRA, eval gate, before / after
 
             # ---------------------------------------------------------------------------------- Verify
             with gr.Tab("Verify", id="verify", elem_id="tab-verify"):
@@ -1072,6 +1078,10 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                    g_seed, *g_extras.inputs], fields_of=xyz_fields, session_of=session,
                    progress_of=_progress, cancel_of=lambda r: h.cancel_event(session(r), reset=True), guarded=guarded)
         g_rate.wire(demo, g_entries, g_selected, guarded=guarded)
+        h_rate.wire(demo, None, h_selected, guarded=guarded, nothing="select an output in the gallery first",
+                    name="gallery_rate")
+        t_panel.wire(demo, tune_tab, guarded=guarded, progress_of=_progress, streamed=_streamed, session_of=session,
+                     lora_picker=g_extras.loras, tabs=tabs)
         g_best.wire(h, form_inputs=[g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height,
                                     g_seed, *g_extras.inputs], fields_of=xyz_fields, progress_of=_progress,
                     cancel_of=lambda r: h.cancel_event(session(r), reset=True), guarded=guarded, count=g_rate.count)

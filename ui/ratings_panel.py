@@ -119,21 +119,25 @@ class RatingButtons:
             self.down = gr.Button("👎 Not good", size="sm", elem_id=f"{prefix}-rate-down", scale=0, min_width=110)
             self.count = gr.Markdown("", elem_id=f"{prefix}-ratings-count", elem_classes="ds-status")
 
-    def wire(self, demo, entries, selected, *, guarded) -> None:
-        """`entries` / `selected`: the results' State (history entries) and the selected index."""
+    def wire(self, demo, entries, selected, *, guarded, nothing: str = "generate an image first",
+             name: str = "rate") -> None:
+        """`entries` / `selected`: the results' State (history entries) and the selected index. `entries`
+        None: `selected` is a State holding the selected entry itself (the Gallery's: an index there would
+        name another output once a refresh puts new ones first). `name`: the events' names."""
         store = self.store
+        inputs = [selected] if entries is None else [entries, selected]
 
-        @guarded(status=0, outputs=1)
-        def rate_up(es, idx):
-            return rate_entry(_store(store), "like", es, idx)
+        def rater(kind: str, fn_name: str):
+            def rate(*args):
+                es, idx = ([args[0]] if args[0] else [], 0) if entries is None else args
+                return rate_entry(_store(store), kind, es, idx, nothing)
 
-        @guarded(status=0, outputs=1)
-        def rate_down(es, idx):
-            return rate_entry(_store(store), "dislike", es, idx)
+            rate.__name__ = rate.__qualname__ = fn_name
+            return guarded(rate, status=0, outputs=1)
 
         # queue=False: a rating takes milliseconds and must not wait behind a render on the device queue
-        self.up.click(rate_up, [entries, selected], [self.count], queue=False)
-        self.down.click(rate_down, [entries, selected], [self.count], queue=False)
+        self.up.click(rater("like", f"{name}_up"), inputs, [self.count], queue=False)
+        self.down.click(rater("dislike", f"{name}_down"), inputs, [self.count], queue=False)
 
         @guarded(status=0, outputs=1)
         def show_count():
