@@ -112,22 +112,28 @@ def test_gallery_thumbs_write_a_rating(page, ui_server):
     store = RatingStore()
     start = store.count()["total"]
     open_tab(page, "Gallery")
-    page.locator("#h-refresh").click()
-    wait_until(lambda: page.locator("#h-gallery .thumbnail-item").count() >= 1, timeout=30)
+    n = len(handlers.history_entries())  # the tab's select loads the history: wait until all of it is shown
+    wait_until(lambda: page.locator("#h-gallery .thumbnail-item").count() == n, timeout=120)
+    page.wait_for_timeout(1000)  # a click while the gallery re-renders is lost
     page.locator("#h-rate-up").click()  # nothing selected yet: one line, nothing stored
     wait_until(lambda: "select an output in the gallery first" in page.locator("#h-ratings-count").inner_text(),
-               timeout=30)
-    page.locator("#h-gallery .thumbnail-item").first.click()  # newest first: the one just rendered
-    wait_until(lambda: "seal" in page.locator("#h-verdict").inner_text().lower()
-               and "Select an image" not in page.locator("#h-verdict").inner_text(), timeout=60)
+               timeout=120)
+    def selected():
+        text = page.locator("#h-verdict").inner_text()
+        if "Select an image" in text:
+            page.locator("#h-gallery .thumbnail-item").first.click()  # newest first: the one just rendered
+            return False
+        return True
+
+    wait_until(selected, timeout=120, interval=5)
     page.locator("#h-rate-up").click()
-    wait_until(lambda: "thumbs up recorded for seed 7" in page.locator("#h-ratings-count").inner_text(), timeout=30)
+    wait_until(lambda: "thumbs up recorded for seed 7" in page.locator("#h-ratings-count").inner_text(), timeout=120)
     assert store.count()["total"] == start + 1
     last = store.ratings(limit=1)[0]
     assert last["kind"] == "like" and last["item"]["sha256"] == entry["sha256"]
     page.locator("#h-rate-down").click()
     wait_until(lambda: "thumbs down recorded for seed 7" in page.locator("#h-ratings-count").inner_text(),
-               timeout=30)
+               timeout=120)
     assert store.ratings(limit=1)[0]["kind"] == "dislike" and store.count()["total"] == start + 2
     shot(page, "23-gallery-rating")
     assert page.external_requests == []
