@@ -234,14 +234,9 @@ TABLE_HEADERS = ["LoRA (in the LoRA folder)", "base model", "method", "steps", "
 
 
 def _gate_state(path: Path, meta: dict) -> str:
-    import pipelines
+    from studio.rewards.gate import gate_state
 
-    gate = meta.get("gate")
-    if not gate:
-        return "not gated"
-    if gate.get("lora_sha256") != pipelines.file_sha256(path):
-        return "changed since its gate"
-    return "PASSED" if gate.get("passed") else "FAILED"
+    return gate_state(path, meta)
 
 
 def tuned_loras(h) -> list[tuple[str, Path, dict]]:

@@ -177,22 +177,37 @@ def summary(gate: dict) -> str:
             f"{gate['images_per_arm']} images per arm")
 
 
+def gate_state(path: os.PathLike | str, meta: Optional[dict] = None) -> Optional[str]:
+    """"PASSED", "FAILED", "not gated" or "changed since its gate" for a studio-tuned LoRA; None for one the
+    studio did not tune. The one reading of the gate's verdict that the engine's refusal and the UI share."""
+    meta = read_provenance(path) if meta is None else meta
+    if meta is None:
+        return None
+    import pipelines
+
+    gate = meta.get("gate")
+    if not gate:
+        return "not gated"
+    if gate.get("lora_sha256") != pipelines.file_sha256(path):
+        return "changed since its gate"
+    return "PASSED" if gate.get("passed") else "FAILED"
+
+
 def check_tuned_lora(path: os.PathLike | str, *, allow_failed: bool = False) -> None:
     """RequestError (one line) for a studio-tuned LoRA that is not enabled: gate failed, never run, or the file
     changed since. LoRAs the studio did not tune (no provenance JSON) are not the gate's business."""
     meta = read_provenance(path)
     if meta is None or allow_failed:
         return
-    import pipelines
-
     name = Path(path).name
     gate = meta.get("gate")
-    if not gate:
+    state = gate_state(path, meta)
+    if state == "not gated":
         raise RequestError(f"LoRA {name} was tuned by the studio but has not been through the eval gate "
                            f"(`studio tune --gate {path}`); {OVERRIDE_HINT}")
-    if gate.get("lora_sha256") != pipelines.file_sha256(path):
+    if state == "changed since its gate":
         raise RequestError(f"LoRA {name} changed since its eval gate ran (sha256 differs): gate it again; "
                            f"{OVERRIDE_HINT}")
-    if not gate.get("passed"):
+    if state == "FAILED":
         raise RequestError(f"LoRA {name} failed the eval gate ({'; '.join(gate.get('reasons') or ['failed'])}); "
                            f"{OVERRIDE_HINT}")
