@@ -345,8 +345,10 @@ def train_unet(args, work: Path, tok):
     t0 = time.time()
     budget = args.time_budget_min * 60 if args.time_budget_min else None
     step, seed, prev_s, runs = 0, 10**7 * (args.seed + 1), 0, 1
+    started_from = args.init_unet or None  # a resumed run keeps the first run's starting point in its card
     if args.resume and (work / "unet_state.pt").exists():
         st = torch.load(work / "unet_state.pt", weights_only=False)
+        started_from = (st.get("hparams") or {}).get("init_unet")
         _check_frozen_match(st, te, frozen)
         unet.load_state_dict(st["unet"])
         te.load_state_dict(st["te"])
@@ -358,6 +360,7 @@ def train_unet(args, work: Path, tok):
     elif args.resume and (work / "unet_ema.pt").exists():
         # only the EMA weights of an earlier run: start from them with a fresh optimizer
         st = torch.load(work / "unet_ema.pt", weights_only=False)
+        started_from = (st.get("hparams") or {}).get("init_unet")
         _check_frozen_match(st, te, frozen)
         for m in (unet, ema_u):
             m.load_state_dict(st["unet"])
@@ -378,14 +381,16 @@ def train_unet(args, work: Path, tok):
     step0 = step
     grown = False
 
+    hparams = unet_hparams(args) | {"init_unet": started_from}
+
     def save(final: bool) -> None:
         secs = prev_s + round(time.time() - t0)
         ck = {"unet": ema_u.state_dict(), "te": ema_t.state_dict(), "step": step, "scaling": scaling,
-              "seconds": secs, "runs": runs, "hparams": unet_hparams(args)}
+              "seconds": secs, "runs": runs, "hparams": hparams}
         torch.save(ck, work / "unet_ema.pt")
         torch.save({"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
                     "ema_unet": ema_u.state_dict(), "ema_te": ema_t.state_dict(), "step": step, "seed": seed,
-                    "seconds": secs, "runs": runs, "hparams": unet_hparams(args)}, work / "unet_state.pt")
+                    "seconds": secs, "runs": runs, "hparams": hparams}, work / "unet_state.pt")
         vae, which = load_vae(work)
         if vae is not None:
             export(Path(args.out), vae, ema_u, ema_t, tok, scaling, _meta(args, work, ck, final) | {"vae_export": which},

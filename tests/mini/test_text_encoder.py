@@ -183,6 +183,11 @@ def test_unet_stage_fine_tunes_from_a_given_unet(tmp_path, tok, monkeypatch):
     ck = torch.load(work / "unet_ema.pt", weights_only=False)
     assert ck["hparams"]["init_unet"] == str(init_dir)
     assert all(torch.allclose(ck["unet"][k], v) for k, v in init.items())  # lr 0: still the given UNet
+    # a second budget (--resume, no --init-unet) still names where the weights started, for the card
+    TR.main(["--stage", "unet", "--work", str(work), "--out", str(tmp_path / "out"), "--batch-size", "2",
+             "--export-every", "1000", "--unet-steps", "2", "--lr", "0", "--text-encoder", str(te_dir), "--resume"])
+    ck = torch.load(work / "unet_state.pt", weights_only=False)
+    assert ck["step"] == 2 and ck["hparams"]["init_unet"] == str(init_dir)
     with pytest.raises(SystemExit):
         TR.main(["--stage", "unet", "--work", str(work), "--init-unet", str(tmp_path / "nowhere")])
 
