@@ -69,13 +69,11 @@ def shape_confusions(expected, verdict) -> list[str]:
     """"captioned -> drawn" for each object drawn in its colour but with another shape (the object `score`
     matches: the largest detection for one object, the one of its colour otherwise): which shape pairs
     the model confuses, so the next training budget is spent on them rather than guessed."""
+    from .judge import matched
+
     exp = [e.attrs() if hasattr(e, "attrs") else dict(e) for e in expected]
     out = []
-    for e in exp:
-        if len(exp) == 1:
-            det = verdict.objects[0] if verdict.objects else None
-        else:
-            det = next((o for o in verdict.objects if o.color == e["color"]), None)
+    for e, det in matched(exp, verdict):
         if det is not None and det.color == e["color"] and det.shape != e["shape"]:
             out.append(f"{e['shape']} -> {det.shape}")
     return out

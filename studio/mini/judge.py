@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -216,6 +217,14 @@ def judge(image, open_radius: int = 1) -> Verdict:
     return Verdict(bg, objects, extra)
 
 
+def matched(exp: list[dict], verdict: Verdict) -> list[tuple[dict, Optional[Detected]]]:
+    """Each expected object (attr dict) with the detection it is judged on: the largest one for a single
+    object, else the one of its colour (None when nothing matches)."""
+    if len(exp) == 1:
+        return [(exp[0], verdict.objects[0] if verdict.objects else None)]
+    return [(e, next((o for o in verdict.objects if o.color == e["color"]), None)) for e in exp]
+
+
 def score(expected, verdict: Verdict) -> dict[str, bool]:
     """Compare expected objects (``world.Obj`` or attr dicts) with a verdict.
 
@@ -226,11 +235,7 @@ def score(expected, verdict: Verdict) -> dict[str, bool]:
     exp = [e.attrs() if hasattr(e, "attrs") else dict(e) for e in expected]
     res: dict[str, bool] = {}
     per_obj = []
-    for e in exp:
-        if len(exp) == 1:
-            det = verdict.objects[0] if verdict.objects else None
-        else:
-            det = next((o for o in verdict.objects if o.color == e["color"]), None)
+    for e, det in matched(exp, verdict):
         got = det.attrs() if det else {}
         per_obj.append({k: got.get(k) == v for k, v in e.items()})
     for k in ("color", "shape", "size", "position"):
