@@ -180,9 +180,11 @@ def streamed_line(demo, *args):
     return out
 
 
-def test_bad_clicks_in_the_app_answer_in_the_status_line(registry, tmp_path):
+def test_bad_clicks_in_the_app_answer_in_the_status_line(registry, tmp_path, monkeypatch):
     from ui.app import build_app
 
+    # a home of its own: the suite's shared one holds other tests' ratings, and then the ratings check passes
+    monkeypatch.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
     demo = build_app(FakeStudio(registry), tmp_path / "out", verify_on_write=False, loras_dir=tmp_path / "loras")
     line = streamed_line(demo, "fake", "auto", 2, 4, 1e-3, "brightness", 1, 0)
     assert line[0].startswith("**Error:**") and "\n" not in line[0]  # the test home has no ratings
