@@ -372,7 +372,8 @@ def caption_direction_probe(unet, cond_fn, sched, scaling: float, n_per: int = 2
                 picked.append(d)
                 per.setdefault(m, []).append(d == m)
     return {"n": len(hits), "swap": swap,
-            "picked": {c: round(100 * picked.count(c) / len(picked), 1) for c in V.MOTIONS}, f"{swap}_direction_correct": round(100 * float(np.mean(hits)), 1),
+            "picked": {c: round(100 * picked.count(c) / len(picked), 1) for c in V.MOTIONS},
+            f"{swap}_direction_correct": round(100 * float(np.mean(hits)), 1),
             "per_t": {str(t): round(100 * float(np.mean(v)), 1) for t, v in per_t.items()},
             "per_motion": {m: round(100 * float(np.mean(v)), 1) for m, v in per.items()}}
 
