@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ui_testutil import generate_and_wait as run, pick, shot, wait_until
+from ui_testutil import generate_and_wait as run, pick, set_slider, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]  # the app builds in seconds, or minutes on a loaded machine
 
@@ -42,8 +42,7 @@ def test_thumbs_up_and_pick_the_best_change_the_count(page, ui_server):
 
     # best-of-2 by saturation: the grid shows each candidate's rank and score; pick the second as the best
     page.locator("#bo-box").get_by_text("Best of N").first.click()
-    page.locator("#bo-n input[type=number]").fill("2")
-    page.locator("#bo-n input[type=number]").press("Enter")
+    set_slider(page, "bo-n", 2)
     pick(page, "bo-reward", "saturation")
     page.keyboard.press("Escape")
     page.locator("#bo-go").click()

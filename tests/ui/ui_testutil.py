@@ -65,6 +65,23 @@ def pick(page, dropdown_id: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
+def set_slider(page, elem_id: str, value: int, timeout: float = 30.0) -> None:
+    """Type a value into a slider's number box and wait until the slider itself shows it. On a loaded machine
+    the box can be typed into while an accordion is still mounting, and the value is then lost; retry."""
+    box, track = page.locator(f"#{elem_id} input[type=number]"), page.locator(f"#{elem_id} input[type=range]")
+    end = time.time() + timeout
+    while True:
+        box.fill(str(value))
+        box.press("Enter")
+        box.press("Tab")
+        try:
+            wait_until(lambda: track.input_value() == str(value), timeout=3)
+            return
+        except TimeoutError:
+            if time.time() > end:
+                raise TimeoutError(f"slider {elem_id} never showed {value} (it shows {track.input_value()})")
+
+
 def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
