@@ -178,3 +178,11 @@ def test_caption_probe_reads_a_model_that_uses_the_caption(monkeypatch):
     assert pc["picked"]["up"] == 0.0, pc
     pk = T.caption_direction_probe(blind, _motion_index_cond, sched, 1.0, n_per=1, res=16, ts=(700,), swap="clip")
     assert pk["picked"]["up"] == 100.0 and pk["clip_direction_correct"] == 20.0, pk
+
+
+def test_probe_timesteps_are_checked_when_parsed():
+    assert T.parse(["--probe-ts", "600,850"]).probe_ts == (600, 850)
+    assert T.parse([]).probe_ts == T.PROBE_TS
+    for bad in ("600,x", "600,1000", "-1"):
+        with pytest.raises(SystemExit):
+            T.parse(["--probe-ts", bad])

@@ -381,11 +381,10 @@ def caption_direction_probe(unet, cond_fn, sched, scaling: float, n_per: int = 2
 def run_probes(args, unet, cond, sched, scaling, first_step: bool = True) -> dict:
     """The probes one checkpoint is read with: the caption reading, its clip-side twin for one-motion runs
     (``--motion``), and the t=999 first-step reading."""
-    ts = tuple(int(t) for t in args.probe_ts.split(","))
     kw = dict(n_per=args.probe_n, res=args.latent_res)
-    pr = {"caption": caption_direction_probe(unet, cond, sched, scaling, ts=ts, **kw)}
+    pr = {"caption": caption_direction_probe(unet, cond, sched, scaling, ts=args.probe_ts, **kw)}
     if args.motion:
-        pr["clip"] = caption_direction_probe(unet, cond, sched, scaling, ts=ts, swap="clip", **kw)
+        pr["clip"] = caption_direction_probe(unet, cond, sched, scaling, ts=args.probe_ts, swap="clip", **kw)
     if first_step:
         pr["first_step"] = first_step_direction(unet, cond, sched, scaling, **kw)
     return pr
@@ -595,6 +594,18 @@ def export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, h
     log(f"exported {out}")
 
 
+def timesteps(text: str) -> tuple[int, ...]:
+    """``--probe-ts``: comma-separated training timesteps, each in [0, 1000)."""
+    try:
+        ts = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 600,850, got {text!r}")
+    bad = [t for t in ts if not 0 <= t < 1000]
+    if bad:
+        raise argparse.ArgumentTypeError(f"timesteps must lie in [0, 1000); got {bad}")
+    return ts
+
+
 def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="/tmp/mini_video_work")
@@ -624,7 +635,7 @@ def parse(argv=None):
     ap.add_argument("--probe-every", type=int, default=0)
     ap.add_argument("--probe-json", default="")
     ap.add_argument("--probe-state", default="", help="run both probes on this saved state.pt and exit")
-    ap.add_argument("--probe-ts", default=",".join(map(str, PROBE_TS)), help="caption probe's timesteps")
+    ap.add_argument("--probe-ts", type=timesteps, default=tuple(PROBE_TS), help="caption probe's timesteps, e.g. 600,850")
     ap.add_argument("--probe-n", type=int, default=4, help="held-out captions per motion in the probe")
     ap.add_argument("--latent-res", type=int, choices=(16, 32), default=32, help="probes: 16 = 128 px clips")
     return ap.parse_args(argv)
