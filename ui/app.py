@@ -379,7 +379,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         g_pnginfo = params_panel.png_info_box()
                         g_xyz = xyz_panel.XYZPanel()  # X/Y/Z plot over this form's request
                         g_best = ratings_panel.BestOfPanel()  # N candidates ranked by a reward; pick the best
-                        g_control = control_panel.ControlPanel(h, h.default_model())  # one ControlNet unit
+                        g_control = control_panel.ControlPanel(h, h.default_model())  # ControlNet units 1 and 2
                     with gr.Column(scale=7, min_width=420):
                         g_gallery = gr.Gallery(label="Results", columns=2, height=470, object_fit="contain", fit_columns=False,
                                                elem_id="g-gallery", buttons=["download", "fullscreen"],
@@ -434,6 +434,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                                    elem_id="e-strength")
                             e_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="e-seed")
                         e_instruct = edit_instruct_panel.InstructControls()  # image guidance (instruct mode)
+                        e_control = control_panel.ControlPanel(h, h.default_model(), prefix="e-cn")  # as on Generate
                         with gr.Row():
                             e_go = gr.Button("Run edit", variant="primary", elem_id="e-go", scale=3)
                             e_cancel = gr.Button("Cancel", variant="stop", elem_id="e-cancel", scale=1)
@@ -442,6 +443,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                                elem_id="e-gallery", buttons=["download", "fullscreen"],
                                                interactive=False)
                         e_status = gr.Markdown("", elem_classes="ds-status", elem_id="e-status")
+                        e_rate = ratings_panel.RatingButtons("e")  # rates the sealed result shown
                         e_live = gr.Image(label="Live preview (sealed)", type="filepath", interactive=False,
                                           height=160, elem_id="e-live", buttons=[], visible=False)
                         e_files = gr.File(label="Download sealed files", file_count="multiple", interactive=False,
@@ -490,6 +492,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         vd_gif = gr.Image(label="Sealed clip (GIF)", type="filepath", interactive=False,
                                           height=400, elem_id="vd-gif", buttons=[], visible=False)
                         vd_status = gr.Markdown("", elem_classes="ds-status", elem_id="vd-status")
+                        vd_rate = ratings_panel.RatingButtons("vd")  # rates the sealed result shown
                         vd_live = gr.Image(label="Live preview (sealed, first frame)", type="filepath",
                                            interactive=False, height=160, elem_id="vd-live", buttons=[],
                                            visible=False)
@@ -550,6 +553,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         mu_player = SealedAudio(label="Sealed clip", interactive=False, elem_id="mu-player",
                                                 buttons=["download"], waveform_options=NATIVE_PLAYER)
                         mu_status = gr.Markdown("", elem_classes="ds-status", elem_id="mu-status")
+                        mu_rate = ratings_panel.RatingButtons("mu")  # rates the sealed result shown
                         mu_wave = gr.Image(label="Waveform of the sealed clip (edits: source above, result below)",
                                            type="filepath", interactive=False, elem_id="mu-wave", buttons=[],
                                            height=260, show_label=False)  # its panels carry their own titles
@@ -685,8 +689,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         loras=None, lw0=1.0, lw1=1.0, lw2=1.0, lw3=1.0, hr_on=False, hr_scale=2.0,
                         hr_strength=0.5, hr_upscaler="latent", hr_steps=0, var_seed=None, var_strength=None,
                         style_names=None, cn_on=False, cn_guess=False, cn_editor=None, cn_upload=None,
-                        cn_prep="canny", cn_net="auto", cn_weight=1.0, cn_start=0.0, cn_end=1.0,
-                        request: gr.Request = None, progress=gr.Progress()):
+                        cn_prep="canny", cn_net="auto", cn_weight=1.0, cn_start=0.0, cn_end=1.0, cn2_on=False,
+                        cn2_editor=None, cn2_upload=None, cn2_prep="canny", cn2_net="auto", cn2_weight=1.0,
+                        cn2_start=0.0, cn2_end=1.0, request: gr.Request = None, progress=gr.Progress()):
             # the extras default to the form's own defaults (no LoRA, no hires, no variation, no styles): an API
             # caller that sends only the first ten fields gets a plain render
             model = checked_model(model, "model", h.registry)
@@ -698,7 +703,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                            hr_steps]))
             fields.update(g_prompt_x.fields([var_seed, var_strength, style_names]))
             fields.update(g_control.fields(h, roots, model, [cn_on, cn_guess, cn_editor, cn_upload, cn_prep, cn_net,
-                                                             cn_weight, cn_start, cn_end]))
+                                                             cn_weight, cn_start, cn_end, cn2_on, cn2_editor,
+                                                             cn2_upload, cn2_prep, cn2_net, cn2_weight, cn2_start,
+                                                             cn2_end]))
             sess = session(request)
             tracker = _progress(progress)
             for kind, value in _streamed(lambda on_preview: h.generate(
@@ -772,7 +779,10 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         @guarded(status=2, outputs=5)
         def do_edit(source, mode, editor, mask, strength, left, top, right, bottom, prompt, negative, model,
                     sampler, steps, guidance, seed, inp_blur=4, inp_content="original", inp_area="Whole picture",
-                    inp_padding=32, image_guidance=None, request: gr.Request = None, progress=gr.Progress()):
+                    inp_padding=32, image_guidance=None, ec_on=None, ec_guess=None, ec_editor=None, ec_upload=None,
+                    ec_prep=None, ec_net=None, ec_weight=None, ec_start=None, ec_end=None, ec2_on=None,
+                    ec2_editor=None, ec2_upload=None, ec2_prep=None, ec2_net=None, ec2_weight=None, ec2_start=None,
+                    ec2_end=None, request: gr.Request = None, progress=gr.Progress()):
             source, mask = checked_path(source, "source image", roots), checked_path(mask, "mask file", roots)
             editor, model = checked_editor(editor, roots), checked_model(model, "model", h.registry)
             cancel = h.cancel_event(session(request), reset=True)
@@ -783,6 +793,10 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                 fields["inpaint"] = inpaint
                 if inpaint["only_masked"]:  # the mask's box is inpainted at the model's full resolution
                     *_, fields["width"], fields["height"] = entry_defaults(model)
+            if control_panel.controls_applied(mode):  # the ControlNet panel's units (hidden in instruct mode)
+                fields.update(e_control.fields(h, roots, model, [
+                    ec_on, ec_guess, ec_editor, ec_upload, ec_prep, ec_net, ec_weight, ec_start, ec_end, ec2_on,
+                    ec2_editor, ec2_upload, ec2_prep, ec2_net, ec2_weight, ec2_start, ec2_end]))
             sess = session(request)
             tracker = _progress(progress)
             for kind, value in _streamed(lambda on_preview: h.edit(
@@ -797,19 +811,21 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             first = entries[0]
             status = (f"{mode}: sealed image in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
                       f"{first['width']}×{first['height']} · seed {first['seed']} · source recorded as the "
-                      f"C2PA ingredient")
+                      f"C2PA ingredient") + control_panel.status_note(first)
             yield (gallery_value(entries), [e["file"] for e in entries], status, params_view(first),
                    gr.update(value=None, visible=False))
 
         e_event = e_go.click(
             do_edit,
             [e_source, e_mode, e_editor, e_mask, e_strength, e_left, e_top, e_right, e_bottom, e_prompt,
-             e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed, *e_inpaint.inputs, *e_instruct.inputs],
+             e_negative, e_model, e_sampler, e_steps, e_guidance, e_seed, *e_inpaint.inputs, *e_instruct.inputs,
+             *e_control.inputs],
             [e_gallery, e_files, e_status, e_params, e_live], show_progress_on=[e_gallery],
             concurrency_id="device", concurrency_limit=1)
         e_cancel.click(do_cancel, None, [e_status], cancels=[e_event], queue=False)
         e_instruct.wire(h, roots, mode=e_mode, model=e_model, source=e_source, files=e_files, event=e_event)
         g_control.wire(h, roots, model=g_model, width=g_width, height=g_height, seed=g_seed, guarded=guarded)
+        e_control.wire(h, roots, model=e_model, seed=e_seed, guarded=guarded, source=e_source, mode=e_mode)
 
         # -- video
         def on_video_model(name):
@@ -1080,6 +1096,10 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         g_rate.wire(demo, g_entries, g_selected, guarded=guarded)
         h_rate.wire(demo, None, h_selected, guarded=guarded, nothing="select an output in the gallery first",
                     name="gallery_rate")
+        for rate_buttons, tab, noun in ((e_rate, "edit", "run an edit"), (vd_rate, "video", "generate a clip"),
+                                        (mu_rate, "music", "generate music")):
+            rate_buttons.wire_shown(demo, h.shown, tab, session_of=session, guarded=guarded, nothing=f"{noun} first",
+                                    name=f"{tab}_rate")
         t_panel.wire(demo, tune_tab, guarded=guarded, progress_of=_progress, streamed=_streamed, session_of=session,
                      lora_picker=g_extras.loras, tabs=tabs)
         g_best.wire(h, form_inputs=[g_prompt, g_negative, g_model, g_sampler, g_steps, g_guidance, g_width, g_height,

@@ -60,6 +60,9 @@ class Handlers:
         self.verify_on_write = verify_on_write
         self._cancel: dict[str, threading.Event] = {}
         self._cancel_lock = threading.Lock()
+        from .ratings_panel import ShownResults
+
+        self.shown = ShownResults()  # each page's tab's last results: the Edit/Video/Music 👍 / 👎 rate these
 
     # -- cancel ---------------------------------------------------------------------------------------------
     def cancel_event(self, session: str, *, reset: bool = False) -> threading.Event:
@@ -220,7 +223,9 @@ class Handlers:
         result = self.studio.generate(request, out=stem, progress=on_step, preview=on_preview,
                                       init_image=init_image, mask=mask, init_video=init_video,
                                       **({"init_audio": init_audio} if init_audio is not None else {}))
-        return [self._record(result, o, source) for o in result.outputs]
+        entries = [self._record(result, o, source) for o in result.outputs]
+        self.shown.put(session, source, entries)
+        return entries
 
     # -- video ----------------------------------------------------------------------------------------------
     def video_fields(self, *, prompt, negative="", model=None, sampler=None, steps=None, guidance=None,

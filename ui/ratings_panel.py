@@ -4,11 +4,15 @@ N-1 preference pairs), and a "ratings so far" line. Every rating goes through `s
 the same store the CLI (`studio rate`) and scripts use, and rates the sealed file the page shows: the store
 verifies its seal and keeps its whole record.
 
-The entries a click rates come from the server's own gr.State (never a path the browser sends); a click on
-nothing, on a stale index or on a file that no longer verifies answers with one line in the count line."""
+The entries a click rates come from the server's own state (never a path the browser sends): Generate's and the
+Gallery's gr.State, and for the Edit, Video and Music tabs `ShownResults`, what `Handlers.generate` last gave that
+page's tab. A click on nothing, on a stale index or on a file that no longer verifies answers with one line in
+the count line."""
 
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Optional
 
 from studio import GenerationRequest, RequestError
@@ -107,6 +111,29 @@ def run_best_of(h, fields: dict, n, reward: str, *, progress=None, cancel=None) 
     return entries, ranking_line(result)
 
 
+class ShownResults:
+    """What each page's tabs show now: (session, tab) -> the history entries of the tab's last results, put by
+    `Handlers.generate` (the Edit, Video and Music tabs rate from here, the way Generate rates from its State).
+    Only sealed files the server wrote for that page get in, so a click never rates a path the browser sent.
+    Bounded: past `limit` pages the oldest one is forgotten (its buttons then say there is nothing to rate)."""
+
+    def __init__(self, limit: int = 256):
+        self.limit = limit
+        self._shown: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, session: str, tab: str, entries: list) -> None:
+        with self._lock:
+            self._shown[(session or "-", tab)] = list(entries)
+            self._shown.move_to_end((session or "-", tab))
+            while len(self._shown) > self.limit:
+                self._shown.popitem(last=False)
+
+    def get(self, session: str, tab: str) -> list:
+        with self._lock:
+            return list(self._shown.get((session or "-", tab)) or [])
+
+
 class RatingButtons:
     """👍 / 👎 for the selected result, and the "ratings so far" line; built where the results are shown."""
 
@@ -124,12 +151,35 @@ class RatingButtons:
         """`entries` / `selected`: the results' State (history entries) and the selected index. `entries`
         None: `selected` is a State holding the selected entry itself (the Gallery's: an index there would
         name another output once a refresh puts new ones first). `name`: the events' names."""
-        store = self.store
         inputs = [selected] if entries is None else [entries, selected]
 
+        def chosen(*args):
+            return ([args[0]] if args[0] else [], 0) if entries is None else args
+
+        self._wire(demo, inputs, chosen, guarded=guarded, nothing=nothing, name=name)
+
+    def wire_shown(self, demo, shown: ShownResults, tab: str, *, session_of, guarded, nothing: str,
+                   name: str) -> None:
+        """For a tab whose results are one request's outputs (Edit, Video, Music): a click rates the first of
+        what `shown` holds for this page's `tab` (those tabs render one output per run)."""
+        import gradio as gr
+
+        def chosen(request: gr.Request = None):
+            return shown.get(session_of(request), tab), 0
+
+        self._wire(demo, [], chosen, guarded=guarded, nothing=nothing, name=name)
+
+    def _wire(self, demo, inputs, chosen, *, guarded, nothing: str, name: str) -> None:
+        """`chosen(*inputs)` -> (entries, index) of what a click rates; its signature is the events' (a
+        gr.Request parameter is filled in by Gradio)."""
+        import functools
+
+        store = self.store
+
         def rater(kind: str, fn_name: str):
-            def rate(*args):
-                es, idx = ([args[0]] if args[0] else [], 0) if entries is None else args
+            @functools.wraps(chosen)  # the inputs Gradio passes are chosen's
+            def rate(*args, **kwargs):
+                es, idx = chosen(*args, **kwargs)
                 return rate_entry(_store(store), kind, es, idx, nothing)
 
             rate.__name__ = rate.__qualname__ = fn_name
@@ -213,4 +263,4 @@ class BestOfPanel:
         self.down.click(best_of_down, state, [count], queue=False)
 
 
-__all__ = ["BestOfPanel", "RatingButtons", "count_line", "pick_best", "rate_entry", "run_best_of"]
+__all__ = ["BestOfPanel", "RatingButtons", "ShownResults", "count_line", "pick_best", "rate_entry", "run_best_of"]
