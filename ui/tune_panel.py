@@ -100,14 +100,22 @@ def tune_settings(h, model, method, steps, rank, lr, check, gate_seeds, gate_ste
     steps = _number(steps, "steps", whole=True, minimum=1)
     rank = _number(rank, "rank", whole=True, minimum=1)
     lr = _number(lr, "learning rate")
-    gate_seeds = _number(gate_seeds, "gate seeds", whole=True, minimum=1) or 2
-    gate_steps = _number(gate_steps, "gate steps", whole=True, minimum=0) or None  # 0: the model's steps
     if steps is None or steps > MAX_STEPS:
         raise RequestError(f"steps must be 1 to {MAX_STEPS}")
     if rank is None or rank > MAX_RANK:
         raise RequestError(f"rank must be 1 to {MAX_RANK}")
     if lr is None or not 0 < lr <= 1:
         raise RequestError("learning rate must be in (0, 1]")
+    return {"model": model, "method": method, "steps": steps, "rank": rank, "lr": float(lr),
+            **gate_settings(model, check, gate_seeds, gate_steps)}
+
+
+def gate_settings(model: str, check, gate_seeds, gate_steps) -> dict:
+    """The "Eval gate" fields for a LoRA of `model`, checked before anything loads (a tune and a re-gate)."""
+    from .handlers import _number
+
+    gate_seeds = _number(gate_seeds, "gate seeds", whole=True, minimum=1) or 2
+    gate_steps = _number(gate_steps, "gate steps", whole=True, minimum=0) or None  # 0: the model's steps
     if check in (None, "", AUTO_CHECK):
         if not model.startswith("mini"):  # the gate would refuse only after the training
             raise RequestError(f"pick an independent check for the gate: the judge's prompt fidelity reads mini "
@@ -115,12 +123,27 @@ def tune_settings(h, model, method, steps, rank, lr, check, gate_seeds, gate_ste
         check = None
     elif check not in [v for _, v in check_choices()]:
         raise RequestError(f"check {str(check)[:40]!r} is not a reward ready for images here")
-    return {"model": model, "method": method, "steps": steps, "rank": rank, "lr": float(lr), "check": check,
-            "gate_seeds": gate_seeds, "gate_steps": gate_steps}
+    return {"check": check, "gate_seeds": gate_seeds, "gate_steps": gate_steps}
 
 
 def _phase(phase: str) -> str:
     return {"tune": "tuning the LoRA", "gate": "eval gate: rendering base and tuned"}.get(phase, phase)
+
+
+def _progress(progress, cancel, first: str):
+    """`tune` / `run_gate`'s progress callback: the phase in words, and Cancel between steps; `first` is said
+    before the slow start (a load)."""
+    def on_progress(done: int, total: int, phase: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled during {_phase(phase)} at {done}/{total}")
+        if progress is not None:
+            progress(done, total, _phase(phase))
+
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("cancelled")
+    if progress is not None:
+        progress(0, 1, first)
+    return on_progress
 
 
 def run_tune(h, model, method="auto", steps=200, rank=8, lr=1e-3, *, check=AUTO_CHECK, gate_seeds=2,
@@ -138,16 +161,7 @@ def run_tune(h, model, method="auto", steps=200, rank=8, lr=1e-3, *, check=AUTO_
         raise RequestError(s["why"])
     _method_needs(s, opts["method"])
 
-    def on_progress(done: int, total: int, phase: str) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"cancelled during {_phase(phase)} at {done}/{total}")
-        if progress is not None:
-            progress(done, total, _phase(phase))
-
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("cancelled")
-    if progress is not None:
-        progress(0, 1, f"refreshing the learned reward and loading {opts['model']}")
+    on_progress = _progress(progress, cancel, f"refreshing the learned reward and loading {opts['model']}")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = h.loras_dir / f"tuned-{opts['model']}-{stamp}.safetensors"
     res = T.tune(opts["model"], store=store, out=out, progress=on_progress, method=opts["method"],
@@ -157,6 +171,41 @@ def run_tune(h, model, method="auto", steps=200, rank=8, lr=1e-3, *, check=AUTO_
     previews = render_previews(h, res.path, res.provenance, progress=progress, cancel=cancel)
     return {"name": res.path.relative_to(h.loras_dir).as_posix(), "path": res.path, "provenance": res.provenance,
             "gate": res.gate, "previews": previews}
+
+
+def run_regate(h, name, check=AUTO_CHECK, gate_seeds=2, gate_steps=0, *, progress=None, cancel=None) -> dict:
+    """The eval gate again on the tuned LoRA `name` of the LoRA folder (e.g. after new ratings refreshed the
+    learned reward), on the held-out prompts it was tuned without (`gate.rerun_gate`, as `studio tune --gate`).
+    The new verdict replaces the stored one: the engine and "Use it in Generate" follow it. Returns
+    {"name", "path", "provenance", "gate"}."""
+    from studio.rewards import gate as G
+    from studio.rewards.tune import read_provenance
+
+    from .lora_hires import resolve_lora
+
+    if not name:
+        raise RequestError("pick a tuned LoRA to gate again")
+    path = resolve_lora(name, h.loras_dir, h.registry)  # inside the LoRA folder, or one line
+    meta = read_provenance(path)
+    if meta is None:
+        raise RequestError(f"{name} was not tuned by the studio (no provenance JSON next to it): the gate judges "
+                           "only studio-tuned LoRAs")
+    base = meta["base_model"]["name"]
+    opts = gate_settings(base, check, gate_seeds, gate_steps)
+    on_progress = _progress(progress, cancel, f"eval gate: loading {base}")
+    result = G.rerun_gate(path, progress=on_progress, seeds=tuple(range(opts["gate_seeds"])),
+                          steps=opts["gate_steps"], check=opts["check"])
+    return {"name": name, "path": path, "provenance": result["provenance"],
+            "gate": {k: v for k, v in result.items() if k != "provenance"}}
+
+
+def regate_line(result: dict) -> str:
+    gate = result["gate"]
+    use = ("“Use it in Generate” picks it" if gate["passed"] else
+           "the engine refuses it (the CLI's --allow-failed-lora overrides)")
+    return (f"Gated `{result['name']}` again on {gate['prompts']} held-out prompt(s) x {len(gate['seeds'])} "
+            f"seed(s), reward {gate['reward']['name']} {gate['reward']['hash'][:12]}: "
+            f"{'PASSED' if gate['passed'] else 'FAILED'} · {use}")
 
 
 def preview_prompts(meta: dict) -> list[str]:
@@ -256,6 +305,10 @@ def tuned_loras(h) -> list[tuple[str, Path, dict]]:
     return sorted(out, key=lambda x: x[2].get("created") or "", reverse=True)
 
 
+def tuned_names(h) -> list[str]:
+    return [name for name, _, _ in tuned_loras(h)]
+
+
 def tuned_rows(h) -> list[list]:
     rows = []
     for name, path, meta in tuned_loras(h):
@@ -274,7 +327,7 @@ def use_in_generate(h, name, picked) -> list[str]:
     from .lora_hires import MAX_LORAS, resolve_lora
 
     if not name:
-        raise RequestError("tune a LoRA first")
+        raise RequestError("tune a LoRA first, or pick one in “Tuned LoRA”")
     check_tuned_lora(resolve_lora(name, h.loras_dir, h.registry))  # failed / ungated / changed: one line
     picked = [p for p in (picked or []) if p != name]
     if len(picked) >= MAX_LORAS:
@@ -324,10 +377,13 @@ class TunePanel:
                 self.previews = gr.Gallery(label="Held-out prompt: before (base) · after (tuned LoRA)", columns=2,
                                            height=320, object_fit="contain", interactive=False,
                                            elem_id="t-previews")
-                self.use = gr.Button("Use it in Generate", elem_id="t-use")
+                with gr.Row(equal_height=True):
+                    self.chosen = gr.Dropdown(tuned_names(h), value=None, label="Tuned LoRA", scale=3,
+                                              elem_id="t-lora")
+                    self.regate = gr.Button("Run the eval gate again", elem_id="t-regate", scale=1)
+                    self.use = gr.Button("Use it in Generate", elem_id="t-use", scale=1)
         self.table = gr.Dataframe(headers=TABLE_HEADERS, value=tuned_rows(h), interactive=False, wrap=True,
                                   label="Tuned LoRAs", elem_id="t-table")
-        self.last = gr.State(None)  # the picker's name of the LoRA tuned last in this page
 
     @property
     def inputs(self) -> list:
@@ -348,12 +404,12 @@ class TunePanel:
         def store():
             return panel.store if panel.store is not None else RatingStore()
 
-        @guarded(status=0, outputs=2)
+        @guarded(status=0, outputs=3)
         def tune_refresh():
-            return summary_line(ratings_summary(store())), tuned_rows(h)
+            return summary_line(ratings_summary(store())), tuned_rows(h), gr.update(choices=tuned_names(h))
 
         for event in (demo.load, tab.select, self.refresh.click):
-            event(tune_refresh, None, [self.summary, self.table], queue=False)
+            event(tune_refresh, None, [self.summary, self.table, self.chosen], queue=False)
 
         @guarded(status=0, outputs=7)
         def do_tune(model, method, steps, rank, lr, check, gate_seeds, gate_steps, request: gr.Request = None,
@@ -367,19 +423,34 @@ class TunePanel:
                     yield (value,) + (gr.skip(),) * 6
             result = value
             yield (done_line(result, h.loras_dir), verdict_html(result["gate"]), preview_gallery(result["previews"]),
-                   result["name"], summary_line(ratings_summary(store())), tuned_rows(h),
-                   gr.update(choices=lora_choices(h.loras_dir, h.registry)))
+                   gr.update(choices=tuned_names(h), value=result["name"]), summary_line(ratings_summary(store())),
+                   tuned_rows(h), gr.update(choices=lora_choices(h.loras_dir, h.registry)))
 
         event = self.go.click(do_tune, self.inputs,
-                              [self.status, self.verdict, self.previews, self.last, self.summary, self.table,
+                              [self.status, self.verdict, self.previews, self.chosen, self.summary, self.table,
                                lora_picker], show_progress_on=[self.previews], concurrency_id="device",
                               concurrency_limit=1)
 
+        @guarded(status=0, outputs=4)
+        def do_regate(name, check, gate_seeds, gate_steps, request: gr.Request = None, progress=gr.Progress()):
+            cancel = h.cancel_event(session_of(request), reset=True)
+            tracker = progress_of(progress)
+            for kind, value in streamed(lambda _preview: run_regate(
+                    h, name, check, gate_seeds, gate_steps, progress=tracker, cancel=cancel), tracker):
+                if kind == "status":
+                    yield (value,) + (gr.skip(),) * 3
+            # the before / after pictures of a tune are not this verdict's: cleared
+            yield regate_line(value), verdict_html(value["gate"]), [], tuned_rows(h)
+
+        regate = self.regate.click(do_regate, [self.chosen, self.check, self.gate_seeds, self.gate_steps],
+                                   [self.status, self.verdict, self.previews, self.table],
+                                   show_progress_on=[self.verdict], concurrency_id="device", concurrency_limit=1)
+
         def tune_cancel(request: gr.Request):
             h.cancel(session_of(request))
-            return "Cancelled (a LoRA whose gate did not finish stays refused)."
+            return "Cancelled (a LoRA whose gate did not finish keeps the verdict it had: none after a tune)."
 
-        self.cancel.click(tune_cancel, None, [self.status], cancels=[event], queue=False)
+        self.cancel.click(tune_cancel, None, [self.status], cancels=[event, regate], queue=False)
 
         @guarded(status=0, outputs=3)
         def tune_use(name, picked):
@@ -387,8 +458,8 @@ class TunePanel:
             return (f"`{name}` is picked in the Generate tab's LoRA menu.",
                     gr.update(choices=lora_choices(h.loras_dir, h.registry), value=value), gr.Tabs(selected="generate"))
 
-        self.use.click(tune_use, [self.last, lora_picker], [self.status, lora_picker, tabs], queue=False)
+        self.use.click(tune_use, [self.chosen, lora_picker], [self.status, lora_picker, tabs], queue=False)
 
 
-__all__ = ["TunePanel", "ratings_summary", "render_previews", "run_tune", "summary_line", "tune_settings",
-           "tuned_rows", "use_in_generate", "verdict_html"]
+__all__ = ["TunePanel", "gate_settings", "ratings_summary", "regate_line", "render_previews", "run_regate",
+           "run_tune", "summary_line", "tune_settings", "tuned_rows", "use_in_generate", "verdict_html"]

@@ -168,6 +168,17 @@ def run_gate(lora: os.PathLike | str, *, model: Optional[str] = None, prompts: S
     return {**result, "provenance": meta}
 
 
+def rerun_gate(lora: os.PathLike | str, *, model: Optional[str] = None, progress=None, **options) -> dict:
+    """The eval gate again on a tuned LoRA, on the held-out prompts its provenance names (e.g. after new ratings
+    refreshed the learned reward): the verdict replaces the stored one, so the engine follows it. `options` go
+    to `run_gate` (seeds, check, tolerance, steps...). `studio tune --gate LORA` and the Tune tab call this."""
+    meta = read_provenance(lora)
+    if meta is None:
+        raise RequestError(f"{Path(lora).name} is not a LoRA made by `studio tune` (no provenance JSON next to it)")
+    held = (meta.get("ratings") or {}).get("heldout_prompts") or []
+    return run_gate(lora, model=model, prompts=held, progress=progress, **options)
+
+
 def summary(gate: dict) -> str:
     """One line: the verdict and the figures behind it."""
     r, c = gate["reward"], gate["check"]

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Tune a LoRA on your ratings (Diffusion-DPO; reference = the base with the adapter off), then gate it."""
         from . import tune as T
-        from .gate import run_gate, summary
+        from .gate import rerun_gate, summary
 
         if reward_only and no_reward:
             _fail("--reward-only and --no-reward contradict each other")
@@ -56,11 +56,7 @@ def register(app: typer.Typer) -> None:
 
             try:
                 if gate is not None:
-                    meta = T.read_provenance(gate)
-                    if meta is None:
-                        _fail(f"{gate} is not a LoRA made by `studio tune` (no provenance JSON next to it)")
-                    held = meta["ratings"]["heldout_prompts"]
-                    result = run_gate(gate, model=model, prompts=held, progress=progress, **gate_opts)
+                    result = rerun_gate(gate, model=model, progress=progress, **gate_opts)
                     provenance, path, reward_report = result["provenance"], gate, None
                 else:
                     res = T.tune(model, out=out, refresh_reward=not no_reward, reward_only=reward_only,
