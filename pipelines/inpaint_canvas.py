@@ -109,6 +109,9 @@ def run_inpaint(model, *, init_image: Image.Image, mask: Image.Image, width: int
         soft_in, bin_in = region_soft.resize(work, Image.BILINEAR), region_bin.resize(work, Image.NEAREST)
     else:
         region_in, soft_in, bin_in = region, region_soft, region_bin
+    units = run_kwargs.get("controls")
+    if only_masked and units:  # each ControlSpec's map covers the whole picture: the crop is steered by its part
+        run_kwargs = {**run_kwargs, "controls": [_cropped_unit(u, src.size, box, work) for u in units]}
     outputs = []
     for seed in seeds:
         start = masked_start(region_in, bin_in, masked_content, seed)
@@ -120,6 +123,15 @@ def run_inpaint(model, *, init_image: Image.Image, mask: Image.Image, width: int
         out.paste(Image.composite(made.convert("RGB"), region, region_soft), box[:2])
         outputs.append(out)
     return outputs
+
+
+def _cropped_unit(unit, size, box, work):
+    """A control unit whose map (made at the work size for the whole source) is cut to the inpainted crop: the
+    map back at the source's size, the crop's box of it, at the work size."""
+    import dataclasses
+
+    crop = unit.image.resize(size, Image.BILINEAR).crop(box)
+    return dataclasses.replace(unit, image=crop.resize(work, Image.BILINEAR))
 
 
 __all__ = ["MASKED_CONTENT", "crop_box", "masked_start", "run_inpaint", "soft_mask"]

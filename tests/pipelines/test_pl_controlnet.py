@@ -122,7 +122,7 @@ def test_sd_controlnet_pipeline_at_weight_zero_equals_the_base_pipeline():
 
 
 @pytest.mark.parametrize("mode", ["img2img", "inpaint"])
-def test_sd_img2img_and_inpaint_with_control_and_guess_mode(mode):
+def test_sd_img2img_and_inpaint_with_control_guess_mode_and_weight_zero(mode):
     model = pipelines.from_pipeline(tiny_sd())
     net = from_module(tiny_controlnet(model.pipe))
     mask = Image.new("L", (32, 32), 0)
@@ -132,6 +132,8 @@ def test_sd_img2img_and_inpaint_with_control_and_guess_mode(mode):
     plain = _px(pipelines.run_image(model, **kw)[0])
     guessed = _px(pipelines.run_image(model, **kw, controls=[ControlSpec(net, _shape(), 1.0)], guess_mode=True)[0])
     assert guessed.shape == (32, 32, 3) and np.abs(plain - guessed).mean() > 0.5
+    zero = _px(pipelines.run_image(model, **kw, controls=[ControlSpec(net, _shape(), 0.0)])[0])
+    assert np.array_equal(plain, zero)  # weight 0 edits exactly as with no ControlNet
     if mode == "inpaint":  # the kept half is pasted back unchanged
         assert np.abs(guessed[:, 20:] - _px(_shape())[:, 20:]).max() <= 2
 

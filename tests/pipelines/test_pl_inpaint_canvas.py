@@ -66,3 +66,26 @@ def test_batch_image_equals_single_run(sd_model):
     batch = run_inpaint(sd_model, seeds=[10, 11], **kw)
     (single,) = run_inpaint(sd_model, seeds=[11], **kw)
     assert np.array_equal(px(batch[1]), px(single)) and not np.array_equal(px(batch[0]), px(batch[1]))
+
+
+def test_only_masked_steers_the_crop_with_the_crop_of_each_control_map(monkeypatch):
+    """A control map covers the whole picture; only-masked inpaints a crop, so each unit's map is cut the same."""
+    import pipelines.image
+    from pipelines.controlnet import ControlSpec
+
+    size, work = 64, (32, 32)
+    seen = []
+    monkeypatch.setattr(pipelines.image, "run_image", lambda model, **kw: (seen.append(kw["controls"]) or
+                                                                           [kw["init_image"]]))
+    control = Image.new("RGB", work, "black")  # made at the work size for the whole 64 px source
+    control.paste((255, 255, 255), (16, 16, 32, 32))  # the bottom-right quarter white
+    unit = ControlSpec(net=None, image=control, weight=0.7, start=0.1, end=0.9)
+    mask = square_mask(size, (40, 40, 56, 56))  # inside the white quarter
+    run_inpaint(None, init_image=pattern(size, seed=1), mask=mask, seeds=[0], only_masked=True, padding=4,
+                mask_blur=0, width=work[0], height=work[1], controls=[unit])
+    [[cut]] = seen
+    assert (cut.weight, cut.start, cut.end) == (0.7, 0.1, 0.9) and cut.image.size == work
+    assert np.asarray(cut.image.convert("L")).min() > 200  # the crop's part of the map: all white
+    run_inpaint(None, init_image=pattern(size, seed=1), mask=mask, seeds=[0], width=size, height=size,
+                controls=[unit])
+    assert seen[-1] == [unit]  # the whole picture: the map as made

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
@@ -149,7 +150,9 @@ def test_a_sketch_is_flattened_onto_white_and_a_blank_one_refused(h, tmp_path):
     with Image.open(path) as im:
         assert im.mode == "RGB" and im.size == (64, 48)
         assert im.getpixel((0, 47)) == (255, 255, 255) and im.getpixel((5, 5)) == (0, 0, 0)
-    assert path.startswith(str(h.out_dir))
+    from ui.browser_paths import upload_dir  # an input like an upload: never unsealed among the outputs
+
+    assert Path(path).parent == upload_dir(h.out_dir) / "control-sketches"
     upload = str(tmp_path / "up.png")
     Image.new("RGB", (64, 48), "gray").save(upload)
     assert control_panel.control_image(h, {"background": upload, "layers": []}, upload) == upload  # byte for byte
@@ -184,12 +187,77 @@ def test_the_map_shown_is_sealed_and_is_the_map_the_output_records(h, world):
     assert plain["sha256"] != entry["sha256"] and control_panel.status_note(plain) == ""
 
 
+@pytest.fixture(scope="module")
+def edit_panel(h, world):
+    """The Edit tab's ControlNet panel (two units) and what a browser sent it: the reference and a sketch
+    uploaded (in the upload cache), the browser roots."""
+    import gradio as gr
+
+    from ui.browser_paths import browser_roots, upload_dir
+
+    with gr.Blocks():
+        panel = control_panel.ControlPanel(h, "tiny-sd", prefix="e-cn")
+    up = upload_dir(h.out_dir)
+    up.mkdir(parents=True, exist_ok=True)
+    ref = up / "ref.png"
+    ref.write_bytes(Path(world["ref"]).read_bytes())
+    stroke = Image.new("RGBA", (SIZE, SIZE), (0, 0, 0, 0))
+    ImageDraw.Draw(stroke).line((20, 200, 230, 60), fill=(0, 0, 0, 255), width=5)
+    stroke.save(up / "stroke.png")
+    sketch = {"background": None, "composite": str(up / "stroke.png"), "layers": [str(up / "stroke.png")]}
+    return panel, browser_roots(h.out_dir), str(ref), sketch
+
+
+@needs_aux
+def test_an_edit_with_two_control_units_is_sealed_and_each_unit_reaches_the_pipeline(h, edit_panel, monkeypatch):
+    import pipelines.controlnet as cn
+
+    panel, roots, ref, sketch = edit_panel
+    seen, real = [], cn.control_kwargs
+    monkeypatch.setattr(cn, "control_kwargs", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    fields = h.request_fields(prompt="a red circle", model="tiny-sd", steps=2, seed=5)
+    fields.update(panel.fields(h, roots, "tiny-sd", [
+        True, False, None, ref, "canny", "local:tiny-cn", 0.8, 0.0, 0.9,  # unit 1: the upload, edges
+        True, sketch, None, "none", "local:tiny-cn", 0.5, 0.2, 1.0]))  # unit 2: a sketch used as the map
+    [entry] = h.edit(fields, source=ref, mode="img2img", strength=0.6)
+    one, two = entry["request"]["controls"]
+    assert one == {"image": "ref.png", "preprocessor": "canny", "model": "tiny-cn", "weight": 0.8, "start": 0.0,
+                   "end": 0.9}
+    assert two["image"].startswith("source-") and (two["preprocessor"], two["weight"], two["start"], two["end"]) \
+        == ("none", 0.5, 0.2, 1.0)
+    [kw] = seen  # img2img: the maps go in as control_image, each unit with its own scale and window
+    assert kw["controlnet_conditioning_scale"] == [0.8, 0.5] and len(kw["control_image"]) == 2
+    assert kw["control_guidance_start"] == [0.0, 0.2] and kw["control_guidance_end"] == [0.9, 1.0]
+    assert entry["mode"] == "img2img" and {"control_0", "control_1"} <= set(studio.info(entry["file"])["input_hashes"])
+    report = studio.verify(entry["file"]).to_dict()
+    assert report["state"] == "trusted"  # the source its parent, each control map a component
+    assert sorted(i["relationship"] for i in report["manifest"]["ingredients"]) == \
+        ["componentOf", "componentOf", "parentOf"]
+    assert "ControlNet tiny-cn (canny, weight 0.8), tiny-cn (none, weight 0.5)" in control_panel.status_note(entry)
+    assert not list(h.out_dir.glob("controls/source-*"))  # the flattened sketch is not among the outputs
+
+
+def test_the_edit_panel_checks_each_unit_and_stays_out_of_instruction_edits(h, edit_panel, no_load):
+    panel, roots, ref, sketch = edit_panel
+    off = [False, True, None, ref, "canny", "local:tiny-cn", 1, 0, 1]
+    assert panel.fields(h, roots, "tiny-sd", off) == {}  # an API caller of the one-unit panel: unit 2 off too
+    with pytest.raises(RequestError) as exc:
+        panel.fields(h, roots, "tiny-sd", off + [True, None, ref, "canny", "local:tiny-cn", -1, 0, 1])
+    assert one_line(exc) == "unit 2: control weight must be at least 0"
+    with pytest.raises(RequestError) as exc:
+        panel.fields(h, roots, "tiny-sd", off + [True, None, "/etc/hostname", "canny", "auto", 1, 0, 1])
+    assert "'hostname' is not a file uploaded to this app" in one_line(exc)
+    assert control_panel.source_size(ref) == (SIZE, SIZE) and control_panel.source_size(None) == (None, None)
+    assert not control_panel.controls_applied("instruct") and control_panel.controls_applied("inpaint")
+
+
 def test_the_app_builds_with_both_panels(h):
     from ui.app import build_app
 
     demo = build_app(h.studio, h.out_dir, models_dir=h.models_dir)
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"e-image-guidance", "e-before-after", "cn-editor", "cn-preprocessor", "cn-net", "cn-map"} <= ids
+    assert {"cn2-box", "cn2-on", "cn2-map", "e-cn-box", "e-cn-editor", "e-cn-map", "e-cn2-net", "e-cn2-end"} <= ids
     mode = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "e-mode")
     assert "instruct" in [c[1] if isinstance(c, tuple) else c for c in mode.choices]
 
