@@ -258,12 +258,46 @@ def verdict_html(gate: Optional[dict]) -> str:
     if not gate:
         return '<div class="verdict verdict-warn">Not gated: the engine refuses this LoRA until it passes</div>'
     ok = bool(gate.get("passed"))
-    reasons = "".join(f"<li>{html.escape(r)}</li>" for r in gate.get("reasons") or [])
+    return _verdict(ok, f'the eval gate {"enabled the LoRA" if ok else "keeps the LoRA disabled"}', summary(gate),
+                    gate.get("reasons"))
+
+
+def reward_verdict_html(gate: dict) -> str:
+    """The learned reward's refresh: PASSED / FAILED with `gate.reward_summary`'s line and the reasons."""
+    from studio.rewards.gate import reward_summary
+
+    ok = bool(gate.get("passed"))
+    head = ("the new learned reward is in use" if gate.get("enabled") else
+            "the new learned reward is not enabled: the current one stays")
+    return _verdict(ok, head, reward_summary(gate), gate.get("reasons"))
+
+
+def _verdict(ok: bool, head: str, line: str, reasons) -> str:
+    items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons or [])
     return (f'<div class="verdict {"verdict-good" if ok else "verdict-bad"}" id="t-verdict-badge">'
-            f'{"PASSED" if ok else "FAILED"}: the eval gate '
-            f'{"enabled the LoRA" if ok else "keeps the LoRA disabled"}</div>'
-            f'<div class="ds-status">{html.escape(summary(gate))}</div>'
-            + (f"<ul>{reasons}</ul>" if reasons else ""))
+            f'{"PASSED" if ok else "FAILED"}: {html.escape(head)}</div>'
+            f'<div class="ds-status">{html.escape(line)}</div>' + (f"<ul>{items}</ul>" if items else ""))
+
+
+def run_reward_refresh(check=AUTO_CHECK, *, store=None) -> dict:
+    """Refit the learned reward from the ratings behind its eval gate (`train_learned(gate=...)`, as `studio
+    tune --reward-only`): it replaces the current one only if the gate passes. `check`: the form's independent
+    check (auto: the mini judge's prompt fidelity). The TrainReport as a dict, `gate` in it."""
+    from studio import rewards
+
+    if check not in (None, "", AUTO_CHECK) and check not in [v for _, v in check_choices()]:
+        raise RequestError(f"check {str(check)[:40]!r} is not a reward ready for images here")
+    opts = {} if check in (None, "", AUTO_CHECK) else {"check": check}
+    _, report = rewards.train_learned("image", store=store, gate=opts)
+    return report.to_dict()
+
+
+def reward_line(report: dict) -> str:
+    acc = report.get("heldout_accuracy")
+    gate = report["gate"]
+    return (f"Learned reward refitted on {report['pairs']} pairs and {report['likes']} thumbs (held-out accuracy "
+            f"{'not measured' if acc is None else f'{acc:.3f}'}) · "
+            + ("in use now" if gate["enabled"] else "not enabled: the current learned reward stays"))
 
 
 def done_line(result: dict, loras_dir: Path) -> str:
@@ -271,10 +305,13 @@ def done_line(result: dict, loras_dir: Path) -> str:
     r = meta["ratings"]
     use = ("pick it in the Generate tab's LoRA menu, or press “Use it in Generate”" if gate.get("passed") else
            "the engine refuses it (the CLI's --allow-failed-lora overrides)")
+    reward = (meta.get("reward") or {}).get("gate")
+    refreshed = "" if not reward else (" · learned reward refreshed first: " + (
+        "in use" if reward["enabled"] else "its gate failed, the current one stays"))
     return (f"Tuned `{result['name']}` in the server's LoRA folder ({loras_dir.name}/) · {meta['method']}, "
             f"{meta['steps']} steps, rank {meta['rank']}, lr {meta['lr']:g} on {r['used']} ratings "
             f"({r['train_pairs']} pairs, {r['train_likes']} thumbs; {len(r['heldout_prompts'])} prompt(s) held "
-            f"out) in {meta['seconds']:.1f}s · {use}")
+            f"out) in {meta['seconds']:.1f}s · {use}{refreshed}")
 
 
 # -- tuned LoRAs so far ----------------------------------------------------------------------------------------
@@ -370,6 +407,8 @@ class TunePanel:
                 with gr.Row():
                     self.go = gr.Button("Tune a LoRA on my ratings", variant="primary", elem_id="t-go", scale=3)
                     self.cancel = gr.Button("Cancel", variant="stop", elem_id="t-cancel", scale=1)
+                self.reward_go = gr.Button("Refresh only the learned reward (behind its eval gate)", size="sm",
+                                           elem_id="t-reward")
                 self.status = gr.Markdown("", elem_id="t-status", elem_classes="ds-status")
             with gr.Column(scale=7, min_width=420):
                 self.verdict = gr.HTML('<div class="ds-status">The eval gate\'s verdict shows here after a '
@@ -446,6 +485,14 @@ class TunePanel:
                                    [self.status, self.verdict, self.previews, self.table],
                                    show_progress_on=[self.verdict], concurrency_id="device", concurrency_limit=1)
 
+        @guarded(status=0, outputs=2)
+        def tune_reward(check):
+            report = run_reward_refresh(check, store=store())
+            return reward_line(report), reward_verdict_html(report["gate"])
+
+        self.reward_go.click(tune_reward, [self.check], [self.status, self.verdict], concurrency_id="device",
+                             concurrency_limit=1)
+
         def tune_cancel(request: gr.Request):
             h.cancel(session_of(request))
             return "Cancelled (a LoRA whose gate did not finish keeps the verdict it had: none after a tune)."
@@ -461,5 +508,6 @@ class TunePanel:
         self.use.click(tune_use, [self.chosen, lora_picker], [self.status, lora_picker, tabs], queue=False)
 
 
-__all__ = ["TunePanel", "gate_settings", "ratings_summary", "regate_line", "render_previews", "run_regate",
-           "run_tune", "summary_line", "tune_settings", "tuned_rows", "use_in_generate", "verdict_html"]
+__all__ = ["TunePanel", "gate_settings", "ratings_summary", "regate_line", "render_previews", "reward_line",
+           "reward_verdict_html", "run_regate", "run_reward_refresh", "run_tune", "summary_line", "tune_settings",
+           "tuned_rows", "use_in_generate", "verdict_html"]

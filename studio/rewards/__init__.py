@@ -228,9 +228,11 @@ def _read_media(ref: dict):
 
 
 def train_learned(modality: str = "image", *, store: Optional[RatingStore] = None, save: bool = True,
-                  holdout: float = 0.2, seed: int = 0):
+                  holdout: float = 0.2, seed: int = 0, gate: Optional[dict] = None):
     """Refit the learned reward (`modality` image, which also rates clips, or audio) from the stored ratings;
-    saves it where `get("learned")` finds it. Returns (reward, TrainReport)."""
+    saves it where `get("learned")` finds it. Returns (reward, TrainReport). `gate` (options of
+    `gate.gate_reward`: check, tolerance; {} for the defaults): the new reward replaces the current one only if
+    the eval gate passes (`report.gate` has the verdict and figures, stored with the reward too)."""
     from .learned import train
 
     store = store or RatingStore()
@@ -263,11 +265,22 @@ def train_learned(modality: str = "image", *, store: Optional[RatingStore] = Non
             likes.append((media(ref), prompt, liked))
     try:
         reward, report = train(pairs, likes, modality=modality, holdout=holdout, groups=groups, seed=seed,
-                               name=learned_name(modality))
+                               name=learned_name(modality), keep_heldout=gate is not None)
     except RewardError as exc:
         raise RequestError(str(exc)) from None
     report.skipped = skipped
-    if save:
+    if gate is not None:
+        from .gate import gate_reward
+
+        try:
+            current = get(learned_name(modality), modality)
+        except RequestError:  # no learned reward yet (or one this studio cannot read): nothing to compare with
+            current = None
+        held = reward.heldout
+        report.gate = gate_reward(held["reward"], [pairs[i] for i in held["pairs"]], current=current,
+                                  modality=modality, **gate)
+        reward.info["gate"] = report.gate
+    if save and (report.gate is None or report.gate["enabled"]):
         reward.save(learned_path(modality))
         report.path = str(learned_path(modality))
         _cache.clear()

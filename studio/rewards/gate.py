@@ -179,6 +179,94 @@ def rerun_gate(lora: os.PathLike | str, *, model: Optional[str] = None, progress
     return run_gate(lora, model=model, prompts=held, progress=progress, **options)
 
 
+# -- the gate for a new learned reward ---------------------------------------------------------------------------
+def _preferred(reward, pairs: Sequence) -> list[bool]:
+    """Per pair (preferred, other, prompt): does `reward` score the preferred one higher (a tie is not)."""
+    prompts = [p for _, _, p in pairs]
+    won = reward.score([w for w, _, _ in pairs], prompts).flatten()
+    lost = reward.score([o for _, o, _ in pairs], prompts).flatten()
+    return (won > lost).tolist()
+
+
+def gate_reward(candidate, pairs: Sequence, *, current=None, modality: str = "image", check: Optional[str] = None,
+                tolerance: Optional[float] = None) -> dict:
+    """The eval gate for a new learned reward: on held-out rated pairs (preferred, other, prompt), which
+    `candidate` (the fit that did not see them) was not trained on, its pairwise accuracy must not fall below the
+    `current` reward's (the one in use; None: no reward yet, then it must beat chance), and an independent
+    check of the outputs each reward prefers must not get worse: the mini judge's prompt fidelity (points, 2
+    allowed) on prompts it can read, or a second reward `check` (0 allowed, in its units); with no current
+    reward the baseline is a coin flip between the two. Returns the verdict and figures; `enabled`: passed, or
+    (nothing to protect) no current reward and nothing to judge the first one on."""
+    from . import get
+
+    pairs = list(pairs)
+    reasons = []
+    acc = {"new": None, "current": None}
+    picks = {}
+    for arm, reward in (("new", candidate), ("current", current)):
+        if reward is not None and pairs:
+            picks[arm] = _preferred(reward, pairs)
+            acc[arm] = sum(picks[arm]) / len(pairs)
+    if acc["new"] is None:
+        reasons.append("no held-out rated pairs to judge it on (rate more outputs)")
+    elif acc["current"] is not None and acc["new"] < acc["current"]:
+        reasons.append(f"held-out accuracy fell ({acc['current']:.3f} -> {acc['new']:.3f})")
+    elif acc["current"] is None and not acc["new"] > 0.5:
+        reasons.append(f"held-out accuracy {acc['new']:.3f} is no better than chance")
+
+    name = check or (MINI_CHECK if modality == "image" else None)
+    tol = DEFAULT_TOLERANCE if tolerance is None and name == MINI_CHECK else float(tolerance or 0.0)
+    fig = {"name": name, "hash": None, "current": None, "new": None, "drop": None, "tolerance": tol, "pairs": 0}
+    rows = [i for i, (_, _, p) in enumerate(pairs) if name != MINI_CHECK or mini_expected(p) is not None]
+    if name is None:
+        reasons.append(f"no independent check for {modality} rewards: name a second reward (check=NAME)")
+    elif not rows or acc["new"] is None:
+        reasons.append(f"none of the held-out prompts is one {name} can check")
+    else:
+        if name == MINI_CHECK:
+            def values(items):
+                return [100.0 * bool(mini_fidelity(im, p)) for im, p in items]
+        else:
+            second = get(name, modality)
+            fig["hash"] = second.hash
+
+            def values(items):
+                return second.score([im for im, _ in items], [p for _, p in items]).flatten().tolist()
+        w = values([(pairs[i][0], pairs[i][2]) for i in rows])
+        o = values([(pairs[i][1], pairs[i][2]) for i in rows])
+
+        def mean_pick(arm):  # the check's mean over the outputs `arm` prefers; no reward: a coin flip
+            if arm not in picks:
+                return sum(w + o) / (2 * len(rows))
+            return sum(w[k] if picks[arm][i] else o[k] for k, i in enumerate(rows)) / len(rows)
+
+        fig.update(current=mean_pick("current"), new=mean_pick("new"), pairs=len(rows))
+        fig["drop"] = fig["current"] - fig["new"]
+        if fig["drop"] > tol:
+            reasons.append(f"{name} of the outputs it prefers dropped by {fig['drop']:.4g} (allowed {tol:g})")
+    judged = acc["new"] is not None and fig["drop"] is not None
+    passed = not reasons
+    return {"passed": passed, "enabled": passed or (current is None and not judged), "judged": judged,
+            "reasons": reasons, "time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "accuracy": {**acc, "gain": None if None in acc.values() else acc["new"] - acc["current"]},
+            "current_hash": None if current is None else current.hash, "check": fig, "heldout_pairs": len(pairs)}
+
+
+def reward_summary(gate: dict) -> str:
+    """One line: the new learned reward's verdict, its figures, and whether it is in use now."""
+    a, c = gate["accuracy"], gate["check"]
+
+    def f(v):
+        return "-" if v is None else f"{v:.4g}"
+
+    verdict = "passed" if gate["passed"] else "FAILED: " + "; ".join(gate["reasons"])
+    state = ("enabled" if gate["passed"] else "enabled unjudged: there was no learned reward yet"
+             if gate["enabled"] else "not enabled: the current learned reward stays")
+    return (f"reward gate {verdict} -- held-out accuracy {f(a['new'])} (current {f(a['current'])}) on "
+            f"{gate['heldout_pairs']} pairs; {c['name'] or 'check'} of the preferred outputs {f(c['current'])} -> "
+            f"{f(c['new'])} (drop {f(c['drop'])}, allowed {c['tolerance']:g}); {state}")
+
+
 def summary(gate: dict) -> str:
     """One line: the verdict and the figures behind it."""
     r, c = gate["reward"], gate["check"]

@@ -63,6 +63,7 @@ class TrainReport:
     path: Optional[str] = None
     skipped: int = 0  # rated items whose media could not be read (moved, deleted, changed)
     notes: list = field(default_factory=list)
+    gate: Optional[dict] = None  # the eval gate's verdict and figures on this fit (`gate.gate_reward`), if run
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -218,10 +219,12 @@ def fit(win: torch.Tensor, lose: torch.Tensor, pair_prompts: torch.Tensor, liked
 
 def train(pairs: Sequence = (), likes: Sequence = (), *, modality: str = "image", holdout: float = 0.2,
           groups: Optional[Sequence] = None, seed: int = 0, steps: int = 400,
-          name: Optional[str] = None) -> tuple[LearnedReward, TrainReport]:
+          name: Optional[str] = None, keep_heldout: bool = False) -> tuple[LearnedReward, TrainReport]:
     """Fit the learned reward. `pairs`: (preferred media, other media, prompt); `likes`: (media, prompt,
     liked: bool). A seeded `holdout` share of the pairs (whole `groups`, e.g. one best-of-N pick, stay on one
-    side) is kept out to measure accuracy; the returned reward is then refitted on everything."""
+    side) is kept out to measure accuracy; the returned reward is then refitted on everything. `keep_heldout`:
+    the reward also carries `heldout` = {"reward": the fit that did not see them (None when none were held
+    out), "pairs": their indices}, for the eval gate."""
     t0 = time.perf_counter()
     pairs, likes = list(pairs), list(likes)
     if not pairs and not likes:
@@ -247,7 +250,7 @@ def train(pairs: Sequence = (), likes: Sequence = (), *, modality: str = "image"
         lk_te[lk_order[: int(len(likes) * holdout)]] = True
 
     notes = []
-    heldout_acc = heldout_like = train_acc = None
+    heldout_acc = heldout_like = train_acc = net = None
     if te.any() or lk_te.any():
         net = fit(fw[~te], fl[~te], pp[~te], fk[~lk_te], pk[~lk_te], yk[~lk_te], steps=steps, seed=seed)
         heldout_acc = _pairwise_accuracy(net, fw[te], fl[te], pp[te], pp[te])
@@ -263,4 +266,7 @@ def train(pairs: Sequence = (), likes: Sequence = (), *, modality: str = "image"
                          heldout_accuracy=heldout_acc, heldout_like_accuracy=heldout_like,
                          train_accuracy=train_acc, seconds=round(time.perf_counter() - t0, 3), notes=notes)
     reward = LearnedReward(final, modality, name=name, info={"trained": report.to_dict()})
+    if keep_heldout:
+        reward.heldout = {"reward": None if net is None else LearnedReward(net, modality, name=name),
+                          "pairs": te.nonzero().flatten().tolist()}
     return reward, report

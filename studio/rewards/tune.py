@@ -371,8 +371,9 @@ def tune(model: Optional[str] = None, *, store=None, out: Optional[os.PathLike |
         raise RequestError(f"tune method must be auto, dpo or kto, not {cfg.method!r}")
     store = store or RatingStore()
     reward_report = None
-    if refresh_reward or reward_only:
-        _, rep = train_learned("image", store=store)
+    if refresh_reward or reward_only:  # the new reward replaces the current one only if its eval gate passes
+        check = {k: v for k, v in (gate_options or {}).items() if k in ("check", "tolerance")}
+        _, rep = train_learned("image", store=store, gate=check)
         reward_report = rep.to_dict()
     if reward_only:
         return TuneResult(None, {}, reward_report)
@@ -405,7 +406,7 @@ def tune(model: Optional[str] = None, *, store=None, out: Optional[os.PathLike |
         "method": cfg.method, "steps": cfg.steps, "seed": cfg.seed, "beta": cfg.beta, "lr": cfg.lr,
         "rank": cfg.rank, "batch": cfg.batch, "timesteps": list(cfg.timesteps), "target_modules": list(TARGET_MODULES), "size": list(size),
         "training": log, "seconds": round(time.perf_counter() - t0, 1),
-        "reward": reward_report and {k: reward_report.get(k) for k in ("pairs", "likes", "heldout_accuracy")},
+        "reward": reward_report and {k: reward_report.get(k) for k in ("pairs", "likes", "heldout_accuracy", "gate")},
         "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__, "peft": peft.__version__},
         "gate": None, "enabled": False,
     }

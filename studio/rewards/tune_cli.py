@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Tune a LoRA on your ratings (Diffusion-DPO; reference = the base with the adapter off), then gate it."""
         from . import tune as T
-        from .gate import rerun_gate, summary
+        from .gate import rerun_gate, reward_summary, summary
 
         if reward_only and no_reward:
             _fail("--reward-only and --no-reward contradict each other")
@@ -73,8 +73,10 @@ def register(app: typer.Typer) -> None:
             return
         if reward_report:
             acc = reward_report.get("heldout_accuracy")
-            typer.echo(f"learned reward refreshed on {reward_report['pairs']} pairs and {reward_report['likes']} "
+            typer.echo(f"learned reward refitted on {reward_report['pairs']} pairs and {reward_report['likes']} "
                        f"likes/dislikes; held-out accuracy {'not measured' if acc is None else f'{acc:.3f}'}")
+            if reward_report.get("gate"):
+                typer.echo(reward_summary(reward_report["gate"]))
         if path is None:
             return
         r = provenance["ratings"]

@@ -118,3 +118,36 @@ def test_bad_regate_clicks_are_one_line_before_any_load(demo, home, no_load):
                       (("../../etc/x.safetensors", "test-down", 1, 2), "LoRA folder")):
         status = failed_line(demo, *args)
         assert status[0].startswith("**Error:**") and why in status[0] and "\n" not in status[0], (args, status)
+
+
+def test_refreshing_only_the_learned_reward_shows_its_gate_and_keeps_the_current_one_when_it_fails(demo, home,
+                                                                                                   monkeypatch):
+    """The ratings' prompts are not mini-world prompts, so the judge cannot check the new reward: with a learned
+    reward in use, an unjudged one does not replace it."""
+    import functools
+    import hashlib
+
+    from PIL import Image
+
+    from studio.rewards import RatingStore, learned
+
+    monkeypatch.setattr(learned, "train", functools.partial(learned.train, steps=60))  # the fit is not the point
+
+    assert "no ratings to train on" in app_fn(demo, "tune_reward")("auto")[0]  # an empty store: one line
+    store = RatingStore()
+    for k in range(10):
+        items = []
+        for j, rgb in enumerate(((200, 20, 20), (20, 20, 200))):
+            path = home / "rated" / f"{k}-{j}.png"
+            path.parent.mkdir(exist_ok=True)
+            Image.new("RGB", (32, 32), (rgb[0] - 5 * k, 20, rgb[2])).save(path)
+            items.append({"sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "path": str(path),
+                          "prompt": f"a red thing {k}", "format": "png", "modality": "image"})
+        store.pick(items[0], items[1:])
+    before = rewards.learned_path().read_bytes()
+    status, verdict = app_fn(demo, "tune_reward")("auto")
+    assert status.startswith("Learned reward refitted on 10 pairs and 0 thumbs (held-out accuracy ")
+    assert status.endswith("not enabled: the current learned reward stays")
+    assert "FAILED" in verdict and "none of the held-out prompts is one mini-fidelity can check" in verdict
+    assert rewards.learned_path().read_bytes() == before
+    assert "is not a reward ready for images" in app_fn(demo, "tune_reward")("nope")[0]
