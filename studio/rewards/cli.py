@@ -17,6 +17,10 @@ def register(app: typer.Typer) -> None:
     def rewards_cmd(
         train: Optional[str] = typer.Option(None, "--train", help="Refit the learned reward from the stored "
                                                                   "ratings: image (also rates clips) or audio."),
+        check: Optional[str] = typer.Option(None, "--check", help="With --train: the eval gate's independent check, "
+                                            "a reward name (default for images: the mini judge's prompt fidelity)."),
+        no_gate: bool = typer.Option(False, "--no-gate", help="With --train: replace the current learned reward "
+                                     "without the eval gate."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
         """List the rewards (what each scores, where its weights come from), or train the learned one."""
@@ -27,7 +31,7 @@ def register(app: typer.Typer) -> None:
             if train not in learned_modalities():
                 _fail(f"--train takes {' or '.join(learned_modalities())}, not {train!r}")
             try:
-                _, report = train_learned(train)
+                _, report = train_learned(train, gate=None if no_gate else ({"check": check} if check else {}))
             except RequestError as exc:
                 _fail(str(exc))
             except StudioError as exc:
@@ -40,7 +44,11 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"learned reward ({train}) trained on {report.pairs} pairs and {report.likes} likes/dislikes "
                        f"in {report.seconds:.1f}s; held-out pairwise accuracy {acc}"
                        + (f"; {report.skipped} rated file(s) missing or changed, skipped" if report.skipped else ""))
-            typer.echo(f"saved {report.path}")
+            if report.gate:
+                from .gate import reward_summary
+
+                typer.echo(reward_summary(report.gate))
+            typer.echo(f"saved {report.path}" if report.path else "not saved: the current learned reward stays")
             return
         rows = available()
         if as_json:

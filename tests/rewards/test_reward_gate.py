@@ -1,7 +1,8 @@
 """The eval gate for a new learned reward (issue 18: "a new reward is enabled only if the gate passes"): on
 held-out rated pairs its accuracy must not fall below the current reward's, and the outputs it prefers must
 not be less prompt-faithful (the mini judge) than the current reward's picks; a failed reward is not saved,
-so the current one stays in use; the figures are stored with the reward and shown by `studio tune`.
+so the current one stays in use; the figures are stored with the reward and shown by `studio tune` and
+`studio rewards --train` (whose --no-gate is the explicit override).
 
 The data: mini-world prompts that say "on a black background", each rendered faithfully (black) and
 unfaithfully (the same objects on white). A rater who prefers the white ones is a taste that fights the
@@ -134,3 +135,8 @@ def test_a_refresh_is_saved_only_when_its_gate_passes_and_studio_tune_shows_the_
     out = capsys.readouterr().out
     assert "reward gate FAILED: mini-fidelity of the outputs it prefers dropped" in out
     assert "not enabled: the current learned reward stays" in out and rewards.learned_path().read_bytes() == first
+    assert main(["rewards", "--train", "image"]) == 0  # gated there too
+    out = capsys.readouterr().out
+    assert "reward gate FAILED" in out and out.rstrip().endswith("not saved: the current learned reward stays")
+    assert main(["rewards", "--train", "image", "--no-gate"]) == 0  # the explicit override replaces it
+    assert "saved " in capsys.readouterr().out and rewards.learned_path().read_bytes() != first
