@@ -59,23 +59,18 @@ class SealingStudio:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """The app over the sealing studio, in a home of its own (the default rating store is this module's)."""
-    import os
-
     from studio import Registry
     from ui.app import build_app
 
     tmp_path = tmp_path_factory.mktemp("rate-everywhere")
-    old = os.environ.get("DIFFUSION_STUDIO_HOME")
-    os.environ["DIFFUSION_STUDIO_HOME"] = str(tmp_path / "home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DIFFUSION_STUDIO_HOME", str(tmp_path / "home"))
     registry = Registry(user_file=tmp_path / "models.toml")
     registry.entries["fake"] = ModelEntry(name="fake", source="/m", family="sd1", width=64, height=64, origin="test")
     registry.entries["fake-video"] = ModelEntry(name="fake-video", source="/m", family="animatediff", origin="test")
     registry.entries["fake-music"] = ModelEntry(name="fake-music", source="/m", family="musicgen", origin="test")
     yield build_app(SealingStudio(registry), tmp_path / "out", verify_on_write=False)
-    if old is None:
-        os.environ.pop("DIFFUSION_STUDIO_HOME", None)
-    else:
-        os.environ["DIFFUSION_STUDIO_HOME"] = old
+    mp.undo()
 
 
 def page(session: str):

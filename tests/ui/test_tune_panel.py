@@ -168,11 +168,12 @@ def test_previews_render_base_and_tuned_with_the_gates_seed_through_the_engine(h
     assert "before: base model · seed 0 · p1" == tp.preview_gallery(got)[0][1]
 
 
-def streamed_line(demo, *args):
-    """do_tune streams: on a failure it yields the status line, then raises gr.Error for the toast."""
+def streamed_line(demo, *args, name: str = "do_tune"):
+    """do_tune (and do_regate) stream: on a failure they yield the status line, then raise gr.Error for the
+    toast."""
     import gradio as gr
 
-    fn = next(f.fn for f in demo.fns.values() if f.name == "do_tune")
+    fn = next(f.fn for f in demo.fns.values() if f.name == name)
     out = None
     with pytest.raises(gr.Error):
         for out in fn(*args):

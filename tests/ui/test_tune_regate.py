@@ -5,7 +5,6 @@ follows it (a LoRA that passed before and fails now is refused). Bad clicks answ
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -17,6 +16,7 @@ from studio.rewards import gate as G  # noqa: E402
 from studio.rewards import tune as T  # noqa: E402
 
 from test_handlers import FakeStudio, app_fn  # noqa: E402
+from test_tune_panel import streamed_line  # noqa: E402
 from ui import tune_panel as tp  # noqa: E402
 
 HELD = ["a red circle", "a blue square"]
@@ -25,13 +25,9 @@ HELD = ["a red circle", "a blue square"]
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     path = tmp_path_factory.mktemp("regate-home")
-    old = os.environ.get("DIFFUSION_STUDIO_HOME")
-    os.environ["DIFFUSION_STUDIO_HOME"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("DIFFUSION_STUDIO_HOME", None)
-    else:
-        os.environ["DIFFUSION_STUDIO_HOME"] = old
+    with pytest.MonkeyPatch.context() as mp:  # this module's own store, learned reward and LoRA folder
+        mp.setenv("DIFFUSION_STUDIO_HOME", str(path))
+        yield path
 
 
 @pytest.fixture(scope="module")
@@ -98,16 +94,6 @@ def test_the_gate_runs_again_shows_its_verdict_and_use_in_generate_follows_it(de
     assert line.startswith("**Error:** LoRA tuned-a.safetensors failed the eval gate") and "\n" not in line
 
 
-def failed_line(demo, *args):
-    """A streaming event that fails yields the status line, then raises gr.Error for the toast."""
-    fn = next(f.fn for f in demo.fns.values() if f.name == "do_regate")
-    out = None
-    with pytest.raises(gr.Error):
-        for out in fn(*args):
-            pass
-    return out
-
-
 def test_bad_regate_clicks_are_one_line_before_any_load(demo, home, no_load):
     (home / "loras" / "plain.safetensors").write_bytes(b"a LoRA the studio did not tune")
     for args, why in ((("", "test-down", 1, 2), "pick a tuned LoRA to gate again"),
@@ -116,7 +102,7 @@ def test_bad_regate_clicks_are_one_line_before_any_load(demo, home, no_load):
                       (("tuned-a.safetensors", "test-down", 0, 2), "gate seeds must be at least 1"),
                       (("tuned-a.safetensors", "nope", 1, 2), "is not a reward ready for images"),
                       (("../../etc/x.safetensors", "test-down", 1, 2), "LoRA folder")):
-        status = failed_line(demo, *args)
+        status = streamed_line(demo, *args, name="do_regate")
         assert status[0].startswith("**Error:**") and why in status[0] and "\n" not in status[0], (args, status)
 
 
