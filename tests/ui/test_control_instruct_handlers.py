@@ -251,15 +251,46 @@ def test_the_edit_panel_checks_each_unit_and_stays_out_of_instruction_edits(h, e
     assert not control_panel.controls_applied("instruct") and control_panel.controls_applied("inpaint")
 
 
-def test_the_app_builds_with_both_panels(h):
+@pytest.fixture(scope="module")
+def demo(h):
     from ui.app import build_app
 
-    demo = build_app(h.studio, h.out_dir, models_dir=h.models_dir)
+    return build_app(h.studio, h.out_dir, models_dir=h.models_dir)
+
+
+def test_the_app_builds_with_both_panels(demo):
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"e-image-guidance", "e-before-after", "cn-editor", "cn-preprocessor", "cn-net", "cn-map"} <= ids
     assert {"cn2-box", "cn2-on", "cn2-map", "e-cn-box", "e-cn-editor", "e-cn-map", "e-cn2-net", "e-cn2-end"} <= ids
     mode = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "e-mode")
     assert "instruct" in [c[1] if isinstance(c, tuple) else c for c in mode.choices]
+
+
+def _event(demo, outputs: list[str]):
+    """The app's event writing exactly these elements (by id), as the browser would trigger it."""
+    return next(f for f in demo.fns.values() if [getattr(o, "elem_id", None) for o in f.outputs] == outputs)
+
+
+@needs_aux
+def test_the_edit_tab_shows_its_map_at_the_source_size_and_runs_its_units(h, demo, edit_panel):
+    """The Edit tab's own events, without a browser: the form's values as it sends them, the panel's included."""
+    _, _, ref, _ = edit_panel
+    path, line = _event(demo, ["e-cn-map", "e-cn-status"]).fn(None, ref, "canny", 4, ref)
+    assert line.startswith(f"canny map, {SIZE}×{SIZE} (sealed") and studio.verify(path).state == "trusted"
+    edit = next(f for f in demo.fns.values() if f.name == "do_edit")
+    sent = {"e-source": ref, "e-prompt": "a red circle", "e-model": "tiny-sd", "e-steps": 2, "e-seed": 5,
+            "e-cn-on": True, "e-cn-upload": ref, "e-cn-net": "local:tiny-cn", "e-cn-weight": 0.7, "e-cn-end": 0.8}
+    args = [sent.get(c.elem_id, getattr(c, "value", None)) for c in edit.inputs]
+    *_, last = edit.fn(*args, request=None, progress=lambda *a, **k: None)
+    status = last[2]
+    assert status.startswith("img2img: sealed image") and "ControlNet tiny-cn (canny, weight 0.7)" in status
+    entry = h.history_entries(1)[0]
+    assert entry["request"]["controls"][0]["end"] == 0.8 and entry["mode"] == "img2img"
+    # instruct mode hides the panel and leaves its units out (an InstructPix2Pix model has no ControlNet)
+    instruct = {"e-mode": "instruct", "e-model": "tiny-ip2p"}
+    *_, last = edit.fn(*[instruct.get(c.elem_id, a) for c, a in zip(edit.inputs, args)], request=None,
+                       progress=lambda *a, **k: None)
+    assert last[2].startswith("instruct: sealed image") and "ControlNet" not in last[2]
 
 
 def test_a_web_batch_job_names_control_images_and_controlnets_like_every_browser_path(h, world, no_load):
