@@ -40,6 +40,7 @@ def newest_clip(handlers):
 
 def test_generate_a_clip_play_download_verify(page, ui_server, video_model, tmp_path):
     import studio
+    from studio.rewards import RatingStore
 
     url, handlers, _ = ui_server
     open_video_tab(page, video_model)
@@ -82,6 +83,10 @@ def test_generate_a_clip_play_download_verify(page, ui_server, video_model, tmp_
     assert r.status == 200 and r.headers["content-type"] == "video/mp4"
     assert r.headers["x-content-type-options"] == "nosniff"
     assert hashlib.sha256(r.body()).hexdigest() == entry["sha256"]
+    # 👍 under the result rates this sealed file (the server's own record of what this page shows)
+    page.locator("#vd-rate-up").click()
+    wait_until(lambda: "thumbs up recorded" in page.locator("#vd-ratings-count").inner_text(), timeout=30)
+    assert RatingStore().ratings()[-1]["item"]["sha256"] == entry["sha256"]
 
 
 def test_restyle_an_uploaded_clip(page, ui_server, video_model):
