@@ -434,7 +434,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                                                    elem_id="e-strength")
                             e_seed = gr.Number(value=-1, label="Seed (-1 = random)", precision=0, elem_id="e-seed")
                         e_instruct = edit_instruct_panel.InstructControls()  # image guidance (instruct mode)
-                        e_control = control_panel.ControlPanel(h, h.default_model(), prefix="e-cn")  # as on Generate
+                        e_control = control_panel.ControlPanel(h, h.default_model(), prefix="e-cn",
+                                                               steers="the edit")  # as on Generate
                         with gr.Row():
                             e_go = gr.Button("Run edit", variant="primary", elem_id="e-go", scale=3)
                             e_cancel = gr.Button("Cancel", variant="stop", elem_id="e-cancel", scale=1)

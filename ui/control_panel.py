@@ -166,13 +166,15 @@ class ControlUnit:
 class ControlPanel:
     """The accordion of a tab's form column: unit 1 in it, units 2.. in an accordion each ("Unit 2"), one
     guess-mode switch for them all (diffusers takes it per call). `prefix` names the element ids: unit 1's are
-    `<prefix>-...`, unit i's `<prefix><i>-...` (Generate: `cn`, `cn2`; Edit: `e-cn`, `e-cn2`)."""
+    `<prefix>-...`, unit i's `<prefix><i>-...` (Generate: `cn`, `cn2`; Edit: `e-cn`, `e-cn2`); `steers` words
+    the title (each tab's its own, so a page has one accordion of each name)."""
 
-    def __init__(self, h, model0: Optional[str], *, prefix: str = "cn", units: int = UNITS):
+    def __init__(self, h, model0: Optional[str], *, prefix: str = "cn", units: int = UNITS,
+                 steers: str = "the layout"):
         import gradio as gr
 
         choices, line = self._options(h, model0)
-        with gr.Accordion("ControlNet: steer the layout with an edge map, lines or a sketch", open=False,
+        with gr.Accordion(f"ControlNet: steer {steers} with an edge map, lines or a sketch", open=False,
                           elem_id=f"{prefix}-box") as self.box:
             with gr.Row():
                 first_on = gr.Checkbox(False, label="Enable", elem_id=f"{prefix}-on")

@@ -262,6 +262,8 @@ def test_the_app_builds_with_both_panels(demo):
     ids = {getattr(b, "elem_id", None) for b in demo.blocks.values()}
     assert {"e-image-guidance", "e-before-after", "cn-editor", "cn-preprocessor", "cn-net", "cn-map"} <= ids
     assert {"cn2-box", "cn2-on", "cn2-map", "e-cn-box", "e-cn-editor", "e-cn-map", "e-cn2-net", "e-cn2-end"} <= ids
+    titles = {b.elem_id: b.label for b in demo.blocks.values() if getattr(b, "elem_id", None) in ("cn-box", "e-cn-box")}
+    assert titles["cn-box"] != titles["e-cn-box"]  # a page has one accordion of each name (the browser test opens one)
     mode = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "e-mode")
     assert "instruct" in [c[1] if isinstance(c, tuple) else c for c in mode.choices]
 
