@@ -49,6 +49,7 @@ def audio_src(page, elem):
 
 def test_generate_music_play_download_verify(page, ui_server, music_model, tmp_path):
     import studio
+    from studio.rewards import RatingStore
 
     url, handlers, _ = ui_server
     open_music_tab(page, music_model)
@@ -95,6 +96,10 @@ def test_generate_music_play_download_verify(page, ui_server, music_model, tmp_p
     assert abs(page.evaluate("document.querySelector('#mu-player audio').duration") - 4.0) < 0.05
     wave = page.request.get(page.locator("#mu-wave img").first.get_attribute("src"))
     assert wave.status == 200 and wave.headers["content-type"] == "image/png"
+    # 👍 under the result rates this sealed file (the server's own record of what this page shows)
+    page.locator("#mu-rate-up").click()
+    wait_until(lambda: "thumbs up recorded" in page.locator("#mu-ratings-count").inner_text(), timeout=30)
+    assert RatingStore().ratings()[-1]["item"]["sha256"] == entry["sha256"]
 
 
 def test_continue_an_uploaded_clip(page, ui_server, music_model):
