@@ -95,12 +95,15 @@ def test_a_rating_on_a_clip_or_a_music_result_stores_the_sealed_file_and_its_rec
     assert line.startswith("👍 thumbs up recorded for seed 3") and f"Ratings so far: {before + 1}" in line
     item = stored(demo, "like")
     assert (item["modality"], item["format"], item["prompt"]) == ("video", "mp4", "a red ball bouncing")
+    h.video(h.video_fields(prompt="a red ball bouncing", model="fake-video", fmt="gif"), session="A")
+    assert "thumbs up recorded" in app_fn(demo, "video_rate_up")(request=page("A"))
+    assert stored(demo, "like")["format"] == "gif"  # an animated GIF's seal reads back too
 
     h.music(h.music_fields(prompt="a slow sine melody", model="fake-music", fmt="wav"), session="A")
     assert "thumbs down recorded" in app_fn(demo, "music_rate_down")(request=page("A"))
     item = stored(demo, "dislike")
     assert (item["modality"], item["format"], item["record"]["model_hash"]) == ("audio", "wav", "7" * 64)
-    assert RatingStore().count()["total"] == before + 2
+    assert RatingStore().count()["total"] == before + 3
     assert app_fn(demo, "video_rate_up")(request=page("B")) == "**Error:** generate a clip first"  # not B's
 
 
