@@ -94,6 +94,10 @@ def test_tune_tab_tunes_gates_and_shows_before_and_after(page, ui_server, tmp_pa
     assert name in table and ("PASSED" if passed else "FAILED") in table
     shot(page, "22-tune")
 
+    # the gate again on the LoRA just tuned (the Tuned LoRA picker holds it): the same verdict, shown again
+    page.locator("#t-regate").click()
+    wait_until(lambda: f"Gated {name} again" in page.locator("#t-status").inner_text(), timeout=300)
+    assert ("PASSED" if passed else "FAILED") in page.locator("#t-verdict").inner_text()
     page.locator("#t-use").click()
     if passed:
         wait_until(lambda: name in page.locator("#g-loras").inner_text(), timeout=30)
