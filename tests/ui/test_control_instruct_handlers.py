@@ -288,6 +288,8 @@ def test_the_edit_tab_shows_its_map_at_the_source_size_and_runs_its_units(h, dem
     assert status.startswith("img2img: sealed image") and "ControlNet tiny-cn (canny, weight 0.7)" in status
     entry = h.history_entries(1)[0]
     assert entry["request"]["controls"][0]["end"] == 0.8 and entry["mode"] == "img2img"
+    shown = studio.verify(path).to_dict()["manifest"]["params"]["map_sha256"]
+    assert studio.info(entry["file"])["input_hashes"]["control_0"] == shown  # the map shown is the one that steered
     # instruct mode hides the panel and leaves its units out (an InstructPix2Pix model has no ControlNet)
     instruct = {"e-mode": "instruct", "e-model": "tiny-ip2p"}
     *_, last = edit.fn(*[instruct.get(c.elem_id, a) for c, a in zip(edit.inputs, args)], request=None,
