@@ -137,3 +137,48 @@ def test_train_exports_a_stock_pipeline_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "o2" / "training.json").read_text())["step"] == 1
     for k, v in pipe2.transformer.state_dict().items():
         torch.testing.assert_close(v, src[k].half().float(), msg=k)
+
+
+def test_the_samplers_last_sigma_leaves_every_instrument_above_its_noise():
+    # the defect of the Phase 2 probe: sigma_min 0.3 (Stable Audio's) lay above the plucked clips' whole
+    # latent (rms ~0.15, -6 dB), so their notes were drowned at the last step and never trained cleaner
+    from studio.mini.music import codec as C
+
+    sched = M.make_scheduler()
+    sched.set_timesteps(20)
+    last = float(sched.sigmas[-2])
+    assert sched.sigmas[-1] == 0 and last == pytest.approx(M.SIGMA_MIN, rel=1e-3)
+    for instrument in W.INSTRUMENTS:
+        for register in W.REGISTERS:
+            m = W.sample_melody(1, "any", duration=1.0, instrument=instrument, register=register)
+            rms = float(np.sqrt(np.mean((C.mdct(W.render(m)) * C.GAIN) ** 2)))
+            assert 20 * np.log10(rms / last) >= 12, (instrument, register, rms)
+    sig = TR.sample_sigma(20000, torch.Generator().manual_seed(0))
+    assert sig.min() >= M.SIGMA_MIN and sig.max() <= M.SIGMA_MAX and (sig < 0.1).float().mean() > 0.1
+
+
+def test_patches_round_trip_and_a_fixed_combination_trains_alone(tok_te, tmp_path):
+    from studio.mini.music import codec as C
+
+    z = np.random.default_rng(0).standard_normal((2, C.LATENT, 12)).astype(np.float32)
+    p = C.patchify(z, 4)
+    assert p.shape == (2, 4 * C.LATENT, 3) and p[1, 2 * C.LATENT + 5, 1] == z[1, 5, 4 * 1 + 2]
+    np.testing.assert_array_equal(C.unpatchify(p, 4), z)
+    torch.testing.assert_close(C.unpatchify(C.patchify(torch.from_numpy(z), 4), 4), torch.from_numpy(z))
+    fixed = TR.parse_fixed("plucked,fast,high,falling,minor")  # a held-out combination: --fixed may name one
+    caps, _ = TR.batch_latents([1, 2], duration=1.0, fixed=fixed)
+    assert all(T.read_concepts(h) == fixed for h in T.encode(*tok_te, caps).numpy())
+    with pytest.raises(ValueError, match="--fixed needs 5"):
+        TR.parse_fixed("plucked,fast")
+    with pytest.raises(SystemExit):
+        TR.main(_args(tmp_path / "w", tmp_path / "o", "--steps", "1", "--patch", "4"))
+    TR.main(["--work", str(tmp_path / "w"), "--layers", "1", "--width", "32", "--heads", "2", "--batch", "2",
+             "--duration", "1", "--steps", "1", "--patch", "5", "--fixed", "sine,slow,low,rising,major"])
+    ck = torch.load(tmp_path / "w" / "ckpt.pt", weights_only=False)
+    assert TR.hparams_of(ck)["patch"] == 5 and ck["dit"]["proj_in.weight"].shape[1] == 5 * C.LATENT
+    # checkpoints from before --patch / --envelope / --level
+    assert TR.hparams_of({"hparams": {"layers": 2}}) == {"patch": 1, "envelope": False, "level": False, "layers": 2}
+    zl = TR.level_normalise(np.stack([z[0] * 0.1, z[1] * 3.0]))
+    np.testing.assert_allclose(np.sqrt((zl**2).mean(axis=(1, 2))), 1.0, rtol=1e-5)
+    env = C.envelope(z)
+    assert env.shape == (2, C.ENV_BINS, 12) and np.isfinite(env).all()

@@ -65,6 +65,45 @@ def mdct(x: np.ndarray, hop: int = HOP, keep: int = LATENT) -> np.ndarray:
     return mdct_basis(hop, keep) @ pad[idx].T
 
 
+def patchify(z, patch: int):
+    """(..., LATENT, T) -> (..., patch * LATENT, T / patch): ``patch`` consecutive frames side by side in one token,
+    frame-major (channel p * LATENT + k is coefficient k of frame patch * u + p).  Works on numpy and torch."""
+    if patch == 1:
+        return z
+    *lead, c, t = z.shape
+    if t % patch:
+        raise ValueError(f"{t} frames do not split into patches of {patch}")
+    z = z.reshape(*lead, c, t // patch, patch)
+    z = z.swapaxes(-1, -3).swapaxes(-1, -2)  # (..., patch, c, T/patch)
+    return z.reshape(*lead, patch * c, t // patch)
+
+
+ENV_BINS = 32  # 0-2 kHz: every fundamental (82-1175 Hz) and the low notes' first harmonics
+ENV_FRAMES = 5  # 40 ms: shorter than the shortest gap between notes (56 ms at 160 BPM)
+ENV_MEAN, ENV_STD = 0.40, 1.26  # measured on 48 train clips of 4 s: unit std, zero mean
+
+
+def envelope(z: np.ndarray) -> np.ndarray:
+    """(..., LATENT, T) latent -> (..., ENV_BINS, T): each low bin's RMS over ``ENV_FRAMES`` frames, normalised.
+    A probe channel set (isolate.py): unlike the signed coefficients, whose mean over melodies of one caption
+    is zero (random phase), it has a first moment, so a denoiser can place it at high noise."""
+    from scipy.ndimage import uniform_filter1d
+
+    e = uniform_filter1d(np.asarray(z, np.float64)[..., :ENV_BINS, :] ** 2, ENV_FRAMES, axis=-1, mode="constant")
+    return ((np.sqrt(np.maximum(e, 0.0)) - ENV_MEAN) / ENV_STD).astype(np.float32)
+
+
+def unpatchify(z, patch: int):
+    """Inverse of ``patchify``."""
+    if patch == 1:
+        return z
+    *lead, pc, u = z.shape
+    c = pc // patch
+    z = z.reshape(*lead, patch, c, u)
+    z = z.swapaxes(-2, -1).swapaxes(-3, -1)  # (..., c, u, patch)
+    return z.reshape(*lead, c, u * patch)
+
+
 def _set_wn(conv, weight) -> None:
     """Set a weight-normalised conv's effective weight: g = |w| per slice along dim 0, v = w
     (v = 1 where w is 0, so that v / |v| stays finite and g = 0 zeroes the slice)."""

@@ -5,7 +5,7 @@
 - ``projection_model``: ``StableAudioProjectionModel`` (text: identity, since the widths match; the
   seconds-start/-end number embeddings are learnt);
 - ``transformer``: ``StableAudioDiTModel`` on ``SAMPLE_SIZE`` = 1000 frames (8 s);
-- ``scheduler``: ``CosineDPMSolverMultistepScheduler`` (EDM preconditioning, v-prediction, sigma 0.3-500).
+- ``scheduler``: ``CosineDPMSolverMultistepScheduler`` (EDM preconditioning, v-prediction, sigma 0.02-80).
 
 Training (``train.py``) follows the scheduler's own preconditioning, so the stock pipeline samples it.
 """
@@ -19,27 +19,45 @@ from . import text as T
 from . import world as W
 
 SAMPLE_SIZE = int(W.DURATION * W.SR / C.HOP)  # 1000 latent frames = 8 s
-SIGMA_MIN, SIGMA_MAX, SIGMA_DATA = 0.3, 500.0, 1.0
+# Not Stable Audio's 0.3-500: GAIN gives the world unit latent std on average, but a clip's own level spans
+# 16 dB (plucked clips, a quarter of the world, have latent rms 0.09-0.27; sine and square ~1.1-1.4).  At
+# sigma 0.3 a plucked clip is at -6 dB latent SNR, so the sampler's last step had to denoise it in one shot
+# from there and training never showed the model a cleaner one; notes survive noise only above ~10-20 dB
+# (docs/mini-music-plan.md, 2026-12-02).  0.02 keeps the quietest clip >= 13 dB at the last step.  80 is
+# already -34 dB for the loudest clip: sigma up to 500 spent steps and training on pure noise.
+SIGMA_MIN, SIGMA_MAX, SIGMA_DATA = 0.02, 80.0, 1.0
 
 
-def dit_config(layers: int = 2, width: int = 128, heads: int = 4, sample_size: int = SAMPLE_SIZE) -> dict:
+def dit_config(layers: int = 2, width: int = 128, heads: int = 4, sample_size: int = SAMPLE_SIZE, patch: int = 1,
+               extra: int = 0) -> dict:
+    """``sample_size`` counts latent frames; with ``patch`` > 1 a token holds ``patch`` frames (``codec.patchify``);
+    ``extra`` channels follow the latent's (the envelope probe, ``codec.envelope``)."""
     if width % heads or (width // heads) % 4:
         raise ValueError(f"width {width} must split into {heads} heads of a multiple of 4 channels")
-    return dict(sample_size=sample_size, in_channels=C.LATENT, num_layers=layers, attention_head_dim=width // heads,
-                num_attention_heads=heads, num_key_value_attention_heads=max(1, heads // 2), out_channels=C.LATENT,
+    if sample_size % patch:
+        raise ValueError(f"{sample_size} frames do not split into patches of {patch}")
+    ch = C.LATENT * patch + extra
+    return dict(sample_size=sample_size // patch, in_channels=ch, num_layers=layers,
+                attention_head_dim=width // heads, num_attention_heads=heads,
+                num_key_value_attention_heads=max(1, heads // 2), out_channels=ch,
                 cross_attention_dim=width, time_proj_dim=256, global_states_input_dim=2 * T.DIM,
                 cross_attention_input_dim=T.DIM)
 
 
-def make_dit(layers: int = 2, width: int = 128, heads: int = 4, sample_size: int = SAMPLE_SIZE):
+def make_dit(layers: int = 2, width: int = 128, heads: int = 4, sample_size: int = SAMPLE_SIZE, patch: int = 1,
+             extra: int = 0):
     """``sample_size`` frames is the longest clip the pipeline renders (it always samples that many and crops)."""
     from diffusers import StableAudioDiTModel
 
-    return StableAudioDiTModel(**dit_config(layers, width, heads, sample_size))
+    return StableAudioDiTModel(**dit_config(layers, width, heads, sample_size, patch, extra))
+
+
+def patch_of(transformer) -> int:
+    return transformer.config.in_channels // C.LATENT
 
 
 def window_seconds(transformer) -> float:
-    return transformer.config.sample_size * C.HOP / W.SR
+    return transformer.config.sample_size * patch_of(transformer) * C.HOP / W.SR
 
 
 def make_projection():

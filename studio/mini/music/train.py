@@ -6,8 +6,8 @@
 Data: every step renders ``--batch`` fresh ``split="train"`` melodies (seeds fixed by the step, so a resumed
 run sees the same stream) and takes their latents with ``codec.mdct`` (no VAE in the loop; identical to the
 Oobleck encoder to 4e-6).  Objective: the EDM preconditioning ``CosineDPMSolverMultistepScheduler`` samples with
-(v-prediction, unit weight on the network output), sigma log-uniform, 70% in [0.3, 8] where the melody is
-decided and 30% in [8, 500]; ``--cfg-drop`` of the captions zeroes the whole cross-attention sequence, as the
+(v-prediction, unit weight on the network output), sigma log-uniform, 70% in [SIGMA_MIN, 8] where the melody
+is decided and 30% in [8, SIGMA_MAX] (model.py: 0.02, 80); ``--cfg-drop`` of the captions zeroes the whole cross-attention sequence, as the
 pipeline's unconditional branch does.  Only the DiT and the projection model's seconds embeddings learn.
 
 ``--work`` holds ``ckpt.pt`` (model, EMA, optimiser, step) and ``log.jsonl``; ``--resume`` continues from it
@@ -31,22 +31,46 @@ from . import model as M
 from . import text as T
 from . import world as W
 
-HPARAMS = ("layers", "width", "heads", "duration")
+HPARAMS = ("layers", "width", "heads", "duration", "patch", "envelope", "level")
+
+
+def hparams_of(ck: dict) -> dict:
+    """A checkpoint's hyperparameters; checkpoints from before ``--patch`` existed had one frame a token."""
+    return {"patch": 1, "envelope": False, "level": False, **ck["hparams"]}
+
+
+def level_normalise(z: np.ndarray) -> np.ndarray:
+    """Each clip's latent scaled to unit rms (a gain on its audio: the codec is linear; the judge reads no level).
+    The world's clips span 16 dB of latent level (plucked ~0.15, square ~1.4), so one noise level is a
+    different SNR per instrument; normalised, every clip crosses the same SNRs at the same sigma."""
+    rms = np.sqrt((np.asarray(z, np.float64) ** 2).mean(axis=(-2, -1), keepdims=True))
+    return (z / np.maximum(rms, 1e-4)).astype(np.float32)
 
 
 def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def _latent(seed_duration) -> tuple[str, np.ndarray]:
-    m = W.sample_melody(int(seed_duration[0]), "train", duration=seed_duration[1])
+def _latent(job) -> tuple[str, np.ndarray]:
+    seed, duration, fixed = job
+    m = W.sample_melody(int(seed), "any" if fixed else "train", duration=duration, **fixed)
     return m.caption, (C.mdct(W.render(m)) * C.GAIN).astype(np.float32)
 
 
-def batch_latents(seeds, duration: float = W.DURATION, pool=None) -> tuple[list[str], np.ndarray]:
-    """Captions and latents of the train melodies ``seeds``; ``pool`` (a multiprocessing pool) renders them in
-    parallel, which a GPU run needs (30 ms a clip on one core)."""
-    jobs = [(s, duration) for s in seeds]
+def parse_fixed(text: str) -> dict:
+    """"plucked,fast,high,rising,major" -> the attributes it fixes (empty: the whole train split)."""
+    if not text:
+        return {}
+    vals = [v.strip() for v in text.split(",")]
+    if len(vals) != len(W.ATTRS):
+        raise ValueError(f"--fixed needs {len(W.ATTRS)} values ({','.join(W.ATTRS)}), got {text!r}")
+    return dict(zip(W.ATTRS, vals))
+
+
+def batch_latents(seeds, duration: float = W.DURATION, pool=None, fixed: dict | None = None):
+    """Captions and latents of the train melodies ``seeds`` (or of one combination, ``fixed``); ``pool`` (a
+    multiprocessing pool) renders them in parallel, which a GPU run needs (30 ms a clip on one core)."""
+    jobs = [(s, duration, fixed or {}) for s in seeds]
     got = pool.map(_latent, jobs) if pool is not None else [_latent(j) for j in jobs]
     return [c for c, _ in got], np.stack([z for _, z in got])
 
@@ -90,9 +114,12 @@ def train(args) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     ck_path = work / "ckpt.pt"
     hp = {k: getattr(args, k) for k in HPARAMS}
+    fixed = parse_fixed(args.fixed)
     frames = int(round(args.duration * W.SR / C.HOP))
     dev = torch.device(args.device)
-    dit, proj = M.make_dit(args.layers, args.width, args.heads, frames).to(dev), M.make_projection().to(dev)
+    dit = M.make_dit(args.layers, args.width, args.heads, frames, args.patch,
+                     C.ENV_BINS if args.envelope else 0).to(dev)
+    proj = M.make_projection().to(dev)
     tok = T.build_tokenizer()
     te = T.build_text_encoder(tok)
     params = list(dit.parameters()) + list(proj.parameters())
@@ -103,8 +130,8 @@ def train(args) -> dict:
         if not ck_path.exists():
             raise SystemExit(f"--resume: no checkpoint at {ck_path}")
         ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        if ck["hparams"] != hp:
-            raise SystemExit(f"--resume: checkpoint is {ck['hparams']}, arguments ask {hp}")
+        if hparams_of(ck) != hp:
+            raise SystemExit(f"--resume: checkpoint is {hparams_of(ck)}, arguments ask {hp}")
         dit.load_state_dict(ck["dit"])
         proj.load_state_dict(ck["proj"])
         ema_dit.load_state_dict(ck["ema_dit"])
@@ -118,9 +145,9 @@ def train(args) -> dict:
         # a curriculum: the DiT's weights do not depend on its window (rotary positions), so a model trained on
         # short clips starts a longer-window run; the optimiser and step count start afresh
         ck = torch.load(Path(args.init_from) / "ckpt.pt", map_location="cpu", weights_only=False)
-        same = {k: ck["hparams"][k] for k in HPARAMS if k != "duration"}
+        same = {k: hparams_of(ck)[k] for k in HPARAMS if k != "duration"}
         if same != {k: hp[k] for k in same}:
-            raise SystemExit(f"--init-from: checkpoint is {ck['hparams']}, arguments ask {hp}")
+            raise SystemExit(f"--init-from: checkpoint is {hparams_of(ck)}, arguments ask {hp}")
         for mod, key in ((dit, "ema_dit"), (ema_dit, "ema_dit"), (proj, "ema_proj"), (ema_proj, "ema_proj")):
             mod.load_state_dict(ck[key])
         log(f"initialised from {args.init_from} (step {ck['step']}, {ck['hparams']})")
@@ -129,7 +156,7 @@ def train(args) -> dict:
 
     def meta(final: bool) -> dict:
         return {"step": step, "train_seconds": round(spent, 1), "hparams": hp, "batch": args.batch, "lr": args.lr,
-                "cfg_drop": args.cfg_drop, "ema": args.ema, "seed": args.seed, "threads": args.threads,
+                "cfg_drop": args.cfg_drop, "ema": args.ema, "fixed": fixed or None, "seed": args.seed, "threads": args.threads,
                 "dit_params": n_params, "final": final, "init_from": args.init_from or None,
                 "text_encoder": "hand-made T5 (studio/mini/music/text.py)",
                 "command": "python -m studio.mini.music.train " + " ".join(args.argv)}
@@ -153,7 +180,10 @@ def train(args) -> dict:
             gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
             captions, z = batch_latents(range(args.seed * 10_000_000 + step * args.batch,
                                               args.seed * 10_000_000 + (step + 1) * args.batch),
-                                          args.duration, pool)
+                                          args.duration, pool, fixed)
+            z = level_normalise(z) if args.level else z
+            z = np.concatenate([z, C.envelope(z)], axis=1) if args.envelope else z
+            z = C.patchify(z, args.patch)
             text_hidden = T.encode(tok, te, captions).to(dev)
             sigma = sample_sigma(len(z), gen)
             noise = torch.randn(z.shape, generator=gen)
@@ -208,6 +238,11 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--duration", type=float, default=W.DURATION,
                    help="clip seconds: the DiT's window (8 for the shipped model; shorter for cheap probes)")
+    p.add_argument("--patch", type=int, default=1, help="latent frames per DiT token (codec.patchify)")
+    p.add_argument("--envelope", action="store_true",
+                   help="probe: append codec.envelope's channels to the latent (not decodable by the stock VAE)")
+    p.add_argument("--level", action="store_true", help="train on clips scaled to unit latent rms (level_normalise)")
+    p.add_argument("--fixed", default="", help="train on one combination only, e.g. plucked,fast,high,rising,major")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
     p.add_argument("--ema", type=float, default=0.995)
@@ -226,6 +261,9 @@ def main(argv=None) -> None:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.batch < 1 or args.steps < 1:
         p.error("--batch and --steps must be positive")
+    if (args.patch > 1 or args.envelope) and args.out:
+        p.error("--patch > 1 and --envelope are for probes: the closed-form Oobleck decodes 64 channels, one frame "
+                "a token, so the export would not decode (drop --out)")
     if not 1.0 <= args.duration <= W.DURATION:
         p.error(f"--duration must be 1 to {W.DURATION:g} seconds (the projection model's range)")
     print(json.dumps(train(args)))
