@@ -145,7 +145,8 @@ def train(args) -> dict:
         # a curriculum: the DiT's weights do not depend on its window (rotary positions), so a model trained on
         # short clips starts a longer-window run; the optimiser and step count start afresh
         ck = torch.load(Path(args.init_from) / "ckpt.pt", map_location="cpu", weights_only=False)
-        same = {k: hparams_of(ck)[k] for k in HPARAMS if k != "duration"}
+        # the window and the data's level do not shape the weights; the rest does
+        same = {k: hparams_of(ck)[k] for k in HPARAMS if k not in ("duration", "level")}
         if same != {k: hp[k] for k in same}:
             raise SystemExit(f"--init-from: checkpoint is {hparams_of(ck)}, arguments ask {hp}")
         for mod, key in ((dit, "ema_dit"), (ema_dit, "ema_dit"), (proj, "ema_proj"), (ema_proj, "ema_proj")):
