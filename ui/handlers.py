@@ -18,7 +18,7 @@ import studio
 from studio import GenerationRequest, RequestError, StudioError
 from studio.modalities import MODALITIES, modality as modality_of
 
-from .browser_paths import checked_path
+from .browser_paths import checked_path, upload_dir
 from .errors import Cancelled, sanitize
 from .history import History
 
@@ -447,7 +447,8 @@ class Handlers:
             mask.paste(255, mask=alpha.point(lambda a: 255 if a > 0 else 0))
         if mask.getbbox() is None:
             raise RequestError("the mask is empty: paint over the area to repaint, or upload a mask")
-        path = self.out_dir / "masks" / f"mask-{uuid.uuid4().hex[:10]}.png"
+        # an input, kept with the uploads: outputs/ holds only sealed files (the result records the mask's hash)
+        path = upload_dir(self.out_dir) / "masks" / f"mask-{uuid.uuid4().hex[:10]}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         mask.save(path)
         return str(path)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from ui.browser_paths import upload_dir
 from ui_testutil import SIZE, open_tab, pick, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -119,7 +120,7 @@ def test_inpaint_with_drawn_mask(page, ui_server, tmp_path):
     # The mask came from the strokes: a non-empty white region the size of the source.
     from PIL import Image
 
-    masks = sorted((handlers.out_dir / "masks").glob("*.png"))
+    masks = sorted((upload_dir(handlers.out_dir) / "masks").glob("*.png"))
     with Image.open(masks[-1]) as m:
         assert m.size == (SIZE, SIZE) and m.getbbox() is not None
 

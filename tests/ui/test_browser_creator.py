@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ui.browser_paths import upload_dir
 from ui_testutil import open_tab, shot, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]
@@ -158,7 +159,7 @@ def test_inpaint_canvas_options(page, ui_server):
     report = studio.verify(entry["file"])
     assert report.state in ("trusted", "valid") and report.watermark_found, report.render()
     # the see-through strokes became the mask; far from it the result is the source (up to the watermark)
-    mask = sorted((handlers.out_dir / "masks").glob("*.png"))[-1]
+    mask = sorted((upload_dir(handlers.out_dir) / "masks").glob("*.png"))[-1]
     with Image.open(mask) as m:
         reach = np.asarray(m.convert("L").filter(__import__("PIL.ImageFilter").ImageFilter.MaxFilter(61))) > 0
     with Image.open(entry["file"]) as out, Image.open(source) as src:

@@ -133,7 +133,9 @@ def test_mask_from_editor_strokes(handlers, tmp_path):
                                           str(src))
     with Image.open(mask_path) as m:
         assert m.size == (64, 48) and m.mode == "L" and m.getbbox() is not None
-    assert Path(mask_path).resolve().is_relative_to(handlers.out_dir)
+    # an unsealed input: kept with the uploads, never among the outputs a user takes away
+    from ui.browser_paths import upload_dir
+    assert Path(mask_path).resolve().is_relative_to(upload_dir(handlers.out_dir))
     Image.new("RGBA", (64, 48), (0, 0, 0, 0)).save(tmp_path / "empty.png")
     with pytest.raises(RequestError, match="empty"):
         handlers.mask_from_editor({"layers": [str(tmp_path / "empty.png")]}, str(src))
