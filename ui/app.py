@@ -1163,8 +1163,34 @@ def launch(studio=None, out_dir=None, *, host: str = "127.0.0.1", port: Optional
         server_name=host, server_port=port, auth=auth, allowed_paths=[str(out)], blocked_paths=blocked,
         max_file_size=max_file_size, show_error=False, ssr_mode=False, share=False, inbrowser=False,
         prevent_thread_lock=not block, quiet=quiet, footer_links=[], theme=_theme(), css=CSS + prompt_extras.CSS,
-        pwa=False, mcp_server=False, enable_monitoring=False, **launch_kwargs)
+        pwa=False, mcp_server=False, enable_monitoring=False, **_own_reachability_probe(demo), **launch_kwargs)
+    if not block:
+        wait_reachable(demo.local_url)
     return demo
+
+
+def _own_reachability_probe(demo) -> dict:
+    """Gradio probes its own URL once after starting (a Colab check: unreachable means "use a share link") and
+    gives up on one 3 s timeout, which a busy render host hits while the server is fine; the launch then
+    raises. Share links are never used here, so skip that probe (a private switch of gradio 6, taken only where
+    it exists) and wait for the server ourselves."""
+    return {"_frontend": False} if "_frontend" in inspect.signature(demo.launch).parameters else {}
+
+
+def wait_reachable(url: str, timeout: float = 60.0) -> None:
+    """Until the server at `url` answers (any HTTP status: with --auth it is a login redirect)."""
+    import httpx
+
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.head(url, timeout=5, verify=False)
+            return
+        except httpx.HTTPError as e:
+            if time.monotonic() > end:
+                raise RuntimeError(f"the web app started but {url} does not answer ({type(e).__name__}): check "
+                                   f"that the host and port are reachable from this machine") from None
+            time.sleep(0.25)
 
 
 def _inside(root: Path, path: Path) -> bool:

@@ -326,3 +326,17 @@ def test_cli_registers_the_ui_command():
 
     result = CliRunner().invoke(app, ["ui", "--help"])
     assert result.exit_code == 0 and "--auth" in result.output and "--host" in result.output
+
+
+def test_launch_waits_for_its_server_itself_and_names_an_unreachable_one():
+    import gradio as gr
+    from ui.app import _own_reachability_probe, wait_reachable
+    from ui_testutil import free_port
+
+    # gradio's one-shot probe (3 s, then "use a share link") is switched off where this gradio has the switch;
+    # if an upgrade drops it, the launch falls back to gradio's probe and this line says so
+    assert _own_reachability_probe(gr.Blocks()) == {"_frontend": False}
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(RuntimeError, match=r"does not answer \(ConnectError\)") as err:
+        wait_reachable(url, timeout=0.5)
+    assert url in str(err.value) and "\n" not in str(err.value)
