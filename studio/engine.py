@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence, Union
 
 from . import limits
 from .errors import RequestError, StudioError
-from .inputs import ImageInput, side_for
+from .inputs import ImageInput, side_for, size_from_source
 from .metadata import package_versions
 from .modalities import modality as modality_of
 from .modalities.base import Inputs
@@ -328,9 +328,9 @@ class Studio:
         # Registry names replay through the registry; direct paths are recorded resolved.
         fields["model"] = entry.source if entry.origin == "path" else entry.name
         if inputs.size is not None and (request.width is None or request.height is None):
-            w, h = inputs.size
-            fields["width"] = request.width or max(scale, w // scale * scale)
-            fields["height"] = request.height or max(scale, h // scale * scale)
+            w, h = size_from_source(*inputs.size, scale)
+            fields["width"] = request.width or w
+            fields["height"] = request.height or h
         fields["width"] = fields["width"] or entry.width
         fields["height"] = fields["height"] or entry.height
         for side in ("width", "height"):

@@ -31,6 +31,12 @@ def side_for(pixels: int) -> int:
     return int(pixels ** 0.5) // 8 * 8
 
 
+def size_from_source(width: int, height: int, scale: int = 8) -> tuple[int, int]:
+    """The output size of an edit with no size given: the source's, each side down to a multiple of `scale`
+    (the model's VAE factor)."""
+    return max(scale, width // scale * scale), max(scale, height // scale * scale)
+
+
 def read_image(value: ImageInput, what: str, mode: str, shown: Optional[str] = None) -> SourceImage:
     """Read an init image or mask within limits.MAX_INPUT_BYTES / MAX_INPUT_PIXELS: the byte size before
     reading, the declared pixel size before decoding (a tiny PNG can declare 20000x20000). `shown` names a

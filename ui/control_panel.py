@@ -113,9 +113,12 @@ def preview_map(h, editor, upload, preprocessor, width, height, seed) -> tuple[s
 
 
 def source_size(path: Optional[str]) -> tuple[Optional[int], Optional[int]]:
-    """The Edit tab's output size for a source image, as the engine resolves it with no size given (each side
-    down to a multiple of 8); (None, None) with no source (the map then keeps the control image's size)."""
+    """The Edit tab's output size for a source image, as the engine resolves it with no size given
+    (`studio.inputs.size_from_source`, at the usual VAE factor 8); (None, None) with no source (the map then
+    keeps the control image's size)."""
     from PIL import Image
+
+    from studio.inputs import size_from_source
 
     if not path:
         return None, None
@@ -124,7 +127,7 @@ def source_size(path: Optional[str]) -> tuple[Optional[int], Optional[int]]:
             w, hh = im.size
     except OSError:
         raise RequestError("the source image cannot be read: upload it again") from None
-    return max(8, w // 8 * 8), max(8, hh // 8 * 8)
+    return size_from_source(w, hh)
 
 
 class ControlUnit:

@@ -121,9 +121,15 @@ def gate_settings(model: str, check, gate_seeds, gate_steps) -> dict:
             raise RequestError(f"pick an independent check for the gate: the judge's prompt fidelity reads mini "
                                f"prompts only, and {model} is not mini")
         check = None
-    elif check not in [v for _, v in check_choices()]:
-        raise RequestError(f"check {str(check)[:40]!r} is not a reward ready for images here")
+    else:
+        _known_check(check)
     return {"check": check, "gate_seeds": gate_seeds, "gate_steps": gate_steps}
+
+
+def _known_check(check: str) -> None:
+    """A named independent check must be one of the form's rewards (a tune's gate, a re-gate, a reward refresh)."""
+    if check not in [v for _, v in check_choices()]:
+        raise RequestError(f"check {str(check)[:40]!r} is not a reward ready for images here")
 
 
 def _phase(phase: str) -> str:
@@ -285,9 +291,10 @@ def run_reward_refresh(check=AUTO_CHECK, *, store=None) -> dict:
     check (auto: the mini judge's prompt fidelity). The TrainReport as a dict, `gate` in it."""
     from studio import rewards
 
-    if check not in (None, "", AUTO_CHECK) and check not in [v for _, v in check_choices()]:
-        raise RequestError(f"check {str(check)[:40]!r} is not a reward ready for images here")
-    opts = {} if check in (None, "", AUTO_CHECK) else {"check": check}
+    opts = {}
+    if check not in (None, "", AUTO_CHECK):
+        _known_check(check)
+        opts["check"] = check
     _, report = rewards.train_learned("image", store=store, gate=opts)
     return report.to_dict()
 
@@ -319,12 +326,6 @@ TABLE_HEADERS = ["LoRA (in the LoRA folder)", "base model", "method", "steps", "
                  "check drop"]
 
 
-def _gate_state(path: Path, meta: dict) -> str:
-    from studio.rewards.gate import gate_state
-
-    return gate_state(path, meta)
-
-
 def tuned_loras(h) -> list[tuple[str, Path, dict]]:
     """(picker name, path, provenance) of the studio-tuned LoRAs in the LoRA folder, newest first."""
     from studio.rewards.tune import read_provenance
@@ -347,12 +348,14 @@ def tuned_names(h) -> list[str]:
 
 
 def tuned_rows(h) -> list[list]:
+    from studio.rewards.gate import gate_state
+
     rows = []
     for name, path, meta in tuned_loras(h):
         gate = meta.get("gate") or {}
         fmt = (lambda v: "" if v is None else f"{v:+.4g}")
         rows.append([name, meta["base_model"]["name"], meta.get("method"), meta.get("steps"),
-                     (meta.get("ratings") or {}).get("used"), _gate_state(path, meta),
+                     (meta.get("ratings") or {}).get("used"), gate_state(path, meta),
                      fmt((gate.get("reward") or {}).get("gain")), fmt((gate.get("check") or {}).get("drop"))])
     return rows
 

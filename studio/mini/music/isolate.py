@@ -15,6 +15,7 @@ notes, the "no notes" symptom of the Phase 2 probe.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 
@@ -46,17 +47,16 @@ def judged(melodies, audios) -> dict:
 
 
 def latents(melodies) -> np.ndarray:
-    return np.stack([C.mdct(W.render(m)) * C.GAIN for m in melodies]).astype(np.float32)
+    from .train import melody_latent
+
+    return np.stack([melody_latent(m) for m in melodies])
 
 
 def model_latents(melodies, hp: dict) -> np.ndarray:
-    """What a checkpoint with hyperparameters ``hp`` is trained on: the latent (+ envelope channels), patched."""
-    from .train import level_normalise
+    """What a checkpoint with hyperparameters ``hp`` is trained on (``train.model_input``)."""
+    from .train import model_input
 
-    z = level_normalise(latents(melodies)) if hp["level"] else latents(melodies)
-    if hp["envelope"]:
-        z = np.concatenate([z, C.envelope(z)], axis=1)
-    return C.patchify(z, hp["patch"])
+    return model_input(latents(melodies), hp)
 
 
 def decode_model(vae, y: np.ndarray, hp: dict) -> np.ndarray:
@@ -121,6 +121,15 @@ def load_work(work: str):
     return dit.eval(), proj.eval(), hp, ck["step"]
 
 
+@functools.lru_cache(maxsize=1)
+def _text_encoder():
+    """The hand-made T5 (deterministic), built once for all the probes' denoiser calls."""
+    from . import text as T
+
+    tok = T.build_tokenizer()
+    return tok, T.build_text_encoder(tok)
+
+
 def denoise(dit, proj, x, sigma, captions, seconds: float):
     """The EDM denoiser D(x; sigma) exactly as the scheduler forms it from the network's v output."""
     import torch
@@ -128,8 +137,7 @@ def denoise(dit, proj, x, sigma, captions, seconds: float):
     from . import model as M
     from . import text as T
 
-    tok = T.build_tokenizer()
-    te = T.build_text_encoder(tok)
+    tok, te = _text_encoder()
     c_skip, c_out, c_in, t = M.precondition(sigma)
     with torch.no_grad():
         cross, glob = M.conditioning(proj, T.encode(tok, te, captions), seconds)
