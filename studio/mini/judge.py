@@ -6,11 +6,11 @@ with colour, shape, size and position.  The thresholds follow the world's geomet
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
+from scipy import ndimage
 
 from . import world as W
 
@@ -48,6 +48,14 @@ class Verdict:
     extra_blobs: dict[str, int] = field(default_factory=dict)
 
 
+def nearest_colour(arr: np.ndarray, palette: np.ndarray) -> np.ndarray:
+    """Index of the nearest palette colour per pixel (HxW). |p|^2 - 2 a.p in float64 has the argmin of the
+    squared distance, exactly on 0-255 integers (ties included), at a fraction of the HxWxPx3 difference."""
+    pal = np.asarray(palette, dtype=np.float64)
+    a = np.asarray(arr, dtype=np.float64).reshape(-1, 3)
+    return ((pal ** 2).sum(1)[None] - 2.0 * (a @ pal.T)).argmin(-1).reshape(arr.shape[:2])
+
+
 def _shift_and(m: np.ndarray, r: int) -> np.ndarray:
     """Binary erosion with a (2r+1)^2 square."""
     out = m.copy()
@@ -70,41 +78,20 @@ def _shift_or(m: np.ndarray, r: int) -> np.ndarray:
 
 
 def _components(mask: np.ndarray) -> list[np.ndarray]:
-    """4-connected components as arrays of flat indices (BFS; objects are small)."""
-    h, w = mask.shape
-    flat = mask.ravel().copy()
-    comps = []
-    for start in np.flatnonzero(flat):
-        if not flat[start]:
-            continue
-        flat[start] = False
-        q = deque([start])
-        idx = []
-        while q:
-            i = q.popleft()
-            idx.append(i)
-            y, x = divmod(i, w)
-            for j, ok in ((i - 1, x > 0), (i + 1, x < w - 1), (i - w, y > 0), (i + w, y < h - 1)):
-                if ok and flat[j]:
-                    flat[j] = False
-                    q.append(j)
-        comps.append(np.array(idx))
-    return comps
+    """4-connected components as arrays of flat indices, in raster order of their first pixel (the order the
+    largest-first tie-break relies on)."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return []
+    flat = labels.ravel()
+    order = np.argsort(flat, kind="stable")
+    starts = np.searchsorted(flat[order], np.arange(1, n + 2))
+    return [order[starts[i]:starts[i + 1]] for i in range(n)]
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill holes: background pixels not 4-connected to the border."""
-    outside = np.zeros_like(mask)
-    pad = np.pad(~mask, 1, constant_values=True)
-    comps = _components(pad)
-    h2, w2 = pad.shape
-    for c in comps:
-        ys, xs = np.divmod(c, w2)
-        if ys.min() == 0 or xs.min() == 0 or ys.max() == h2 - 1 or xs.max() == w2 - 1:
-            pad_out = np.zeros(h2 * w2, bool)
-            pad_out[c] = True
-            outside |= pad_out.reshape(h2, w2)[1:-1, 1:-1]
-    return ~outside
+    return ndimage.binary_fill_holes(mask)
 
 
 def _hull_area(points: np.ndarray) -> float:
@@ -191,8 +178,7 @@ def judge(image, open_radius: int = 1) -> Verdict:
     # palette: background + object colours (an object colour equal to the background is impossible)
     names = [bg] + [c for c in _OBJ_NAMES if c != bg]
     pal = np.array([W.BACKGROUNDS[bg]] + [W.COLORS[c] for c in names[1:]], dtype=np.float32)
-    d = ((arr[:, :, None, :] - pal[None, None]) ** 2).sum(-1)
-    cls = d.argmin(-1)
+    cls = nearest_colour(arr, pal)
     objects: list[Detected] = []
     extra: dict[str, int] = {}
     for k in range(1, len(names)):

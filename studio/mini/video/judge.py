@@ -65,8 +65,7 @@ def _to_arrays(frames) -> list[np.ndarray]:
 def _bg_mask(arr: np.ndarray, bg: str) -> np.ndarray:
     """Pixels nearer the background colour than any object colour."""
     pal = np.array([W.BACKGROUNDS[bg]] + [W.COLORS[c] for c in W.COLORS if c != bg], dtype=np.float32)
-    d = ((arr.astype(np.float32)[:, :, None, :] - pal[None, None]) ** 2).sum(-1)
-    return d.argmin(-1) == 0
+    return J.nearest_colour(arr, pal) == 0
 
 
 def direction_of(dx: float, dy: float) -> tuple[str, float]:
