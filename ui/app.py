@@ -26,7 +26,7 @@ from studio.registry import FAMILIES
 from . import batch as batch_mod
 from . import lora_hires
 from . import inpaint_panel, params_panel, xyz_panel
-from . import control_panel, edit_instruct_panel
+from . import control_panel, control_reuse, edit_instruct_panel
 from . import ratings_panel
 from . import tune_panel
 from . import prompt_extras
@@ -826,6 +826,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
         e_cancel.click(do_cancel, None, [e_status], cancels=[e_event], queue=False)
         e_instruct.wire(h, roots, mode=e_mode, model=e_model, source=e_source, files=e_files, event=e_event)
         g_control.wire(h, roots, model=g_model, width=g_width, height=g_height, seed=g_seed, guarded=guarded)
+        control_reuse.wire_reuse(g_control, h, roots, h_reuse, h_selected)  # Reuse restores the units too
         e_control.wire(h, roots, model=e_model, seed=e_seed, guarded=guarded, source=e_source, mode=e_mode)
 
         # -- video

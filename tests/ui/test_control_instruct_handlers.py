@@ -313,3 +313,33 @@ def test_a_web_batch_job_names_control_images_and_controlnets_like_every_browser
     assert errors[1].startswith("line 2: control 0 ControlNet 'models' is not a known ControlNet name")
     assert len(errors) == 2  # a known name passes (its availability is the engine's to say)
     assert batch.public_request({"controls": [{"image": str(inside)}]})["controls"] == [{"image": "ref.png"}]
+
+
+def test_reuse_restores_the_control_units_while_their_image_is_still_there(h, demo, edit_panel):
+    from ui import control_reuse
+
+    _, roots, ref, _ = edit_panel
+    mine = Path(ref).with_name("reuse-ref.png")
+    mine.write_bytes(Path(ref).read_bytes())
+    fields = h.request_fields(prompt="a red circle", model="tiny-sd", steps=2, seed=6, size="Custom", width=SIZE,
+                              height=SIZE)
+    fields.update(control_panel.unit_fields(h, "tiny-sd", on=True, guess=True, editor=None, upload=str(mine),
+                                            preprocessor="none", controlnet="local:tiny-cn", weight=0.65, start=0.1,
+                                            end=0.8))
+    [made] = h.generate(fields)
+    entry = next(e for e in h.history_entries() if e["id"] == made["id"])
+    values = control_reuse.reuse_control_values(entry, 2, roots, h.models_dir)
+    guess, (on, image, prep, net, weight, start, end, _note), unit2 = values[0], values[1:9], values[9:]
+    assert guess is True and on is True and image == str(mine.resolve())
+    assert (prep, net, weight, start, end) == ("none", "local:tiny-cn", 0.65, 0.1, 0.8)
+    assert unit2[0] is False  # only one unit was recorded
+    # the wired event: Reuse fills exactly the Generate panel's guess switch and both units
+    ids = ["cn-guess"] + [f"{p}-{k}" for p in ("cn", "cn2")
+                          for k in ("on", "upload", "preprocessor", "net", "weight", "start", "end", "note")]
+    assert _event(demo, ids)
+    mine.write_bytes(b"not the bytes the record hashed")  # replaced since: never reused silently
+    on, image, *_rest, note = control_reuse.reuse_control_values(entry, 2, roots, h.models_dir)[1:9]
+    assert on is False and image is None and "reuse-ref.png" in note and "no longer on the server" in note
+    # a clip or a song has no control units: the panel is left as it is
+    assert all(v == __import__("gradio").skip() for v in control_reuse.reuse_control_values(
+        {"modality": "video"}, 2, roots, h.models_dir))
