@@ -442,7 +442,10 @@ def main(argv=None) -> dict:
     print("\nheld-out accuracy (issue 14's targets):")
     for k, t in TARGETS.items():
         v = h["two_both_right"] if k == "two_both_right" else h["single"][k]
-        print(f"  {k:15s} {v:5.1f}%  (>= {t}%)  {'PASS' if v is not None and v >= t else 'FAIL'}")
+        if v is None:  # that part was not sampled (--n-single 0 / --n-two 0)
+            print(f"  {k:15s}   n/a  (>= {t}%)")
+            continue
+        print(f"  {k:15s} {v:5.1f}%  (>= {t}%)  {'PASS' if v >= t else 'FAIL'}")
     fl = res["first_step_layout"]["position_correct"]
     print(f"  first-step layout probe {fl}%  (>= 95%)")
     print("  single-object position by phrase:",
