@@ -39,10 +39,12 @@ CONTROL_FAMILIES = ("sd1", "sd2", "sdxl", "flux")  # = pipelines.controlnet.CONT
 INSTRUCT_FAMILIES = ("ip2p", "ip2p-sdxl", "flux-kontext", "qwen-edit")  # = pipelines.INSTRUCT_FAMILIES (tested)
 INSTRUCT_BASE = {"ip2p": "sd1", "ip2p-sdxl": "sdxl", "flux-kontext": "flux", "qwen-edit": None}  # sampler families
 IMAGE_GUIDANCE_FAMILIES = {"ip2p": 1.5, "ip2p-sdxl": 1.5}  # default image guidance of the families that have one
-# `studio edit`: the instruct model for an image made by a model of this family (no record: the first)
+# `studio edit`: the instruct model for an image made by a model of this family (a recorded model with a
+# registered `<name>-instruct` uses that first: `mini` -> `mini-instruct`, see studio.counterparts)
 EDIT_MODEL_FOR_FAMILY = {"sd1": "instruct-pix2pix", "sd2": "instruct-pix2pix", "sdxl": "sdxl-instruct-pix2pix",
                          "flux": "flux-kontext"}
-DEFAULT_EDIT_MODEL = "instruct-pix2pix"
+# no record: the editor that ships with the studio (offline, like `mini` for generation)
+DEFAULT_EDIT_MODEL = "mini-instruct"
 
 
 def annotators_dir() -> Path:

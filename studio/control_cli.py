@@ -51,17 +51,23 @@ def _print_result(result) -> None:
                f"{result.record.sampler}, {req.steps} steps)")
 
 
-def edit_model_for(image: Path) -> str:
-    """The instruct model matching the model recorded in ``image`` (its family); the default without one."""
+def edit_model_for(image: Path, registry=None) -> str:
+    """The instruct model matching the model recorded in ``image``: its registered ``<name>-instruct`` (the
+    counterparts convention: `mini` -> `mini-instruct`), else the one for its family; the default without one."""
     from .control import DEFAULT_EDIT_MODEL, EDIT_MODEL_FOR_FAMILY
 
     try:
         from .metadata import read_info
 
-        family = (read_info(image) or {}).get("model_family")
+        info = read_info(image) or {}
     except Exception:  # noqa: BLE001 - no record, not a studio output, unreadable: the default
-        family = None
-    return EDIT_MODEL_FOR_FAMILY.get(family, DEFAULT_EDIT_MODEL)
+        info = {}
+    if info.get("model_name"):
+        from .registry import Registry
+
+        if f"{info['model_name']}-instruct" in (registry or Registry()).entries:
+            return f"{info['model_name']}-instruct"
+    return EDIT_MODEL_FOR_FAMILY.get(info.get("model_family"), DEFAULT_EDIT_MODEL)
 
 
 def register(app: typer.Typer) -> None:

@@ -86,6 +86,10 @@ def _mini_path() -> str:
     return str(Path(__file__).parent / "mini" / "weights")
 
 
+def _mini_instruct_path() -> str:
+    return str(Path(__file__).parent / "mini" / "instruct" / "weights")
+
+
 def _mini_video_path() -> str:
     return str(Path(__file__).parent / "mini" / "video" / "weights")
 
@@ -119,6 +123,9 @@ def builtin_entries() -> dict[str, ModelEntry]:
                    guidance=2.5),
         ModelEntry("qwen-image-edit", "Qwen/Qwen-Image-Edit", "qwen-edit", "Qwen-Image-Edit (true CFG)",
                    width=1024, height=1024, steps=50, guidance=4.0),
+        ModelEntry("mini-instruct", _mini_instruct_path(), "ip2p",
+                   "the studio's own tiny offline instruction editor for mini images (\"make the circle blue\")",
+                   width=256, height=256, steps=20, guidance=5.0, sampler="DPM++ 2M"),
         # video
         ModelEntry("mini-video", _mini_video_path(), "animatediff",
                    "the studio's own tiny offline video model (mini world shapes that move)",

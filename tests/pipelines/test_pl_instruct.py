@@ -78,7 +78,7 @@ def test_family_tables_agree_across_layers():
     assert {entries[n].family for n in control.EDIT_MODEL_FOR_FAMILY.values()} <= set(INSTRUCT_FAMILIES)
     assert {e.source for e in entries.values() if e.family in INSTRUCT_FAMILIES} == {
         "timbrooks/instruct-pix2pix", "diffusers/sdxl-instructpix2pix-768", "black-forest-labs/FLUX.1-Kontext-dev",
-        "Qwen/Qwen-Image-Edit"}
+        "Qwen/Qwen-Image-Edit", entries["mini-instruct"].source}
     assert all(fam in cn.CONTROL_PIPELINES for _, fam, _ in control.CONTROLNETS.values())
     from pipelines.control_preprocess import ANNOTATORS_ENV
 

@@ -167,7 +167,7 @@ def test_cli_edit_defaults_to_the_instruct_model_for_the_recorded_family(models,
     assert rc == 0, capsys.readouterr().err
     rec = studio.info(tmp_path / "e.png")
     assert rec["mode"] == "instruct" and rec["request"]["image_guidance"] == 2.0
-    assert edit_model_for(models["ref"]) == "instruct-pix2pix"  # no record
+    assert edit_model_for(models["ref"]) == "mini-instruct"  # no record: the editor the studio ships
     made = studio.Studio().generate(prompt="x", model=models["sd"], width=SIZE, height=SIZE, steps=1, seed=1,
                                     out=tmp_path / "sd1.png")
     assert made.record.model_family == "sd1" and edit_model_for(tmp_path / "sd1.png") == "instruct-pix2pix"
