@@ -41,6 +41,7 @@ class Preprocessor:
 
 PREPROCESSORS: dict[str, Preprocessor] = {p.name: p for p in (
     Preprocessor("none", "", ""),
+    Preprocessor("layout", "", ""),  # hand-written below (`layout_map`): no annotator makes this flat map
     Preprocessor("canny", "canny", "CannyDetector", call=(("low_threshold", 100), ("high_threshold", 200))),
     Preprocessor("shuffle", "shuffle", "ContentShuffleDetector"),
     Preprocessor("lineart_standard", "lineart_standard", "LineartStandardDetector"),
@@ -164,6 +165,8 @@ def preprocess(name: str, image: Image.Image, size: Sequence[int], *, seed: int 
     src = image.convert("RGB")
     if spec.name == "none":
         return src if src.size == (w, h) else src.resize((w, h), Image.LANCZOS)
+    if spec.name == "layout":
+        return layout_map(src if src.size == (w, h) else src.resize((w, h), Image.NEAREST))
     folder = weights_folder(name, annotators_dir)
     detector = _detector(spec, folder)
     # the detector sees the source at the output's aspect and size (capped), so edges land where they will
@@ -189,5 +192,32 @@ def preprocess(name: str, image: Image.Image, size: Sequence[int], *, seed: int 
     return out if out.size == (w, h) else out.resize((w, h), Image.BILINEAR)
 
 
+LAYOUT_TOLERANCE = 40  # per-channel distance from the background colour that makes a pixel foreground
+_OUTLINE_SHARE = 0.35  # a shape whose strokes cover less of its filled area than this is an outline
+
+
+def layout_map(image: Image.Image) -> Image.Image:
+    """A flat layout map: where each object goes, filled black on white (what a sketch pad drawing is).
+
+    Foreground is whatever differs from the image's background (the median colour of its border); a shape drawn
+    as an outline (thin strokes around an empty inside) is filled, a solid shape keeps its holes (a ring stays a
+    ring). controlnet-aux has no such detector (its segmentors need learned weights), hence this one."""
+    from scipy import ndimage
+
+    arr = np.asarray(image.convert("RGB"), dtype=np.int16)
+    border = np.concatenate([arr[:2].reshape(-1, 3), arr[-2:].reshape(-1, 3), arr[:, :2].reshape(-1, 3),
+                             arr[:, -2:].reshape(-1, 3)])
+    bg = np.median(border, axis=0)
+    fg = (np.abs(arr - bg) > LAYOUT_TOLERANCE).any(-1)
+    labels, n = ndimage.label(fg)
+    out = fg.copy()
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        part = labels[sl] == i
+        filled = ndimage.binary_fill_holes(part)
+        if part.sum() < _OUTLINE_SHARE * filled.sum():
+            out[sl] |= filled
+    return Image.fromarray(np.where(out, 0, 255).astype(np.uint8)).convert("RGB")
+
+
 __all__ = ["ANNOTATORS_ENV", "MissingAnnotatorWeights", "PREPROCESSORS", "PreprocessError", "Preprocessor",
-           "annotator_dirs", "check_preprocessor", "preprocess", "weights_folder"]
+           "annotator_dirs", "check_preprocessor", "layout_map", "preprocess", "weights_folder"]

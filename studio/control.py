@@ -34,6 +34,9 @@ CONTROLNETS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "sdxl-openpose": ("thibaud/controlnet-openpose-sdxl-1.0", "sdxl", ("openpose",)),
     "flux-canny": ("InstantX/FLUX.1-dev-Controlnet-Canny", "flux", ("canny",)),
     "flux-depth": ("Shakker-Labs/FLUX.1-dev-ControlNet-Depth", "flux", ("depth",)),
+    # the project's own, for `mini` (a local folder that ships with the studio): edge maps, and layout maps made
+    # by `layout` or drawn directly (`none`: black shapes on white, as the sketch pad gives)
+    "mini-control": (str(Path(__file__).parent / "mini" / "control" / "weights"), "sd1", ("canny", "layout", "none")),
 }
 CONTROL_FAMILIES = ("sd1", "sd2", "sdxl", "flux")  # = pipelines.controlnet.CONTROL_PIPELINES (tested)
 INSTRUCT_FAMILIES = ("ip2p", "ip2p-sdxl", "flux-kontext", "qwen-edit")  # = pipelines.INSTRUCT_FAMILIES (tested)
@@ -58,10 +61,32 @@ def annotators_dir() -> Path:
     return config_dir() / "annotators"
 
 
-def default_controlnet(family: str, preprocessor: str) -> str:
-    """The ControlNet name for a `family` base and a preprocessor's maps, or RequestError saying to pick one."""
-    for name, (_, fam, preps) in CONTROLNETS.items():
-        if fam == family and preprocessor in preps:
+def _fits_base(name: str, family: str, base_source: Optional[str]) -> Optional[bool]:
+    """Whether ControlNet `name` is on disk and fits the base at `base_source` (True), is on disk and made for
+    another base (False), or cannot be judged yet (None: not downloaded, or no base given)."""
+    from pipelines.controlnet import check_controlnet_source, check_fits_on_disk
+    from pipelines.loading import ModelNotAvailable
+
+    if not base_source:
+        return None
+    try:
+        check_controlnet_source(controlnet_source(name), family)
+        check_fits_on_disk(base_source, controlnet_source(name), family)
+    except ModelNotAvailable:
+        return None
+    except (ValueError, RuntimeError):
+        return False
+    return True
+
+
+def default_controlnet(family: str, preprocessor: str, base_source: Optional[str] = None) -> str:
+    """The ControlNet name for a `family` base and a preprocessor's maps, or RequestError saying to pick one.
+    Given the base's folder (`base_source`), one on disk that fits it comes first (`mini` gets mini-control, an
+    SD 1.5 model the SD 1.5 one) and one on disk made for another base is never picked."""
+    named = [n for n, (_, fam, preps) in CONTROLNETS.items() if fam == family and preprocessor in preps]
+    fits = {n: _fits_base(n, family, base_source) for n in named} if base_source else {}
+    for name in sorted(named, key=lambda n: fits.get(n) is not True):
+        if fits.get(name) is not False:
             return name
     known = [n for n, (_, fam, _) in CONTROLNETS.items() if fam == family]
     if preprocessor == "none":
@@ -111,7 +136,7 @@ def check_request(request, family: Optional[str], *, allow_pickle: bool = False,
             prep.weights_folder(unit.preprocessor, annotators_dir())
         except prep.PreprocessError as exc:
             raise RequestError(f"control {i}: {exc}") from None
-        model = unit.model or default_controlnet(family, unit.preprocessor)
+        model = unit.model or default_controlnet(family, unit.preprocessor, base_source)
         if model in CONTROLNETS and CONTROLNETS[model][1] != family:
             raise RequestError(f"control {i}: ControlNet {model} is for {CONTROLNETS[model][1]} models, this one "
                                f"is {family}")
@@ -123,9 +148,10 @@ def check_request(request, family: Optional[str], *, allow_pickle: bool = False,
             raise RequestError(f"control {i}: {exc}") from None
 
 
-def decide(request, family: Optional[str]):
+def decide(request, family: Optional[str], base_source: Optional[str] = None):
     """The request with what the family decides filled in: an instruct model given an init image edits it
-    (`instruct=True`, the family's default image guidance); each unit's ControlNet named."""
+    (`instruct=True`, the family's default image guidance); each unit's ControlNet named (the one that fits
+    the base at `base_source` first)."""
     update = {}
     if family in INSTRUCT_FAMILIES and request.init_image and not request.instruct:
         update["instruct"] = True
@@ -133,7 +159,7 @@ def decide(request, family: Optional[str]):
         update["image_guidance"] = IMAGE_GUIDANCE_FAMILIES[family]
     if request.controls and family in CONTROL_FAMILIES and any(u.model is None for u in request.controls):
         update["controls"] = [u if u.model else u.model_copy(update={"model": default_controlnet(
-            family, u.preprocessor)}) for u in request.controls]
+            family, u.preprocessor, base_source)}) for u in request.controls]
     if not update:
         return request
     from .schema import GenerationRequest

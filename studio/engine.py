@@ -177,7 +177,7 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
         raise RequestError(str(exc)) from None
     request = request.with_modality(_entry_modality(entry, source))
     kind = modality_of(request.modality)
-    request = kind.decide(request, source.family)
+    request = kind.decide(request, source.family, base_source=entry.source)
     device = dtype = None
     if check_device:
         try:

@@ -180,8 +180,8 @@ class Span(BaseModel):
 
 
 # = pipelines.control_preprocess.PREPROCESSORS (tested); named here so a request validates without torch
-CONTROL_PREPROCESSORS = ("none", "canny", "shuffle", "lineart_standard", "hed", "scribble", "pidinet", "mlsd",
-                         "lineart", "lineart_anime", "depth", "normal", "openpose")
+CONTROL_PREPROCESSORS = ("none", "canny", "layout", "shuffle", "lineart_standard", "hed", "scribble", "pidinet",
+                         "mlsd", "lineart", "lineart_anime", "depth", "normal", "openpose")
 CONTROL_WEIGHT_MAX = 2.0
 
 

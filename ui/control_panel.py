@@ -15,7 +15,7 @@ from studio.counterparts import controlnet_for, controlnet_options
 from studio.schema import CONTROL_PREPROCESSORS
 
 UNITS = 2  # units per panel: unit 1 in the accordion itself, the others in an accordion each
-WEIGHTLESS = ("none", "canny", "shuffle", "lineart_standard")  # run offline; the others need annotator weights
+WEIGHTLESS = ("none", "canny", "layout", "shuffle", "lineart_standard")  # run offline; the others need annotator weights
 SKETCH = "#000000"
 
 

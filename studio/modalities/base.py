@@ -76,8 +76,9 @@ class MediaModality(ABC):
     def read_inputs(self, request, *, init_value=None, mask_value=None, video_value=None, audio_value=None) -> Inputs:
         """Read and bound the request's source media (one-line RequestError on anything wrong)."""
 
-    def decide(self, request, family: Optional[str]):
-        """The request with what the model's family decides (e.g. an image instruct edit); as is by default."""
+    def decide(self, request, family: Optional[str], base_source: Optional[str] = None):
+        """The request with what the model's family (and its folder, `base_source`) decides (e.g. an image
+        instruct edit, which ControlNet); as is by default."""
         return request
 
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:

@@ -75,10 +75,10 @@ class ImageModality(MediaModality):
             inputs.controls = read_sources(request)
         return inputs
 
-    def decide(self, request, family):
+    def decide(self, request, family, base_source=None):
         from ..control import decide  # instruct edits and ControlNets are decided by the model's family
 
-        return decide(request, family)
+        return decide(request, family, base_source)
 
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
         from ..control import check_request
