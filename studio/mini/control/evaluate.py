@@ -33,12 +33,6 @@ IOU_MIN, PLACED_TARGET, ATTR_TARGET = 0.7, 90.0, 95.0
 FG_TOLERANCE = 40  # per-channel distance from the judged background colour that counts as object
 
 
-def unplaced_caption(scene: W.Scene) -> str:
-    """The caption without positions: the control alone says where each object goes."""
-    objs = " and ".join(f"a {o.size} {o.color} {o.shape}" for o in scene.objects)
-    return f"{objs} on a {scene.background} background"
-
-
 def eval_scenes(n: int, start: int = 20_000) -> list[W.Scene]:
     return [W.sample_scene(start + i, "holdout", n_objects=1) for i in range(n)]
 
@@ -91,7 +85,7 @@ def measure(base, ctl, scenes, kind: str | None, *, steps: int, guidance: float,
     for i in range(0, len(scenes), batch):
         chunk = scenes[i:i + batch]
         maps = [CW.control_map(s, kind) for s in chunk] if kind else None
-        imgs = _generate(ctl if kind else base, [unplaced_caption(s) for s in chunk], maps,
+        imgs = _generate(ctl if kind else base, [CW.unplaced_caption(s) for s in chunk], maps,
                          [3000 + i + j for j in range(len(chunk))], steps=steps, guidance=guidance)
         for j, (s, im) in enumerate(zip(chunk, imgs)):
             region = np.any(CW.object_masks(s), 0)
@@ -110,7 +104,7 @@ def measure(base, ctl, scenes, kind: str | None, *, steps: int, guidance: float,
 
 
 def weight_zero_equal(base, ctl, scenes, *, steps: int, guidance: float) -> bool:
-    caps = [unplaced_caption(s) for s in scenes]
+    caps = [CW.unplaced_caption(s) for s in scenes]
     seeds = list(range(len(scenes)))
     plain = _generate(base, caps, None, seeds, steps=steps, guidance=guidance)
     zero = _generate(ctl, caps, [CW.control_map(s, "edges") for s in scenes], seeds, steps=steps, guidance=guidance,

@@ -111,7 +111,7 @@ def train(args) -> int:
                     "seed": seed, "seconds": secs, "losses": losses, "runs": runs}, state)
         export(ema, out, {"steps": step, "seconds": secs, "runs": runs, "final": final, "batch_size": args.batch_size,
                           "lr": args.lr, "zero_lr_scale": args.zero_lr_scale, "ema_decay": args.ema, "layout_share": args.layout_share,
-                          "caption_dropout": args.caption_dropout, "t_high_frac": args.t_high_frac,
+                          "caption_dropout": args.caption_dropout, "unplaced_share": args.unplaced_share, "t_high_frac": args.t_high_frac,
                           "loss_by_100_steps": [round(float(np.mean(losses[i:i + 100])), 4)
                                                 for i in range(0, len(losses), 100)],
                           "mini_unet_steps": meta.get("unet_steps_done"), "scaling_factor": scaling,
@@ -127,7 +127,7 @@ def train(args) -> int:
         seed += args.batch_size
         maps, _ = CW.batch_maps(scenes, imgs, rng, args.layout_share)
         x0 = torch.from_numpy(z) * scaling
-        caps = [W.caption(s, cap_rng) if cap_rng.random() >= args.caption_dropout else "" for s in scenes]
+        caps = [CW.training_caption(s, cap_rng, args.unplaced_share, args.caption_dropout) for s in scenes]
         ids = tok(caps, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
         with torch.no_grad():
             cond = te(ids).last_hidden_state
@@ -211,7 +211,8 @@ def main(argv=None) -> None:
                    help="learning-rate factor of the zero convolutions into the UNet")
     p.add_argument("--ema", type=float, default=0.99)
     p.add_argument("--layout-share", type=float, default=0.5, help="share of layout maps (the rest: edges)")
-    p.add_argument("--caption-dropout", type=float, default=0.15)
+    p.add_argument("--caption-dropout", type=float, default=0.15, help="share of empty captions")
+    p.add_argument("--unplaced-share", type=float, default=0.5, help="share of captions that name no position")
     p.add_argument("--t-high-frac", type=float, default=0.5,
                    help="share of each batch whose timesteps are drawn from the noisier half [500, 1000)")
     p.add_argument("--export-every", type=int, default=100)

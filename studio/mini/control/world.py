@@ -38,6 +38,26 @@ def object_masks(scene: W.Scene) -> list[np.ndarray]:
     return out
 
 
+def unplaced_caption(scene: W.Scene, rng=None) -> str:
+    """A caption without positions (colour, shape, size and background): where each object goes is the control's
+    to say. With ``rng`` the phrasing varies as the world's captions do; without it, the canonical form."""
+    if rng is None:
+        objs = " and ".join(f"a {o.size} {o.color} {o.shape}" for o in scene.objects)
+        return f"{objs} on a {scene.background} background"
+    objs = " and ".join(W._obj_phrase(o, rng, with_size=rng.random() < 0.8, with_pos=False) for o in scene.objects)
+    return f"{objs} on a {scene.background} background" if rng.random() < 0.7 else f"{objs}, {scene.background} background"
+
+
+def training_caption(scene: W.Scene, rng, unplaced: float, empty: float) -> str:
+    """A training caption: empty (classifier-free guidance) with probability ``empty``, without positions with
+    ``unplaced`` (the control alone says where: otherwise the caption already does and the ControlNet has little
+    to learn), else the world's own caption."""
+    r = rng.random()
+    if r < empty:
+        return ""
+    return unplaced_caption(scene, rng) if r < empty + unplaced else W.caption(scene, rng)
+
+
 def batch_maps(scenes, images: np.ndarray, rng: np.random.Generator, layout_share: float = 0.5):
     """(maps uint8 NHWC, kinds) for a training batch: each scene's map of a kind drawn with ``layout_share``."""
     kinds = ["layout" if rng.random() < layout_share else "edges" for _ in scenes]
