@@ -97,7 +97,7 @@ def _mini_video_path() -> str:
 def builtin_entries() -> dict[str, ModelEntry]:
     entries = [
         ModelEntry("mini", _mini_path(), "sd1", "the studio's own tiny offline model (procedural shapes world)",
-                   width=256, height=256, steps=30, guidance=5.0, sampler="Euler"),
+                   width=256, height=256, steps=30, guidance=1.5, sampler="Euler"),
         ModelEntry("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "sd1", "Stable Diffusion 1.5"),
         ModelEntry("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "sd1",
                    "Stable Diffusion 1.5 inpainting (9-channel UNet)"),

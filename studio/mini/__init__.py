@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 #: Sampling defaults the shipped weights were evaluated with.
-DEFAULT_GUIDANCE_SCALE = 5.0
+DEFAULT_GUIDANCE_SCALE = 1.5
 DEFAULT_STEPS = 30
 HEIGHT = WIDTH = 256
 
