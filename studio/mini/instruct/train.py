@@ -58,6 +58,14 @@ def widen_unet(unet, in_channels: int = 8):
     return wide
 
 
+def ema_update(ema, model, decay: float) -> None:
+    import torch
+
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+
+
 def edit_batch(seeds, split: str = "train"):
     """(edits, source latents N4hw, edited latents N4hw), both unscaled closed-form latents."""
     edits = [IW.sample_edit(TRAIN_SEED_BASE + int(s), split) for s in seeds]
@@ -196,10 +204,7 @@ def train(args) -> int:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
-        d = min(args.ema, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema.parameters(), unet.parameters()):
-                e.lerp_(p, 1 - d)
+        ema_update(ema, unet, min(args.ema, (1 + step) / (10 + step)))
         step += 1
         losses.append(loss.item())
         if step % 25 == 0:
