@@ -113,13 +113,14 @@ def test_controlnet_menu_offers_what_runs_and_says_why_not(h, other_base_cn):
     assert labels["sd15-canny"].endswith("not downloaded")
     _, note = control_panel.ControlPanel._options(h, "tiny-ip2p")
     assert note == ("tiny-ip2p (ip2p) has no ControlNet: ControlNet runs on SD 1.x/2.x, SDXL and Flux models")
-    _, note = control_panel.ControlPanel._options(h, "mini")  # the mini family has no ControlNet yet
-    assert note.startswith("no ControlNet for mini (sd1) is available offline")
+    choices, note = control_panel.ControlPanel._options(h, "mini")  # mini ships its own: mini-control
+    assert dict((v, k) for k, v in choices)["mini-control"] == "mini-control (canny, layout, none)" and note == ""
+    assert labels["mini-control"].endswith("made for another base")  # on disk, but for mini's 128-wide text
 
 
 @pytest.mark.parametrize("model, net, message", [
     ("tiny-sd", "auto", "no sd1 ControlNet for tiny-sd and preprocessor 'canny' is available offline "
-                        "(sd15-canny: not downloaded)"),
+                        "(sd15-canny: not downloaded, mini-control: made for another base)"),
     ("tiny-sd", "local:other-base-cn", "ControlNet other-base-cn cannot run on tiny-sd (sd1): made for another base"),
     ("tiny-sd", "local:../sd", "ControlNet '../sd' is not in the server's models folder"),
     ("tiny-sd", "/etc/passwd", "unknown ControlNet '/etc/passwd'"),
