@@ -61,10 +61,10 @@ def write_card(out: Path, meta: dict) -> None:
         for name, t in ev.get("targets", {}).items():
             lines.append(f"- {name}: {t['value']}% vs >= {t['target']}%: {'met' if t['met'] else 'MISSED by ' + str(round(t['target'] - t['value'], 1))}")
         if ev.get("sweep"):
-            lines += ["", "Guidance sweep (small n, same held-out set):", "", "| text guidance | image guidance | asked | kept (all) | placed |",
-                      "|---|---|---|---|---|"]
+            lines += ["", "Guidance sweep (same held-out set; n edits):", "", "| text guidance | image guidance | n | asked | kept (all) | placed |",
+                      "|---|---|---|---|---|---|"]
             for s in ev["sweep"]:
-                lines.append(f"| {s['guidance_scale']} | {s['image_guidance_scale']} | {s['asked']}% | {s['kept_all']}% | {s['placed']}% |")
+                lines.append(f"| {s['guidance_scale']} | {s['image_guidance_scale']} | {s.get('n', '-')} | {s['asked']}% | {s['kept_all']}% | {s['placed']}% |")
         if ev.get("notes"):
             lines += ["", ev["notes"]]
         lines.append("")
