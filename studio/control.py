@@ -61,8 +61,8 @@ def annotators_dir() -> Path:
     return config_dir() / "annotators"
 
 
-def _fits_base(name: str, family: str, base_source: Optional[str]) -> Optional[bool]:
-    """Whether ControlNet `name` is on disk and fits the base at `base_source` (True), is on disk and made for
+def controlnet_fits(model: str, family: str, base_source: Optional[str]) -> Optional[bool]:
+    """Whether ControlNet `model` (a known name, a folder or a hub id) is on disk and fits the base at `base_source` (True), is on disk and made for
     another base (False), or cannot be judged yet (None: not downloaded, or no base given)."""
     from pipelines.controlnet import check_controlnet_source, check_fits_on_disk
     from pipelines.loading import ModelNotAvailable
@@ -70,8 +70,8 @@ def _fits_base(name: str, family: str, base_source: Optional[str]) -> Optional[b
     if not base_source:
         return None
     try:
-        check_controlnet_source(controlnet_source(name), family)
-        check_fits_on_disk(base_source, controlnet_source(name), family)
+        check_controlnet_source(controlnet_source(model), family)
+        check_fits_on_disk(base_source, controlnet_source(model), family)
     except ModelNotAvailable:
         return None
     except (ValueError, RuntimeError):
@@ -84,7 +84,7 @@ def default_controlnet(family: str, preprocessor: str, base_source: Optional[str
     Given the base's folder (`base_source`), one on disk that fits it comes first (`mini` gets mini-control, an
     SD 1.5 model the SD 1.5 one) and one on disk made for another base is never picked."""
     named = [n for n, (_, fam, preps) in CONTROLNETS.items() if fam == family and preprocessor in preps]
-    fits = {n: _fits_base(n, family, base_source) for n in named} if base_source else {}
+    fits = {n: controlnet_fits(n, family, base_source) for n in named} if base_source else {}
     for name in sorted(named, key=lambda n: fits.get(n) is not True):
         if fits.get(name) is not False:
             return name

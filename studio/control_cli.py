@@ -54,7 +54,8 @@ def _print_result(result) -> None:
 def edit_model_for(image: Path, registry=None) -> str:
     """The instruct model matching the model recorded in ``image``: its registered ``<name>-instruct`` (the
     counterparts convention: `mini` -> `mini-instruct`), else the one for its family; the default without one."""
-    from .control import DEFAULT_EDIT_MODEL, EDIT_MODEL_FOR_FAMILY
+    from .control import DEFAULT_EDIT_MODEL
+    from .counterparts import instruct_name_for
 
     try:
         from .metadata import read_info
@@ -62,12 +63,12 @@ def edit_model_for(image: Path, registry=None) -> str:
         info = read_info(image) or {}
     except Exception:  # noqa: BLE001 - no record, not a studio output, unreadable: the default
         info = {}
-    if info.get("model_name"):
-        from .registry import Registry
+    if not info.get("model_name") and not info.get("model_family"):
+        return DEFAULT_EDIT_MODEL
+    from .registry import Registry
 
-        if f"{info['model_name']}-instruct" in (registry or Registry()).entries:
-            return f"{info['model_name']}-instruct"
-    return EDIT_MODEL_FOR_FAMILY.get(info.get("model_family"), DEFAULT_EDIT_MODEL)
+    return instruct_name_for(registry or Registry(), info.get("model_name"), info.get("model_family")) \
+        or DEFAULT_EDIT_MODEL
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from .control import CONTROL_FAMILIES, CONTROLNETS, EDIT_MODEL_FOR_FAMILY, INSTRUCT_FAMILIES, controlnet_source
+from .control import (CONTROL_FAMILIES, CONTROLNETS, EDIT_MODEL_FOR_FAMILY, INSTRUCT_FAMILIES, controlnet_fits,
+                      controlnet_source)
 from .errors import RequestError
 
 _NET_CLASSES = {"ControlNetModel": ("sd1", "sd2", "sdxl"), "FluxControlNetModel": ("flux",)}
@@ -31,6 +32,14 @@ def instruct_models(registry) -> list[str]:
     return [n for n, e in registry.entries.items() if e.family in INSTRUCT_FAMILIES and _available(e)]
 
 
+def instruct_name_for(registry, name: Optional[str], family: Optional[str]) -> Optional[str]:
+    """The instruct model named for model ``name`` of ``family``: ``<name>-instruct`` when registered (the mini
+    family's convention), else the one for its family; None when there is neither. Availability is not judged."""
+    if name and f"{name}-instruct" in registry.entries:
+        return f"{name}-instruct"
+    return EDIT_MODEL_FOR_FAMILY.get(family)
+
+
 def instruct_counterpart(registry, name: Optional[str]) -> str:
     """The instruct model an instruction edit with model ``name`` runs on: the model itself when it edits by
     instruction, else ``<name>-instruct`` when registered (the mini family's convention), else the one for its
@@ -38,8 +47,7 @@ def instruct_counterpart(registry, name: Optional[str]) -> str:
     entry = registry.resolve(name)
     if entry.family in INSTRUCT_FAMILIES or entry.family is None:  # None: its files decide at load time
         return entry.name
-    wanted = f"{entry.name}-instruct" if f"{entry.name}-instruct" in registry.entries else \
-        EDIT_MODEL_FOR_FAMILY.get(entry.family)
+    wanted = instruct_name_for(registry, entry.name, entry.family)
     others = instruct_models(registry)
     pick = f"; pick one in the Model menu ({', '.join(others)})" if others else \
         "; no instruction model is available offline (download one, or add a local one in the Models tab)"
@@ -77,17 +85,8 @@ def local_controlnets(folder: Optional[Path]) -> dict[str, Path]:
 
 def _usable(source: str, family: str, base_source: str) -> Optional[str]:
     """None when ControlNet ``source`` is on disk and fits the base; else why not, in a few words."""
-    from pipelines.controlnet import check_controlnet_source, check_fits_on_disk
-    from pipelines.loading import ModelNotAvailable
-
-    try:
-        check_controlnet_source(source, family)
-        check_fits_on_disk(base_source, source, family)
-    except ModelNotAvailable:
-        return "not downloaded"
-    except (ValueError, RuntimeError):
-        return "made for another base"
-    return None
+    fits = controlnet_fits(source, family, base_source)
+    return None if fits else ("not downloaded" if fits is None else "made for another base")
 
 
 def controlnet_options(registry, name: Optional[str], local_dir: Optional[Path] = None
@@ -146,4 +145,4 @@ def controlnet_for(registry, name: Optional[str], choice: Optional[str], preproc
 
 
 __all__ = ["LOCAL_PREFIX", "controlnet_for", "controlnet_options", "image_guidance_default", "instruct_counterpart",
-           "instruct_models", "local_controlnets"]
+           "instruct_models", "instruct_name_for", "local_controlnets"]
