@@ -52,6 +52,46 @@ def mini_fidelity(image, prompt: str) -> Optional[bool]:
     return v.background == want["background"] and all(got.get(k) == want[k] for k in ("color", "shape", "position"))
 
 
+# -- the mini music world's independent check: the analytic music judge on what the prompt states ---------------
+MUSIC_CHECK = "mini-music-fidelity"
+
+
+def music_expected(prompt: str) -> Optional[dict]:
+    """The instrument, tempo, register, contour and mode a mini music-world prompt states ("a fast plucked
+    melody rising in a high register, minor"), read with the words of the mini music text encoder; None when the
+    prompt does not state all five or contradicts itself."""
+    from ..mini.music.text import CONCEPT_WORDS
+    from ..mini.music.world import ATTRS
+
+    want: dict = {}
+    for w in prompt.lower().replace(",", " ").split():
+        if w in CONCEPT_WORDS:
+            attr, value = CONCEPT_WORDS[w]
+            if want.setdefault(attr, value) != value:
+                return None
+    return want if set(want) == set(ATTRS) else None
+
+
+def music_fidelity(audio, prompt: str) -> Optional[bool]:
+    """All five stated attributes right, per the mini music judge (None: prompt not checkable)."""
+    from ..mini.music.judge import judge, score
+    from .base import audio_mono
+
+    want = music_expected(prompt)
+    if want is None:
+        return None
+    samples, rate = audio_mono(audio)
+    return bool(score(want, judge(samples.numpy(), rate))["all"])
+
+
+# the check a learned reward of each modality gets when none is named: (expected, fidelity) functions
+DEFAULT_CHECKS = {"image": MINI_CHECK, "audio": MUSIC_CHECK}
+
+
+def _analytic_check(name: str):
+    return {MINI_CHECK: (mini_expected, mini_fidelity), MUSIC_CHECK: (music_expected, music_fidelity)}.get(name)
+
+
 # -- rendering and scoring ---------------------------------------------------------------------------------------
 def _render(loaded, prompts: Sequence[str], seeds: Sequence[int], *, steps: int, guidance: float, width: int,
             height: int, batch: int = 8, progress: Optional[Callable[[], None]] = None) -> list:
@@ -194,7 +234,8 @@ def gate_reward(candidate, pairs: Sequence, *, current=None, modality: str = "im
     `candidate` (the fit that did not see them) was not trained on, its pairwise accuracy must not fall below the
     `current` reward's (the one in use; None: no reward yet, then it must beat chance), and an independent
     check of the outputs each reward prefers must not get worse: the mini judge's prompt fidelity (points, 2
-    allowed) on prompts it can read, or a second reward `check` (0 allowed, in its units); with no current
+    allowed) on prompts it can read (audio: the mini music judge's), or a second reward `check` (0 allowed, in
+    its units); with no current
     reward the baseline is a coin flip between the two. Returns the verdict and figures; `enabled`: passed, or
     (nothing to protect) no current reward and nothing to judge the first one on."""
     from . import get
@@ -214,18 +255,19 @@ def gate_reward(candidate, pairs: Sequence, *, current=None, modality: str = "im
     elif acc["current"] is None and not acc["new"] > 0.5:
         reasons.append(f"held-out accuracy {acc['new']:.3f} is no better than chance")
 
-    name = check or (MINI_CHECK if modality == "image" else None)
-    tol = DEFAULT_TOLERANCE if tolerance is None and name == MINI_CHECK else float(tolerance or 0.0)
+    name = check or DEFAULT_CHECKS.get(modality)
+    analytic = _analytic_check(name)
+    tol = DEFAULT_TOLERANCE if tolerance is None and analytic else float(tolerance or 0.0)
     fig = {"name": name, "hash": None, "current": None, "new": None, "drop": None, "tolerance": tol, "pairs": 0}
-    rows = [i for i, (_, _, p) in enumerate(pairs) if name != MINI_CHECK or mini_expected(p) is not None]
+    rows = [i for i, (_, _, p) in enumerate(pairs) if not analytic or analytic[0](p) is not None]
     if name is None:
         reasons.append(f"no independent check for {modality} rewards: name a second reward (check=NAME)")
     elif not rows or acc["new"] is None:
         reasons.append(f"none of the held-out prompts is one {name} can check")
     else:
-        if name == MINI_CHECK:
+        if analytic:
             def values(items):
-                return [100.0 * bool(mini_fidelity(im, p)) for im, p in items]
+                return [100.0 * bool(analytic[1](im, p)) for im, p in items]
         else:
             second = get(name, modality)
             fig["hash"] = second.hash

@@ -140,3 +140,36 @@ def test_a_refresh_is_saved_only_when_its_gate_passes_and_studio_tune_shows_the_
     assert "reward gate FAILED" in out and out.rstrip().endswith("not saved: the current learned reward stays")
     assert main(["rewards", "--train", "image", "--no-gate"]) == 0  # the explicit override replaces it
     assert "saved " in capsys.readouterr().out and rewards.learned_path().read_bytes() != first
+
+
+def test_audio_rewards_are_checked_by_the_mini_music_judge_with_no_check_named():
+    """A learned audio reward gets the mini music judge as its independent check (no --check needed): picks of
+    the melody the prompt describes keep fidelity, picks of a louder melody in another instrument drop it."""
+    import numpy as np
+
+    from studio.mini.music import world as MW
+
+    pairs = []
+    for seed in range(3):
+        m = MW.sample_melody(seed, duration=3.0)
+        other = MW.make_melody(next(i for i in MW.INSTRUMENTS if i != m.instrument), m.tempo, m.register,
+                               m.contour, m.mode, seed=seed, duration=3.0)
+        faithful, louder = (0.4 * MW.render(m), MW.SR), (np.clip(3.0 * MW.render(other), -1, 1), MW.SR)
+        pairs.append((faithful, louder, MW.caption(m, full=True)))
+    assert G.music_expected(pairs[0][2]) == MW.sample_melody(0, duration=3.0).attrs()
+    loud = rewards.get("loudness", "audio")
+
+    class Quiet(rewards.Reward):
+        name, modality = "quiet", "audio"
+
+        def score(self, media, prompts):
+            return -loud.score(media, prompts)
+
+    quiet = Quiet()
+    g = G.gate_reward(loud, [(b, a, p) for a, b, p in pairs], current=quiet, modality="audio")
+    assert (g["check"]["name"], g["check"]["current"], g["check"]["new"]) == (G.MUSIC_CHECK, 100.0, 0.0)
+    assert not g["enabled"] and g["reasons"] == ["mini-music-fidelity of the outputs it prefers dropped by 100 "
+                                                 "(allowed 2)"]
+    assert G.gate_reward(quiet, pairs, current=loud, modality="audio")["passed"]
+    assert G.music_expected("a fast slow sine melody rising in a high register, minor") is None
+    assert G.music_expected("a sine melody") is None
