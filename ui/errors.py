@@ -18,6 +18,19 @@ class Cancelled(Exception):
     """Raised from a progress callback when the user pressed Cancel."""
 
 
+def step_callback(progress, cancel, doing: str):
+    """The engine's per-step callback for a web request: stop at the next step once Cancel was pressed
+    (``cancel``: a threading.Event or None), else report ``doing`` to the page's progress bar."""
+
+    def on_step(step: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"cancelled at step {step}/{total}")
+        if progress is not None:
+            progress(step, total, doing)
+
+    return on_step
+
+
 def hide_paths(text: str, root: Optional[Path] = None) -> str:
     """Server paths in `text` rewritten: one inside `root` becomes relative to it, any other one its file name.
     Nothing else changes (no cut, line breaks kept), so it suits whole records as well as messages."""

@@ -19,7 +19,7 @@ from studio import GenerationRequest, RequestError, StudioError
 from studio.modalities import MODALITIES, modality as modality_of
 
 from .browser_paths import checked_path, upload_dir
-from .errors import Cancelled, sanitize
+from .errors import Cancelled, sanitize, step_callback
 from .history import History
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, description)
@@ -197,12 +197,7 @@ class Handlers:
         kind = modality_of(decided.modality)
         doing = kind.working
 
-        def on_step(step: int, total: int) -> None:
-            if cancel is not None and cancel.is_set():
-                raise Cancelled(f"cancelled at step {step}/{total}")
-            if progress is not None:
-                progress(step, total, doing)
-
+        on_step = step_callback(progress, cancel, doing)
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled")
         if progress is not None:

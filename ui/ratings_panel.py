@@ -17,7 +17,7 @@ from typing import Optional
 
 from studio import GenerationRequest, RequestError
 
-from .errors import Cancelled
+from .errors import step_callback
 
 # words next to the symbols: a browser without an emoji font shows the symbols as empty boxes
 LABELS = {"like": "👍 thumbs up", "dislike": "👎 thumbs down", "pick": "★ best"}
@@ -93,12 +93,7 @@ def run_best_of(h, fields: dict, n, reward: str, *, progress=None, cancel=None) 
         fields["model"] = h.default_model("image")
     request = GenerationRequest.build(**fields)
 
-    def on_step(step: int, total: int) -> None:
-        if cancel is not None and cancel.is_set():
-            raise Cancelled(f"cancelled at step {step}/{total}")
-        if progress is not None:
-            progress(step, total, f"rendering {n} candidates")
-
+    on_step = step_callback(progress, cancel, f"rendering {n} candidates")
     out = h.out_dir / "best-of" / time.strftime("%Y%m%d") / f"{time.strftime('%H%M%S')}-best{n}-{uuid.uuid4().hex[:6]}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     result = h.studio.generate(request, out=out, keep_all=True, progress=on_step)

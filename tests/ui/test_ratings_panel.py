@@ -71,3 +71,31 @@ def test_a_bad_click_in_the_app_answers_in_the_count_line(registry, tmp_path):
     before = RatingStore().count()["like"]
     assert "thumbs up recorded for seed 5" in app_fn(demo, "rate_up")(good, 0)
     assert RatingStore().count()["like"] == before + 1
+
+
+def test_best_of_reports_progress_and_stops_at_cancel(tmp_path):
+    """Best-of-N shares Generate's step callback: the page's bar reads 'rendering N candidates', and Cancel
+    pressed during a step stops the render at the next one."""
+    import threading
+    from types import SimpleNamespace
+
+    from ui.errors import Cancelled
+
+    seen, cancel = [], threading.Event()
+
+    class TwoSteps:
+        def generate(self, request, out, keep_all, progress):
+            assert request.best_of == 3 and keep_all
+            for step in (1, 2):
+                progress(step, 2)
+            raise AssertionError("Cancel was ignored")
+
+    def progress(done, total, desc):
+        seen.append((done, total, desc))
+        cancel.set()  # the user presses Cancel during the first step
+
+    h = SimpleNamespace(studio=TwoSteps(), out_dir=tmp_path)
+    with pytest.raises(Cancelled, match="cancelled at step 2/2"):
+        rp.run_best_of(h, {"prompt": "a red circle", "model": "fake"}, 3, "saturation", progress=progress,
+                       cancel=cancel)
+    assert seen == [(1, 2, "rendering 3 candidates")]
