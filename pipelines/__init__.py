@@ -12,7 +12,7 @@ from .audio import (
 )
 from .device import pick_device_dtype, resolve_device, resolve_dtype
 from .image import outpaint_canvas, run_image
-from .instruct import INSTRUCT_FAMILIES, InstructFamily, run_instruct
+from .instruct import INSTRUCT_FAMILIES, InstructFamily, run_instruct, run_instruct_frames
 from .loading import (
     FAMILIES,
     MODES,
@@ -55,5 +55,5 @@ __all__ = [
     "video_family_for", "video_pipeline_for",
     "AUDIO_FAMILIES", "AUDIO_MODES", "DEFAULT_AUDIO2AUDIO_STRENGTH", "AudioFamily", "MusicGenPipeline",
     "audio_family_for", "audio_pipeline_for", "check_audio_request", "run_audio",
-    "INSTRUCT_FAMILIES", "InstructFamily", "run_instruct",
+    "INSTRUCT_FAMILIES", "InstructFamily", "run_instruct", "run_instruct_frames",
 ]

@@ -21,12 +21,21 @@ class InstructFamily:
     base: Optional[str]  # the `schedulers` family whose catalog samplers drive it; None: its own scheduler only
     image_guidance: Optional[float]  # default image-guidance scale; None: the model has none
     what: str
+    # frames of one clip edited by instruction (`run_instruct_frames`); 0: the family edits single images only
+    # (Kontext and Qwen-Image-Edit read a list of images as references for one output, not as a batch of frames)
+    max_frames: int = 0
 
+
+# Each frame of a clip is a whole image edit: 120 frames (5 s at 24 fps) is minutes on a GPU; longer clips are
+# refused up front rather than cut silently
+FRAME_EDIT_LIMIT = 120
+FRAME_CHUNK = 16  # frames per pipeline call (with text and image guidance the UNet batch is 3x this)
 
 INSTRUCT_FAMILIES: dict[str, InstructFamily] = {f.name: f for f in (
-    InstructFamily("ip2p", ("StableDiffusionInstructPix2PixPipeline",), "sd1", 1.5, "InstructPix2Pix (SD 1.5)"),
+    InstructFamily("ip2p", ("StableDiffusionInstructPix2PixPipeline",), "sd1", 1.5, "InstructPix2Pix (SD 1.5)",
+                   max_frames=FRAME_EDIT_LIMIT),
     InstructFamily("ip2p-sdxl", ("StableDiffusionXLInstructPix2PixPipeline",), "sdxl", 1.5,
-                   "InstructPix2Pix (SDXL)"),
+                   "InstructPix2Pix (SDXL)", max_frames=FRAME_EDIT_LIMIT),
     InstructFamily("flux-kontext", ("FluxKontextPipeline",), "flux", None, "FLUX.1 Kontext"),
     InstructFamily("qwen-edit", ("QwenImageEditPipeline", "QwenImageEditPlusPipeline"), None, None,
                    "Qwen-Image-Edit"),
@@ -55,33 +64,31 @@ def _accepts(pipe, name: str) -> bool:
     return name in inspect.signature(type(pipe).__call__).parameters
 
 
-def run_instruct(model, *, prompt: str, init_image: Image.Image, width: int, height: int, steps: int,
-                 guidance: float, image_guidance: Optional[float] = None, negative_prompt: str | None = None,
-                 sampler: str | None = None, seeds: Sequence[int] = (0,),
-                 callback: Callable[[int, int, torch.Tensor], None] | None = None) -> list[Image.Image]:
-    """Edit ``init_image`` as ``prompt`` (the instruction) says, one image per seed (CPU generators)."""
+def _editor(model, sampler: str | None, image_guidance: Optional[float]):
+    """(family rules, a per-call copy of the model's pipeline with the sampler set), checked."""
     from schedulers import default_sampler, make_scheduler, resolve_sampler
-
-    from .image import _generators, _rgb
 
     spec = INSTRUCT_FAMILIES.get(model.family)
     if spec is None:
         raise ValueError(f"{model.family} is not an instruction-editing family ({', '.join(INSTRUCT_FAMILIES)})")
-    if init_image is None:
-        raise ValueError("an instruction edit needs init_image (the image to edit)")
     if image_guidance is not None and spec.image_guidance is None:
         raise ValueError(f"{spec.what} has no image guidance scale")
-    gens = _generators(list(seeds))
     pipe = copy.copy(model.pipe)  # shallow: shares the modules, own scheduler / per-call state
     if spec.base is not None:
         name = resolve_sampler(sampler) if sampler else default_sampler(spec.base, model.base_scheduler_config)
         pipe.scheduler = make_scheduler(name, model.base_scheduler_config, spec.base)
-    image = _rgb(init_image, (width, height))
-    kw: dict = dict(prompt=prompt, image=image, num_inference_steps=steps, generator=gens,
+    return spec, pipe
+
+
+def _edit(spec: InstructFamily, pipe, *, prompt: str, images: list, gens: list, width: int, height: int,
+          steps: int, guidance: float, image_guidance: Optional[float], negative_prompt: str | None,
+          callback) -> list[Image.Image]:
+    """One pipeline call: ``images`` (one per generator for InstructPix2Pix, else one) edited as ``prompt`` says."""
+    kw: dict = dict(prompt=prompt, image=images[0], num_inference_steps=steps, generator=gens,
                     num_images_per_prompt=len(gens), output_type="pil")
     if spec.name in ("ip2p", "ip2p-sdxl"):
         # one image per output: a single image repeated by num_images_per_prompt is deprecated in diffusers
-        kw["image"] = [image] * len(gens)
+        kw["image"] = list(images)
         kw.update(guidance_scale=float(guidance),
                   image_guidance_scale=float(spec.image_guidance if image_guidance is None else image_guidance))
         if negative_prompt:
@@ -113,5 +120,56 @@ def run_instruct(model, *, prompt: str, init_image: Image.Image, width: int, hei
         return list(pipe(**kw).images)
 
 
+def run_instruct(model, *, prompt: str, init_image: Image.Image, width: int, height: int, steps: int,
+                 guidance: float, image_guidance: Optional[float] = None, negative_prompt: str | None = None,
+                 sampler: str | None = None, seeds: Sequence[int] = (0,),
+                 callback: Callable[[int, int, torch.Tensor], None] | None = None) -> list[Image.Image]:
+    """Edit ``init_image`` as ``prompt`` (the instruction) says, one image per seed (CPU generators)."""
+    from .image import _generators, _rgb
+
+    spec, pipe = _editor(model, sampler, image_guidance)
+    if init_image is None:
+        raise ValueError("an instruction edit needs init_image (the image to edit)")
+    gens = _generators(list(seeds))
+    image = _rgb(init_image, (width, height))
+    return _edit(spec, pipe, prompt=prompt, images=[image] * len(gens), gens=gens, width=width, height=height,
+                 steps=steps, guidance=guidance, image_guidance=image_guidance, negative_prompt=negative_prompt,
+                 callback=callback)
+
+
+def run_instruct_frames(model, *, prompt: str, frames: Sequence[Image.Image], width: int, height: int, steps: int,
+                        guidance: float, image_guidance: Optional[float] = None, negative_prompt: str | None = None,
+                        sampler: str | None = None, seeds: Sequence[int] = (0,), chunk: int = FRAME_CHUNK,
+                        callback: Callable[[int, int, torch.Tensor], None] | None = None) -> list[list[Image.Image]]:
+    """Edit every frame of a clip as ``prompt`` says: one clip per seed. The frames go to the pipeline as one
+    batch (``chunk`` at a time) with one generator per frame, all seeded alike, so every frame starts from the
+    same noise and draws the same noise at each step: what differs between edited frames is what differed
+    between the source frames."""
+    from .image import _generators, _rgb
+
+    spec, pipe = _editor(model, sampler, image_guidance)
+    if not spec.max_frames:
+        raise ValueError(f"{spec.what} edits single images: it has no batch of frames to edit a clip with")
+    if not frames:
+        raise ValueError("an instruction edit of a clip needs its frames")
+    if len(frames) > spec.max_frames:
+        raise ValueError(f"{len(frames)} frames is over the {spec.max_frames} {spec.what} edits in one clip")
+    images = [_rgb(f, (width, height)) for f in frames]
+    parts = [images[i:i + max(1, chunk)] for i in range(0, len(images), max(1, chunk))]
+    clips = []
+    for s_i, seed in enumerate(seeds):
+        clip: list[Image.Image] = []
+        for p_i, part in enumerate(parts):
+            done = (s_i * len(parts) + p_i) * steps
+            total = len(seeds) * len(parts) * steps
+            step_cb = None if callback is None else (
+                lambda i, _t, lat, done=done, total=total: callback(done + i, total, lat))
+            clip += _edit(spec, pipe, prompt=prompt, images=part, gens=_generators([seed] * len(part)),
+                          width=width, height=height, steps=steps, guidance=guidance, image_guidance=image_guidance,
+                          negative_prompt=negative_prompt, callback=step_cb)
+        clips.append(clip)
+    return clips
+
+
 __all__ = ["INSTRUCT_FAMILIES", "INSTRUCT_FAMILY_NAMES", "InstructFamily", "base_family",
-           "instruct_family_of_pipeline", "is_instruct", "run_instruct"]
+           "instruct_family_of_pipeline", "is_instruct", "run_instruct", "run_instruct_frames"]

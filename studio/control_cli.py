@@ -43,11 +43,14 @@ def write_control_maps(result, overwrite: bool) -> list[Path]:
 
 
 def _print_result(result) -> None:
+    from .modalities import modality
+
     for o in result.outputs:
         typer.echo(f"{o.path}  seed={o.record.seed}  sha256={o.record.sha256[:16]}  "
                    f"watermark={o.record.watermark_id or o.record.watermark_status}")
     req = result.record.request
-    typer.echo(f"{len(result.outputs)} image(s) in {result.record.elapsed_s:.1f}s ({result.record.model_name}, "
+    typer.echo(f"{len(result.outputs)} {modality(req.modality, req.mode).noun}(s) in "
+               f"{result.record.elapsed_s:.1f}s ({result.record.model_name}, "
                f"{result.record.sampler}, {req.steps} steps)")
 
 
@@ -71,12 +74,24 @@ def edit_model_for(image: Path, registry=None) -> str:
         or DEFAULT_EDIT_MODEL
 
 
+def is_clip_file(path: Path) -> bool:
+    """Whether ``path`` holds a clip (MP4, MOV, WebM, GIF), judged from its first bytes as the decoder does."""
+    from safety.media import sniff_video
+
+    try:
+        with open(path, "rb") as fh:
+            return sniff_video(fh.read(16)) is not None
+    except OSError:
+        return False
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def edit(
-        image: Path = typer.Argument(..., help="The image to edit."),
+        image: Path = typer.Argument(..., help="The image or clip (.mp4/.gif/.mov/.webm) to edit."),
         instruction: str = typer.Argument(..., help='What to change, e.g. "make the circle blue".'),
-        out: str = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.webp) or folder."),
+        out: str = typer.Option(..., "-o", "--out", help="Output file (.png/.jpg/.webp; a clip: .mp4/.gif) or "
+                                                         "folder."),
         model: Optional[str] = typer.Option(None, "--model", "-m", help="Instruct model (default: the one for the "
                                                                         "model recorded in IMAGE)."),
         image_guidance: Optional[float] = typer.Option(None, "--image-guidance",
@@ -85,6 +100,7 @@ def register(app: typer.Typer) -> None:
         steps: Optional[int] = typer.Option(None, "--steps"),
         seed: Optional[int] = typer.Option(None, "--seed"),
         batch: int = typer.Option(1, "--batch"),
+        frames: Optional[int] = typer.Option(None, "--frames", help="A clip: edit its first N frames (default all)."),
         negative: str = typer.Option("", "--negative"),
         sampler: Optional[str] = typer.Option(None, "--sampler"),
         device: Optional[str] = typer.Option(None, "--device"),
@@ -92,7 +108,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite"),
     ) -> None:
         """Edit IMAGE as INSTRUCTION says (InstructPix2Pix, Flux Kontext, Qwen-Image-Edit); sealed, IMAGE is its
-        C2PA ingredient."""
+        C2PA ingredient. A clip is edited frame by frame (InstructPix2Pix models), every frame seeded alike."""
         from .cli import EXIT_FAILED, _fail
         from .modalities import WRITABLE_SUFFIXES
         from .schema import GenerationRequest
@@ -103,8 +119,9 @@ def register(app: typer.Typer) -> None:
         try:
             request = GenerationRequest.build(
                 prompt=instruction, negative_prompt=negative, model=model or edit_model_for(image), seed=seed,
-                steps=steps, guidance=guidance, batch=batch, sampler=sampler, init_image=str(image),
-                instruct=True, image_guidance=image_guidance, device=device, dtype=dtype,
+                steps=steps, guidance=guidance, batch=batch, sampler=sampler, frames=frames,
+                **{"init_video" if is_clip_file(image) else "init_image": str(image)}, instruct=True,
+                image_guidance=image_guidance, device=device, dtype=dtype,
                 output_format=WRITABLE_SUFFIXES.get(out_path.suffix.lower()))
         except (RequestError, ValueError) as exc:
             _fail(str(exc))

@@ -153,7 +153,7 @@ def _check_size(request: GenerationRequest, entry: ModelEntry, inputs: Inputs, s
     if device is None:
         return
     budget, what = _pixel_budget(device, dtype)
-    kind = modality_of(request.modality)
+    kind = modality_of(request.modality, request.mode)
     total = kind.pixels(request, w, h)
     if total > budget:
         fit = side_for(budget)
@@ -175,8 +175,8 @@ def _preflight(request: GenerationRequest, entry: ModelEntry, *, init_value=None
         source = pipelines.inspect_source(entry.source, family=entry.family, allow_pickle=allow_pickle)
     except (pipelines.ModelLoadError, ValueError) as exc:
         raise RequestError(str(exc)) from None
-    request = request.with_modality(_entry_modality(entry, source))
-    kind = modality_of(request.modality)
+    request = request.with_modality(_entry_modality(entry, source, request))
+    kind = modality_of(request.modality, request.mode)
     request = kind.decide(request, source.family, base_source=entry.source)
     device = dtype = None
     if check_device:
@@ -219,19 +219,24 @@ def _decide_modality(request: GenerationRequest, entry: ModelEntry, allow_pickle
     import pipelines
 
     if entry.modality:
-        return request.with_modality(entry.modality)
+        return request.with_modality(_entry_modality(entry, None, request))
     try:
         source = pipelines.inspect_source(entry.source, family=entry.family, allow_pickle=allow_pickle)
     except (pipelines.ModelLoadError, ValueError) as exc:
         raise RequestError(str(exc)) from None
-    return request.with_modality(_entry_modality(entry, source))
+    return request.with_modality(_entry_modality(entry, source, request))
 
 
-def _entry_modality(entry: ModelEntry, source) -> str:
-    """What the model makes: the registry says for named models, the files say for paths."""
+def _entry_modality(entry: ModelEntry, source, request: Optional[GenerationRequest] = None) -> str:
+    """What the model makes: the registry says for named models, the files say for paths. The request's own
+    modality when the module that runs it runs on such models (`MediaModality.runs_on`: an image instruction
+    editor edits a clip frame by frame)."""
     from .registry import family_modality
 
-    return entry.modality or family_modality(getattr(source, "family", None)) or "image"
+    made = entry.modality or family_modality(getattr(source, "family", None)) or "image"
+    if request is not None and request.modality and made in modality_of(request.modality, request.mode).runs_on:
+        return request.modality
+    return made
 
 
 def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optional[dict]) -> None:
@@ -338,7 +343,7 @@ class Studio:
                 raise RequestError(f"{side} {fields[side]} must be a multiple of {scale} for model {entry.name}")
         fields["steps"] = request.steps or entry.steps
         fields["guidance"] = entry.guidance if request.guidance is None else request.guidance
-        kind = modality_of(request.modality)
+        kind = modality_of(request.modality, request.mode)
         sampler_family = kind.sampler_family(family)
         fields["sampler"] = request.sampler or entry.sampler or (
             schedulers.default_sampler(sampler_family, scheduler_config) if sampler_family else None)
@@ -493,7 +498,7 @@ class Studio:
         inputs = checked.inputs
         request = checked.request  # with what the model's family decided (instruct, ControlNet names)
         inputs.upscale = upscale  # hires' refine pass: how its init image reaches the output size
-        kind = modality_of(request.modality)
+        kind = modality_of(request.modality, request.mode)
 
         try:
             model = self.load(entry, device=request.device, dtype=request.dtype, allow_pickle=allow_pickle,
@@ -522,7 +527,7 @@ class Studio:
 
         first = jobs[0]
         request, entry, model, inputs = first.request, first.entry, first.model, first.inputs
-        kind = modality_of(request.modality)
+        kind = modality_of(request.modality, request.mode)
         scheduler = getattr(model.pipe, "scheduler", None)  # MusicGen samples tokens: no scheduler
         try:
             # the pickle opt-in is one decision per request: it covers the LoRAs the message names too

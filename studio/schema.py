@@ -25,7 +25,7 @@ FORMATS: dict[str, tuple[str, ...]] = {"image": ("png", "jpeg", "webp"), "video"
                                        "audio": ("wav", "flac", "mp3")}
 # Fields that only one modality reads: giving one decides the modality, giving it to another is an error.
 OWN_FIELDS: dict[str, tuple[str, ...]] = {
-    "image": ("mask", "outpaint", "image_guidance", "inpaint"),
+    "image": ("mask", "outpaint", "inpaint"),  # image_guidance: images and instruct clip edits (see below)
     "video": ("frames", "fps", "init_video", "motion_adapter"),
     "audio": ("duration", "init_audio", "extend", "span"),
 }
@@ -528,10 +528,15 @@ class GenerationRequest(BaseModel):
 
     @model_validator(mode="after")
     def _instruct_and_controls(self) -> "GenerationRequest":
-        if self.image_guidance is not None and not self.init_image:
-            raise ValueError("image_guidance given without init_image: it weighs the image an instruction edits")
-        if self.instruct and not self.init_image:
-            raise ValueError("instruct given without init_image: an instruction edits an image (--init)")
+        if self.image_guidance is not None and not (self.init_image or (self.instruct and self.init_video)):
+            raise ValueError("image_guidance given without init_image: it weighs the image an instruction edits "
+                             "(or, with instruct, the clip)")
+        if self.instruct and not (self.init_image or self.init_video):
+            raise ValueError("instruct given without init_image or init_video: an instruction edits an image "
+                             "(--init) or a clip (`studio edit CLIP INSTRUCTION`)")
+        if self.image_guidance is not None and self.modality in ("video", "audio") and not self.instruct:
+            raise ValueError(f"image_guidance given for {_a(self.modality)} request: it applies to instruction "
+                             "edits (instruct)")
         if self.instruct or self.image_guidance is not None:
             extra = [f for f in ("mask", "outpaint", "strength") if getattr(self, f) is not None]
             if extra:
@@ -597,6 +602,8 @@ class GenerationRequest(BaseModel):
     @property
     def mode(self) -> Mode:
         if self.modality == "video":
+            if self.instruct:  # a clip edited frame by frame (studio.modalities.instruct_video)
+                return "instruct"
             return "vid2vid" if self.init_video else "img2vid" if self.init_image else "txt2vid"
         if self.modality == "audio":
             if not self.init_audio:

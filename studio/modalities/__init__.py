@@ -8,18 +8,23 @@ from __future__ import annotations
 from .audio import AUDIO
 from .base import MediaModality
 from .image import IMAGE
+from .instruct_video import INSTRUCT_VIDEO
 from .video import VIDEO
 
 MODALITIES: dict[str, MediaModality] = {m.name: m for m in (IMAGE, VIDEO, AUDIO)}
+# (modality, mode) -> the module that runs such requests instead of the modality's own: a capability that is its
+# own module, found here rather than by branches in the engine and front doors
+CAPABILITIES: dict[tuple[str, str], MediaModality] = {("video", "instruct"): INSTRUCT_VIDEO}
 
 # format -> file extension, and the suffixes a user may write (-> format), across every modality
 EXTENSIONS: dict[str, str] = {fmt: ext for m in MODALITIES.values() for fmt, ext in m.extensions.items()}
 WRITABLE_SUFFIXES: dict[str, str] = {sfx: fmt for m in MODALITIES.values() for sfx, fmt in m.suffixes.items()}
 
 
-def modality(name: str | None) -> MediaModality:
-    """The modality called `name` (None: image, what an undecided request is until a model decides)."""
-    return MODALITIES[name or "image"]
+def modality(name: str | None, mode: str | None = None) -> MediaModality:
+    """The modality called `name` (None: image, what an undecided request is until a model decides); given the
+    request's `mode`, the capability module that runs that mode when there is one."""
+    return CAPABILITIES.get((name or "image", mode)) or MODALITIES[name or "image"]
 
 
 def sampler_family(family: str | None) -> str | None:
@@ -33,5 +38,5 @@ def for_format(fmt: str) -> MediaModality:
     return next(m for m in MODALITIES.values() if fmt in m.extensions)
 
 
-__all__ = ["EXTENSIONS", "MODALITIES", "MediaModality", "WRITABLE_SUFFIXES", "for_format", "modality",
+__all__ = ["CAPABILITIES", "EXTENSIONS", "MODALITIES", "MediaModality", "WRITABLE_SUFFIXES", "for_format", "modality",
            "sampler_family"]

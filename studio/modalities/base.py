@@ -67,6 +67,9 @@ class MediaModality(ABC):
     folder: str  # where a front door files this modality's outputs ("images", "clips", "music")
     working: str = "denoising"  # what a progress line says the model is doing step by step
     sized = True  # has a width and height (images, clips); audio has a duration instead
+    # the modalities of models, besides this one's own, that run its requests (an image instruction editor
+    # edits a clip frame by frame: `instruct_video`)
+    runs_on: tuple[str, ...] = ()
 
     @property
     def formats(self) -> tuple[str, ...]:
