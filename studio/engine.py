@@ -233,10 +233,10 @@ def _entry_modality(entry: ModelEntry, source, request: Optional[GenerationReque
     editor edits a clip frame by frame)."""
     from .registry import family_modality
 
+    from .modalities import runs_as
+
     made = entry.modality or family_modality(getattr(source, "family", None)) or "image"
-    if request is not None and request.modality and made in modality_of(request.modality, request.mode).runs_on:
-        return request.modality
-    return made
+    return runs_as(request, made) if request is not None else made
 
 
 def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optional[dict]) -> None:

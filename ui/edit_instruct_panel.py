@@ -26,6 +26,18 @@ def instruct_fields(h, fields: dict, image_guidance=None) -> dict:
     return out
 
 
+def source_field(mode: str, source: str) -> dict:
+    """The Edit run's source as a request field: a clip (MP4, MOV, WebM, GIF) is an instruction edit of every
+    frame (`init_video`); any other mode edits an image, and a clip there is refused in one line."""
+    from studio.control_cli import is_clip_file
+
+    if not is_clip_file(source):
+        return {"init_image": source}
+    if mode != MODE:
+        raise RequestError(f"{mode} edits an image: a clip is edited by instruction (pick the Instruct mode)")
+    return {"init_video": source}
+
+
 def note(h, mode: str, model: Optional[str]) -> tuple[str, Optional[float]]:
     """(the line under the slider, the model's default image guidance or None) for the picked model."""
     if mode != MODE:
@@ -89,4 +101,4 @@ class InstructControls:
         event.success(show, [mode, source, files], [self.before_after], queue=False)
 
 
-__all__ = ["InstructControls", "MODE", "instruct_fields", "note"]
+__all__ = ["InstructControls", "MODE", "instruct_fields", "note", "source_field"]

@@ -420,7 +420,9 @@ class Handlers:
             fields = instruct_fields(self, fields, image_guidance)
         elif mode != "img2img":
             raise RequestError(f"unknown edit mode {mode!r}")
-        return self.generate(fields, init_image=source, mask=mask, progress=progress, cancel=cancel,
+        from .edit_instruct_panel import source_field  # a clip: an instruction edit of every frame
+
+        return self.generate(fields, **source_field(mode, source), mask=mask, progress=progress, cancel=cancel,
                              source="edit", preview=preview, session=session)
 
     def mask_from_editor(self, editor_value: Optional[dict], source: str) -> str:

@@ -480,7 +480,9 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
             if check_model is not None and getattr(entry, "modality", None):
                 # the model decides image or video, hence the output names' extension (a path or a hub id
                 # the registry does not know is decided at render time; its names follow what it returns)
-                request = request.with_modality(entry.modality)
+                from ..modalities import runs_as  # an image editor runs a clip's instruct edit as video
+
+                request = request.with_modality(runs_as(request, entry.modality))
         except (RequestError, ValueError, TypeError) as exc:
             spec.invalid.append(Invalid(raw.line, str(exc)))
             continue

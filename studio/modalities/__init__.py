@@ -27,6 +27,14 @@ def modality(name: str | None, mode: str | None = None) -> MediaModality:
     return CAPABILITIES.get((name or "image", mode)) or MODALITIES[name or "image"]
 
 
+def runs_as(request, made: str) -> str:
+    """The modality `request` runs as on a model that makes `made`: the model's, unless the module that runs the
+    request runs on such models too (`MediaModality.runs_on`: an image instruction editor edits a clip)."""
+    if request.modality and made in modality(request.modality, request.mode).runs_on:
+        return request.modality
+    return made
+
+
 def sampler_family(family: str | None) -> str | None:
     """The `schedulers` family whose samplers drive a model of `family` (None: it runs only its own)."""
     from ..registry import family_modality
@@ -38,5 +46,5 @@ def for_format(fmt: str) -> MediaModality:
     return next(m for m in MODALITIES.values() if fmt in m.extensions)
 
 
-__all__ = ["CAPABILITIES", "EXTENSIONS", "MODALITIES", "MediaModality", "WRITABLE_SUFFIXES", "for_format", "modality",
-           "sampler_family"]
+__all__ = ["CAPABILITIES", "EXTENSIONS", "MODALITIES", "MediaModality", "WRITABLE_SUFFIXES", "for_format",
+           "modality", "runs_as", "sampler_family"]

@@ -93,3 +93,38 @@ def test_frames_over_the_editors_limit_are_refused(clip, no_load, monkeypatch):
         studio.generate(prompt="make it blue", model="mini-instruct", init_video=clip, instruct=True, steps=1)
     with pytest.raises(RequestError, match="strength given for an instruction edit"):
         studio.generate(prompt="make it blue", model="mini-instruct", init_video=clip, instruct=True, strength=0.5)
+
+
+def test_batch_job_renders_mini_instruct_edits_of_an_image_and_a_clip(clip, tmp_path, capsys):
+    import json
+
+    from studio.jobs.manifest import MANIFEST
+
+    scene = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(scene).ellipse((20, 20, 44, 44), fill=(220, 30, 30))
+    scene.save(tmp_path / "scene.png")
+    (tmp_path / "clip.mp4").write_bytes(clip.read_bytes())
+    job = tmp_path / "job.jsonl"
+    job.write_text("\n".join(json.dumps(x) for x in [
+        {"id": "still", "prompt": "make the circle blue", "model": "mini-instruct", "init_image": "scene.png",
+         "steps": 2, "image_guidance": 1.2},
+        {"id": "clip", "prompt": "make the circle blue", "model": "mini-instruct", "init_video": "clip.mp4",
+         "instruct": True, "frames": 2, "steps": 2},
+    ]) + "\n")
+    out = tmp_path / "out"
+    assert main(["render", str(job), "--out", str(out), "--seed", "3"]) == 0, capsys.readouterr().err
+    rows = {r["id"]: r for r in (json.loads(line) for line in (out / MANIFEST).read_text().splitlines())
+            if r.get("type") == "item"}
+    assert {k: r["status"] for k, r in rows.items()} == {"still": "ok", "clip": "ok"}, rows
+    assert rows["clip"]["mode"] == "instruct" and rows["clip"]["request"]["modality"] == "video"
+    (png,), (mp4,) = sorted(out.glob("*.png")), sorted(out.glob("*.mp4"))
+    for path, source, kind in ((png, tmp_path / "scene.png", "init_image"),
+                               (mp4, tmp_path / "clip.mp4", "init_video")):
+        rec = studio.info(path)
+        assert rec["model_name"] == "mini-instruct" and rec["mode"] == "instruct"
+        assert rec["request"]["prompt"] == "make the circle blue"
+        assert rec["input_hashes"][kind] == hashlib.sha256(source.read_bytes()).hexdigest()
+        report = studio.verify(path).to_dict()
+        assert report["state"] == "trusted", report
+        assert [i["relationship"] for i in report["manifest"]["ingredients"]] == ["parentOf"]
+    assert studio.info(png)["request"]["image_guidance"] == 1.2 and studio.info(mp4)["request"]["frames"] == 2
