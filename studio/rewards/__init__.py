@@ -115,6 +115,24 @@ def _analytic(cls_name: str) -> Callable[[], Reward]:
     return build
 
 
+def _mini_clip_folder() -> Path:
+    """The shipped mini-clip weights, unless DIFFUSION_STUDIO_REWARD_MINI_CLIP names another folder."""
+    env = os.environ.get(ENV_PREFIX + "MINI_CLIP")
+    if env:
+        return Path(env).expanduser()
+    from ..mini.clip import WEIGHTS
+
+    return WEIGHTS
+
+
+def _mini_clip() -> Reward:
+    from ..mini import weights_path
+    from .mini_clip import MiniClip
+
+    mini = weights_path()  # its text encoder and tokenizer are mini's own, frozen
+    return MiniClip(_mini_clip_folder(), mini / "text_encoder", mini / "tokenizer")
+
+
 def _hps() -> Reward:
     raise RequestError("reward hpsv2.1 is not available: it needs open_clip_torch, whose torchvision dependency "
                        "would replace this install's torch (see docs/rewards.md)")
@@ -152,6 +170,9 @@ for _spec in (
     RewardSpec("brightness", ("image",), "mean luma (analytic; a deliberately bad taste, for gate tests)",
                lambda: "built in", _analytic("Brightness")),
     RewardSpec("loudness", ("audio",), "RMS level in dBFS (analytic)", lambda: "built in", _analytic("Loudness")),
+    RewardSpec("mini-clip", ("image",), "mini world prompt fidelity: 100 x cos(prompt, image) of the mini CLIP "
+               "(studio/mini/clip)", lambda: str(_mini_clip_folder()), _mini_clip,
+               lambda: _mtime(_mini_clip_folder() / "model.safetensors")),
 ):
     REWARDS[_spec.name] = _spec
 

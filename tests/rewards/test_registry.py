@@ -117,7 +117,8 @@ def test_prompts_must_match_items():
         rewards.get("saturation").score([np.zeros((8, 8, 3), np.uint8)] * 2, ["a", "b", "c"])
 
 
-@pytest.mark.parametrize("module", ["base", "weights", "features", "learned", "analytic", "video", "clip"])
+@pytest.mark.parametrize("module", ["base", "weights", "features", "learned", "analytic", "video", "clip",
+                                    "mini_clip"])
 def test_reward_modules_import_nothing_of_the_studio(module):
     """A pipeline that steers with a reward (gradient guidance) gets it as a callable; these modules must stay
     movable below `studio` (pipelines may not import studio), so they import only each other."""
