@@ -48,11 +48,8 @@ AUDIO_UPLOADS = [".wav", ".flac", ".mp3"]
 CLIP_UPLOADS = [".mp4", ".gif", ".webm"]
 
 
-def _sealed_video_class() -> type:
-    """gr.Video that hands the browser the sealed file itself. Stock gr.Video re-encodes a clip it judges
-    unplayable (a GIF, or an MP4 ffprobe does not call H.264) with ffmpeg when ffmpeg is on the PATH: the
-    player would then show an unsealed copy, without the C2PA manifest. Only MP4 reaches this player (a GIF
-    clip plays in an image element), and it goes out untouched.
+def _sealed_player_class(base: type, name: str, block: str, doc: str) -> type:
+    """A `base` player (gr.Video / gr.Audio) that hands the browser the sealed file itself, untouched.
 
     A class, not a patched instance: Gradio rebuilds a component from its class for every `gr.update`. Built
     without running gradio's ComponentMeta.__new__, which would write a .pyi copy of this module next to it
@@ -64,36 +61,23 @@ def _sealed_video_class() -> type:
         return None if value is None else FileData(path=str(value), orig_name=Path(str(value)).name)
 
     def get_block_name(self) -> str:
-        return "video"  # the stock frontend component
+        return block  # the stock frontend component
 
     attrs = {"postprocess": postprocess, "get_block_name": get_block_name, "__module__": __name__,
-             "__qualname__": "SealedVideo", "__doc__": _sealed_video_class.__doc__}
-    return abc.ABCMeta.__new__(type(gr.Video), "SealedVideo", (gr.Video,), attrs)
+             "__qualname__": name, "__doc__": doc}
+    return abc.ABCMeta.__new__(type(base), name, (base,), attrs)
 
 
-SealedVideo = _sealed_video_class()
-
-
-def _sealed_audio_class() -> type:
-    """gr.Audio that hands the browser the sealed file itself. Stock gr.Audio re-encodes a file whose suffix
-    differs from its `format`, or that ffprobe calls unplayable when ffmpeg is on the PATH (decoding it to
-    numpy and writing a new WAV/MP3 into its cache): the player would then play an unsealed copy, at whatever
-    rate the conversion chose. WAV (16-bit PCM), FLAC and MP3 all play in browsers as they are. Built like
-    SealedVideo (a class, without ComponentMeta.__new__), for the same reasons."""
-    from gradio.data_classes import FileData
-
-    def postprocess(self, value):
-        return None if value is None else FileData(path=str(value), orig_name=Path(str(value)).name)
-
-    def get_block_name(self) -> str:
-        return "audio"  # the stock frontend component
-
-    attrs = {"postprocess": postprocess, "get_block_name": get_block_name, "__module__": __name__,
-             "__qualname__": "SealedAudio", "__doc__": _sealed_audio_class.__doc__}
-    return abc.ABCMeta.__new__(type(gr.Audio), "SealedAudio", (gr.Audio,), attrs)
-
-
-SealedAudio = _sealed_audio_class()
+SealedVideo = _sealed_player_class(gr.Video, "SealedVideo", "video", """gr.Video that hands the browser the
+    sealed file itself. Stock gr.Video re-encodes a clip it judges unplayable (a GIF, or an MP4 ffprobe does not
+    call H.264) with ffmpeg when ffmpeg is on the PATH: the player would then show an unsealed copy, without the
+    C2PA manifest. Only MP4 reaches this player (a GIF clip plays in an image element), and it goes out
+    untouched.""")
+SealedAudio = _sealed_player_class(gr.Audio, "SealedAudio", "audio", """gr.Audio that hands the browser the
+    sealed file itself. Stock gr.Audio re-encodes a file whose suffix differs from its `format`, or that ffprobe
+    calls unplayable when ffmpeg is on the PATH (decoding it to numpy and writing a new WAV/MP3 into its cache):
+    the player would then play an unsealed copy, at whatever rate the conversion chose. WAV (16-bit PCM), FLAC
+    and MP3 all play in browsers as they are.""")
 NATIVE_PLAYER = gr.WaveformOptions(show_recording_waveform=False)
 
 
