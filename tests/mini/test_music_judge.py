@@ -2,6 +2,7 @@
 attributes (each attribute changed alone must change its verdict and only its verdict)."""
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -24,7 +25,18 @@ def test_every_combination_4s():
     assert all(acc[a] >= 0.99 for a in W.ATTRS), acc
 
 
+def test_ground_truth_8s_every_combination():
+    # stratified: one 8 s sampler melody (seed, notes, tuning jitter, caption drawn as in training) for each of
+    # the 96 combinations, the 8 held-out ones included, so each value of each attribute is judged 24+ times.
+    # At n=96 the ">= 99%" bar admits no wrong verdict (95/96 = 98.96%).
+    ms = [W.sample_melody(i, "any", **dict(zip(W.ATTRS, c))) for i, c in enumerate(COMBOS)]
+    acc = _accuracy(ms)
+    assert all(acc[a] >= 0.99 for a in W.ATTRS), acc
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("STUDIO_FULL_GROUND_TRUTH"),
+                    reason="the 400-melody set (~32 s): STUDIO_FULL_GROUND_TRUTH=1; CI runs the stratified 96 above")
 def test_ground_truth_8s_at_least_99_percent():
     ms = [W.sample_melody(i, "any") for i in range(300)] + [W.sample_melody(i, "holdout") for i in range(100)]
     acc = _accuracy(ms)
