@@ -77,7 +77,7 @@ def edit_batch(seeds, split: str = "train"):
 
 
 def hparams(args) -> dict:
-    return {"batch_size": args.batch_size, "lr": args.lr, "ema_decay": args.ema, "t_high_frac": args.t_high_frac,
+    return {"batch_size": args.batch_size, "lr": args.lr, "ema_decay": args.ema, "t_high_frac": args.t_high_frac, "t_high_min": args.t_high_min,
             "drop_text": args.drop, "drop_image": args.drop, "drop_both": args.drop,
             "cond_noise": args.cond_noise, "conv_in_lr_scale": args.conv_in_lr_scale, "steps_planned": args.steps, "prediction_type": "v_prediction",
             "zero_terminal_snr": True, "init_unet": str(Path(args.base) / "unet"), "frozen_text_encoder": True}
@@ -136,6 +136,8 @@ def train(args) -> int:
         unet.load_state_dict(st["unet"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
+        for g, scale in zip(opt.param_groups, (1.0, args.conv_in_lr_scale)):  # the command's flag wins on resume
+            g["lr_scale"] = scale
         step, seed, prev_s, runs, losses = st["step"], st["seed"], st["seconds"], st["runs"] + 1, st["losses"]
         log(f"resuming at step {step}")
     sched = make_scheduler_train({"prediction_type": "v_prediction", "zero_terminal_snr": True})
@@ -192,7 +194,7 @@ def train(args) -> int:
         noise = torch.randn_like(x0)
         t = torch.randint(0, 1000, (n,))
         n_high = round(args.t_high_frac * n)  # where things go (move, add) is decided at high noise
-        t[:n_high] = torch.randint(500, 1000, (n_high,))
+        t[:n_high] = torch.randint(args.t_high_min, 1000, (n_high,))
         xt = sched.add_noise(x0, noise, t)
         pred = unet(torch.cat([xt, cond_img], 1), t, ctx).sample
         loss = F.mse_loss(pred, sched.get_velocity(x0, noise, t))
@@ -232,6 +234,8 @@ def main(argv=None) -> None:
     p.add_argument("--conv-in-lr-scale", type=float, default=2.5, help="learning-rate factor of conv_in")
     p.add_argument("--ema", type=float, default=0.995)
     p.add_argument("--t-high-frac", type=float, default=0.3)
+    p.add_argument("--t-high-min", type=int, default=500,
+                   help="the high-noise share samples t in [this, 1000): the first steps decide what is copied")
     p.add_argument("--drop", type=float, default=0.05, help="conditioning dropout: text only, image only, both")
     p.add_argument("--cond-noise", type=float, default=0.06, help="std of noise on the source latents")
     p.add_argument("--export-every", type=int, default=200)
@@ -239,6 +243,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if not (Path(args.base) / "unet" / "config.json").exists():
         p.error(f"--base {args.base}: no mini model folder there (unet/config.json missing)")
+    if not 0 <= args.t_high_min < 1000:
+        p.error(f"--t-high-min must be in [0, 1000), got {args.t_high_min}")
     if not 0 <= args.drop <= 1 / 3:
         p.error(f"--drop must be between 0 and 1/3, got {args.drop}")
     if Path(args.out).resolve() == Path(args.base).resolve():
