@@ -19,8 +19,22 @@ def test_prompt_file_parsing(tmp_path):
         parse_prompt_file(f)
 
 
-@pytest.mark.slow
-def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys):
+@pytest.fixture
+def few_steps(monkeypatch):
+    """mini and mini-video at 2 sampling steps instead of their defaults (30 and 25): what the demo test checks
+    (every prompt rendered, sealed, recorded, the edit's and the clip's ingredients) does not depend on how
+    many steps the sampler takes, and 30 steps cost CI ~2 minutes. The registry's entries are swapped only for
+    this test, so `studio demo` runs its own unchanged path (default prompt file, default models)."""
+    import dataclasses
+
+    from studio.engine import default_studio
+
+    entries = default_studio().registry.entries
+    for name in ("mini", "mini-video"):
+        monkeypatch.setitem(entries, name, dataclasses.replace(entries[name], steps=2))
+
+
+def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys, few_steps):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
     items = parse_prompt_file(SAMPLES)
