@@ -34,6 +34,7 @@ def few_steps(monkeypatch):
         monkeypatch.setitem(entries, name, dataclasses.replace(entries[name], steps=2))
 
 
+@pytest.mark.slow
 def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys, few_steps):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
