@@ -75,13 +75,20 @@ def edit_model_for(image: Path, registry=None) -> str:
 
 
 def is_clip_file(path: Path) -> bool:
-    """Whether ``path`` holds a clip (MP4, MOV, WebM, GIF), judged from its first bytes as the decoder does."""
+    """Whether ``path`` holds a clip (MP4, MOV, WebM, an animated GIF), judged from its first bytes as the decoder
+    does; a one-frame GIF is a still image."""
     from safety.media import sniff_video
 
     try:
         with open(path, "rb") as fh:
-            return sniff_video(fh.read(16)) is not None
-    except OSError:
+            kind = sniff_video(fh.read(16))
+        if kind != "gif":
+            return kind is not None
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return getattr(im, "n_frames", 1) > 1
+    except (OSError, ValueError):
         return False
 
 

@@ -123,3 +123,14 @@ def test_batch_job_renders_mini_instruct_edits_of_an_image_and_a_clip(clip, tmp_
         assert report["state"] == "trusted", report
         assert [i["relationship"] for i in report["manifest"]["ingredients"]] == ["parentOf"]
     assert studio.info(png)["request"]["image_guidance"] == 1.2 and studio.info(mp4)["request"]["frames"] == 2
+
+
+def test_an_animated_gif_is_a_clip_and_a_one_frame_gif_a_still(tmp_path):
+    from studio.control_cli import is_clip_file
+
+    a, b = Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")
+    a.save(tmp_path / "still.gif")
+    a.save(tmp_path / "anim.gif", save_all=True, append_images=[b])
+    a.save(tmp_path / "still.png")
+    assert is_clip_file(tmp_path / "anim.gif") and not is_clip_file(tmp_path / "still.gif")
+    assert not is_clip_file(tmp_path / "still.png") and not is_clip_file(tmp_path / "missing.mp4")
