@@ -17,23 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
 from . import DEFAULT_GUIDANCE_SCALE, DEFAULT_IMAGE_GUIDANCE_SCALE, weights_path
 from . import world as IW
 from .evaluate import assess, quiet_pipeline, summarise
 
 
 def latents(scenes):
-    """Closed-form latents (unscaled) of rendered ``scenes``."""
+    """Closed-form latents (unscaled) of rendered ``scenes``, as training makes them."""
     import torch
 
-    from .. import world as W
-    from ..latent import target_latents
+    from .train import scene_latents
 
-    arr = np.stack([W.scene_array(s) for s in scenes])
-    bg = np.array([W.BACKGROUNDS[s.background] for s in scenes], dtype=np.uint8)
-    return torch.from_numpy(target_latents(arr, bg)).float()
+    return torch.from_numpy(scene_latents(scenes)).float()
 
 
 def one_step(pipe, edits, ts, *, guidance: float, image_guidance: float, seed: int = 0) -> dict:

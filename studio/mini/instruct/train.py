@@ -69,11 +69,14 @@ def ema_update(ema, model, decay: float) -> None:
 def edit_batch(seeds, split: str = "train"):
     """(edits, source latents N4hw, edited latents N4hw), both unscaled closed-form latents."""
     edits = [IW.sample_edit(TRAIN_SEED_BASE + int(s), split) for s in seeds]
-    src = np.stack([W.scene_array(e.source) for e in edits])
-    tgt = np.stack([W.scene_array(e.target) for e in edits])
-    bg_s = np.array([W.BACKGROUNDS[e.source.background] for e in edits], dtype=np.uint8)
-    bg_t = np.array([W.BACKGROUNDS[e.target.background] for e in edits], dtype=np.uint8)
-    return edits, target_latents(src, bg_s), target_latents(tgt, bg_t)
+    return edits, scene_latents([e.source for e in edits]), scene_latents([e.target for e in edits])
+
+
+def scene_latents(scenes) -> np.ndarray:
+    """Closed-form latents (unscaled, N4hw) of the rendered ``scenes``."""
+    arr = np.stack([W.scene_array(s) for s in scenes])
+    bg = np.array([W.BACKGROUNDS[s.background] for s in scenes], dtype=np.uint8)
+    return target_latents(arr, bg)
 
 
 def hparams(args) -> dict:
