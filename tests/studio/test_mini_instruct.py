@@ -116,3 +116,25 @@ def test_cli_edit_with_the_real_mini_instruct_is_sealed_with_its_source(scene_pn
     report = studio.verify(tmp_path / "e.png").to_dict()
     assert report["state"] == "trusted"
     assert [i["relationship"] for i in report["manifest"]["ingredients"]] == ["parentOf"]
+
+
+def test_init_unet_continues_exported_weights_and_their_command_chain(tmp_path):
+    """A later budget on the shipped weights when the --work checkpoint is gone: steps and the command chain carry
+    on (the card's reproduce list stays whole), and a 4-channel UNet is refused with its channel count."""
+    import json
+
+    from studio.mini import weights_path
+    from studio.mini.instruct import weights_path as instruct_weights
+    from studio.mini.instruct.train import main as train_main
+
+    shipped = json.loads((instruct_weights() / "training.json").read_text())
+    out = tmp_path / "out"
+    train_main(["--work", str(tmp_path / "w"), "--out", str(out), "--init-unet", str(instruct_weights() / "unet"),
+                "--steps", str(shipped["steps_done"] + 1), "--batch-size", "2", "--time-budget-min", "5"])
+    done = json.loads((out / "training.json").read_text())
+    assert done["steps_done"] == shipped["steps_done"] + 1 and done["runs"] == shipped["runs"] + 1
+    assert done["commands"][: len(shipped["commands"])] == shipped["commands"]
+    assert "--init-unet" in done["commands"][-1]
+    with pytest.raises(SystemExit, match="4 input channels"):
+        train_main(["--work", str(tmp_path / "w2"), "--out", str(tmp_path / "o2"),
+                    "--init-unet", str(weights_path() / "unet"), "--steps", "1"])

@@ -134,6 +134,21 @@ def train(args) -> int:
                             lr=args.lr, weight_decay=0.01)
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     step, seed, prev_s, runs, losses = 0, 0, 0, 1, []
+    earlier_commands: list[str] = []
+    if args.init_unet and not (args.resume and (work / "state.pt").exists()):
+        # a later budget on exported weights when the --work checkpoint is gone: the optimiser starts afresh
+        init = Path(args.init_unet)
+        loaded = UNet2DConditionModel.from_pretrained(init, torch_dtype=torch.float32)
+        if loaded.config.in_channels != unet.config.in_channels:
+            raise SystemExit(f"--init-unet {init}: {loaded.config.in_channels} input channels, "
+                             f"expected {unet.config.in_channels} (an exported mini-instruct UNet)")
+        unet.load_state_dict(loaded.state_dict())
+        ema.load_state_dict(loaded.state_dict())
+        before = json.loads((init.parent / "training.json").read_text())
+        step, seed = int(before["steps_done"]), int(before["steps_done"]) * args.batch_size + 1_000_003
+        prev_s, runs = int(before.get("seconds", 0)), int(before.get("runs", 1)) + 1
+        earlier_commands = list(before.get("commands", [before.get("command", "")]))
+        log(f"starting from {init} (step {step}, fresh optimiser)")
     if args.resume and (work / "state.pt").exists():
         st = torch.load(work / "state.pt", weights_only=False)
         unet.load_state_dict(st["unet"])
@@ -142,6 +157,7 @@ def train(args) -> int:
         for g, scale in zip(opt.param_groups, (1.0, args.conv_in_lr_scale)):  # the command's flag wins on resume
             g["lr_scale"] = scale
         step, seed, prev_s, runs, losses = st["step"], st["seed"], st["seconds"], st["runs"] + 1, st["losses"]
+        earlier_commands = st.get("earlier_commands", [])
         log(f"resuming at step {step}")
     sched = make_scheduler_train({"prediction_type": "v_prediction", "zero_terminal_snr": True})
     cache: dict[str, torch.Tensor] = {}
@@ -163,20 +179,23 @@ def train(args) -> int:
 
     def meta(final: bool) -> dict:
         return {"base": "mini", "base_steps": base_meta.get("unet_steps_done"), "seed": args.seed, "steps_done": step,
-                "triplets_seen": step * args.batch_size, "seconds": prev_s + round(time.time() - t0), "runs": runs,
+                "triplets_seen": step * args.batch_size,
+                "continued_from": args.init_unet or None, "seconds": prev_s + round(time.time() - t0), "runs": runs,
                 **hparams(args), "scaling_factor": scaling, "final": final,
                 "loss_last_200": round(float(np.mean(losses[-200:])), 5) if losses else None,
                 "loss_first_50": round(float(np.mean(losses[:50])), 5) if losses else None,
                 "hardware": f"CPU only ({platform.processor() or platform.machine()}), torch threads "
                             f"{torch.get_num_threads()}",
-                "command": args.command, "commands": (work / "commands.txt").read_text().splitlines(),
+                "command": args.command,
+                "commands": earlier_commands + (work / "commands.txt").read_text().splitlines(),
                 "kinds": list(IW.KINDS), "holdout_edits": sorted(map(list, IW.HOLDOUT_EDITS)),
                 "holdout_colour_shape": sorted(map(list, W.HOLDOUT))}
 
     def save(final: bool) -> None:
         m = meta(final)
         torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "seed": seed, "seconds": m["seconds"], "runs": runs, "losses": losses}, work / "state.pt")
+                    "seed": seed, "seconds": m["seconds"], "runs": runs, "losses": losses,
+                    "earlier_commands": earlier_commands}, work / "state.pt")
         export(out, base, ema, m)
         log(f"exported EMA UNet at step {step} -> {out}")
 
@@ -230,6 +249,8 @@ def main(argv=None) -> None:
     p.add_argument("--base", default=str(mini_weights_path()), help="the mini model folder to start from (read only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --work for another budget")
+    p.add_argument("--init-unet", default="", help="start from an exported mini-instruct UNet folder (its --work "
+                   "checkpoint lost): weights and step count carry on, the optimiser starts afresh")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--batch-size", type=int, default=12)
