@@ -84,6 +84,16 @@ class MediaModality(ABC):
         instruct edit, which ControlNet); as is by default."""
         return request
 
+    def adopts(self, request, family: Optional[str] = None) -> bool:
+        """For a capability (`CAPABILITIES`): whether a model of `family` runs `request`, of this module's
+        modality in another mode, as this capability (an instruction editor given a clip edits it, as it edits an
+        image it is given); `family` None: whether some model of a medium in `runs_on` could. No by default."""
+        return False
+
+    def adopt(self, request):
+        """`request` (one `adopts` takes) in this capability's mode."""
+        raise NotImplementedError(f"{type(self).__name__} adopts no requests")
+
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
         """Checks that need the model's family (from disk, before loading): frames, sizes, modes."""
 

@@ -36,6 +36,15 @@ class InstructVideoModality(VideoModality):
                                               "image_guidance": IMAGE_GUIDANCE_FAMILIES[family]})
         return request
 
+    def adopts(self, request, family=None):
+        # as an instruct model given an init image edits it (studio.control.decide): given a clip, it edits that
+        return bool(request.init_video) and not request.instruct and (family is None or _editor(family) is not None)
+
+    def adopt(self, request):
+        from ..schema import GenerationRequest
+
+        return GenerationRequest.build(**{**request.model_dump(exclude_unset=True), "instruct": True})
+
     def _frames(self, request, entry, spec, inputs: Inputs) -> int:
         # the whole clip: an edit keeps the source's length (a longer one than the editor takes is refused)
         return request.frames or len(inputs.frames)

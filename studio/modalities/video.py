@@ -57,9 +57,19 @@ class VideoModality(MediaModality):
             return min(len(inputs.frames), spec.max_frames)
         return getattr(entry, "frames", None) or spec.default_frames
 
+    def decide(self, request, family, base_source=None):
+        from . import adopt  # a clip given to an instruction editor is an instruction edit (the capability's)
+
+        return adopt(request, family, base_source)
+
     def check(self, request, entry, source, inputs: Inputs, *, scale: int) -> None:
         import pipelines
 
+        from . import modality
+
+        own = modality(request.modality, request.mode)
+        if own is not self:  # `decide` made it a capability's request after the engine picked this module
+            return own.check(request, entry, source, inputs, scale=scale)
         family = getattr(source, "family", None) or entry.family
         if family is None:
             return  # decided by the load; checked again after it

@@ -134,3 +134,36 @@ def test_an_animated_gif_is_a_clip_and_a_one_frame_gif_a_still(tmp_path):
     a.save(tmp_path / "still.png")
     assert is_clip_file(tmp_path / "anim.gif") and not is_clip_file(tmp_path / "still.gif")
     assert not is_clip_file(tmp_path / "still.png") and not is_clip_file(tmp_path / "missing.mp4")
+
+
+def test_an_instruct_model_given_a_clip_decides_the_instruction_edit_itself(clip, tmp_path):
+    # as it does for an init image: no instruct=True, the editor's family decides (and its image guidance)
+    res = studio.generate(prompt="make the circle blue", model="mini-instruct", init_video=clip, frames=2,
+                          steps=2, seed=3, out=tmp_path / "d.mp4")
+    rec = res.record
+    assert rec.mode == "instruct" and rec.request.instruct is True and rec.request.image_guidance == 1.5
+    assert rec.request.modality == "video" and res.outputs[0].record.frames == 2
+    assert studio.verify(tmp_path / "d.mp4").to_dict()["state"] == "trusted"
+
+
+@pytest.mark.parametrize("model, extra, needle", [
+    ("mini", {}, "this is a video request but the model makes image"),  # no instruction mode: no clip edit
+    ("flux-kontext", {}, "edits single images, not clips"),  # an instruct family, decided, then refused
+    ("mini-instruct", {"strength": 0.5}, "strength given for an instruction edit"),
+])
+def test_a_clip_given_to_an_image_model_without_instruct_is_refused_in_one_line(clip, no_load, model, extra,
+                                                                                needle):
+    with pytest.raises(RequestError) as exc:
+        studio.generate(prompt="make it blue", model=model, init_video=clip, steps=1, **extra)
+    assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_runs_as_defers_a_clip_on_an_image_model_to_the_family():
+    from studio.modalities import runs_as
+    from studio.schema import GenerationRequest
+
+    clip_req = GenerationRequest.build(prompt="x", init_video="c.mp4")
+    assert clip_req.mode == "vid2vid"
+    assert runs_as(clip_req, "image") == "video"  # some image model (an instruct editor) could edit it
+    assert runs_as(clip_req, "image", "ip2p") == "video" and runs_as(clip_req, "image", "sd1") == "image"
+    assert runs_as(GenerationRequest.build(prompt="x", modality="video"), "image") == "image"  # txt2vid: none
