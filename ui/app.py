@@ -46,6 +46,7 @@ _AUDIO = MODALITIES["audio"]
 AUDIO_UPLOADS = [".wav", ".flac", ".mp3"]
 # What the Video tab takes as a clip to restyle: the video formats the upload guard lets in (ui.served_files).
 CLIP_UPLOADS = [".mp4", ".gif", ".webm"]
+EDIT_MODES = ["img2img", "inpaint", "outpaint", "instruct"]
 
 
 def _sealed_player_class(base: type, name: str, block: str, doc: str) -> type:
@@ -385,10 +386,11 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
             with gr.Tab("Edit", id="edit", elem_id="tab-edit"):
                 with gr.Row(equal_height=False):
                     with gr.Column(scale=6, min_width=360):
-                        e_source = gr.File(label="Source image (kept byte-for-byte as the C2PA ingredient)",
-                                           file_types=["image"], type="filepath", elem_id="e-source", height=110)
-                        e_mode = gr.Radio(["img2img", "inpaint", "outpaint", "instruct"], value="img2img",
-                                          label="Mode", elem_id="e-mode")
+                        # a clip too, for the modes the capability table says edit one (instruct)
+                        e_source = gr.File(label=edit_instruct_panel.source_label(EDIT_MODES),
+                                           file_types=edit_instruct_panel.source_types(EDIT_MODES, CLIP_UPLOADS),
+                                           type="filepath", elem_id="e-source", height=110)
+                        e_mode = gr.Radio(EDIT_MODES, value="img2img", label="Mode", elem_id="e-mode")
                         e_editor = gr.ImageEditor(
                             label="Mask: paint over the area to repaint", type="filepath", format="png",
                             sources=["upload"], layers=False, transforms=(), image_mode="RGBA",
@@ -423,7 +425,7 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                         with gr.Row():
                             e_go = gr.Button("Run edit", variant="primary", elem_id="e-go", scale=3)
                             e_cancel = gr.Button("Cancel", variant="stop", elem_id="e-cancel", scale=1)
-                        e_instruct.view()  # instruct mode: the source next to the sealed result
+                        e_instruct.view(SealedVideo)  # instruct mode: the source next to the sealed result
                         e_gallery = gr.Gallery(label="Results", columns=2, height=360, object_fit="contain", fit_columns=False,
                                                elem_id="e-gallery", buttons=["download", "fullscreen"],
                                                interactive=False)
@@ -759,7 +761,9 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
 
         e_mode.change(on_mode, [e_mode], [e_editor, e_mask, e_strength, e_out_row, e_preview], queue=False)
         e_inpaint.wire(e_editor, e_mode)
-        e_source.change(lambda p: (p, p), [e_source], [e_editor, e_preview], queue=False)
+        # a clip has no still for the mask editor or the preview: it shows in the before/after players
+        e_source.change(lambda p: (edit_instruct_panel.still(p),) * 2, [e_source], [e_editor, e_preview],
+                        queue=False)
 
         @guarded(status=2, outputs=5)
         def do_edit(source, mode, editor, mask, strength, left, top, right, bottom, prompt, negative, model,
@@ -794,7 +798,8 @@ def build_app(studio=None, out_dir=None, *, verify_on_write: bool = True, models
                     yield gr.skip(), gr.skip(), value, gr.skip(), gr.skip()
             entries = value
             first = entries[0]
-            status = (f"{mode}: sealed image in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
+            noun = MODALITIES[first.get("modality") or "image"].noun  # an instruction edit of a clip: a clip
+            status = (f"{mode}: sealed {noun} in {first.get('elapsed_s', 0):.1f}s · {first['model']} · "
                       f"{first['width']}×{first['height']} · seed {first['seed']} · source recorded as the "
                       f"C2PA ingredient") + control_panel.status_note(first)
             yield (gallery_value(entries), [e["file"] for e in entries], status, params_view(first),

@@ -42,3 +42,41 @@ def test_edit_tab_instruct_mode_edits_an_uploaded_clip(clip, tmp_path):
         h.edit(fields, source=clip, mode="img2img", strength=0.5)
     assert "img2img edits an image: a clip is edited by instruction" in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_what_the_edit_box_takes_follows_the_capability_table(clip, monkeypatch, tmp_path):
+    from studio import modalities
+    from ui import edit_instruct_panel as panel
+    from ui.app import CLIP_UPLOADS, EDIT_MODES
+
+    assert [m for m in EDIT_MODES if panel.takes_clips(m)] == ["instruct"]
+    assert panel.source_types(EDIT_MODES, CLIP_UPLOADS) == ["image", ".mp4", ".gif", ".webm"]
+    assert "or a clip in instruct mode" in panel.source_label(EDIT_MODES)
+    still = tmp_path / "still.png"
+    Image.new("RGB", (8, 8), "red").save(still)
+    assert panel.still(str(still)) == str(still) and panel.still(clip) is None and panel.still(None) is None
+    assert panel.source_field("instruct", clip) == {"init_video": clip}
+    assert panel.source_field("img2img", str(still)) == {"init_image": str(still)}
+    # without the table's clip row no Edit mode takes a clip: the box asks for images, a clip is refused
+    monkeypatch.delitem(modalities.CAPABILITIES, ("video", "instruct"))
+    assert panel.source_types(EDIT_MODES, CLIP_UPLOADS) == ["image"]
+    assert "clip" not in panel.source_label(EDIT_MODES)
+    with pytest.raises(RequestError, match="instruct edits an image: a clip is edited by instruction"):
+        panel.source_field("instruct", clip)
+
+
+def test_before_after_shows_a_clip_in_players_a_gif_clip_as_an_image_and_a_still_in_the_slider(clip, tmp_path):
+    from ui.edit_instruct_panel import before_after
+
+    still = tmp_path / "still.png"
+    Image.new("RGB", (8, 8), "red").save(still)
+    gif = tmp_path / "anim.gif"
+    Image.new("RGB", (8, 8), "red").save(gif, save_all=True, append_images=[Image.new("RGB", (8, 8), "blue")])
+    shown = lambda updates: [u.get("visible") for u in updates]  # noqa: E731
+    # (slider, clip row, before player, before GIF, after player)
+    assert shown(before_after(str(still), str(still))) == [True, False, False, False, False]
+    mp4 = before_after(clip, clip)
+    assert shown(mp4) == [False, True, True, False, True] and mp4[2]["value"] == clip and mp4[4]["value"] == clip
+    from_gif = before_after(str(gif), clip)
+    assert shown(from_gif) == [False, True, False, True, True] and from_gif[3]["value"] == str(gif)
+    assert shown(before_after(None, clip)) == [False] * 5
