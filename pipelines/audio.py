@@ -3,8 +3,10 @@
 Backends: diffusers' StableAudioPipeline (Stable Audio Open) and the Stable Audio 3 pipelines, AudioLDM2Pipeline, and
 transformers' MusicGen / MusicGen-Melody (wrapped in :class:`MusicGenPipeline` so it loads and hashes like a diffusers
 pipeline). Each mode uses what the backend itself offers (SA3's inpaint pipeline, Stable Audio Open's
-``initial_audio_waveforms``, MusicGen's audio prompt); where a backend cannot guarantee that audio outside the edited
-span is unchanged, the original is pasted back there with a short crossfade inside the span.
+``initial_audio_waveforms``, MusicGen's audio prompt); Stable Audio Open, which has no mask, continues and inpaints
+through :mod:`pipelines.audio_masked` (known latent frames re-noised and blended in after every step). Where a backend
+cannot guarantee that audio outside the edited span is unchanged, the original is pasted back there with a short
+crossfade inside the span.
 """
 from __future__ import annotations
 
@@ -61,11 +63,13 @@ class AudioFamily:
 
 AUDIO_FAMILIES: dict[str, AudioFamily] = {
     # Stable Audio Open 1.0: 44.1 kHz stereo, a fixed 1024-latent window (hop 2048) = 47.55 s; the pipeline has
-    # init audio (audio2audio) but no mask. Stable Audio 3 adds audio-to-audio and inpainting pipelines (extension
-    # is inpainting of the appended span).
+    # init audio (audio2audio) but no mask, so extension and inpainting run its components with a latent frame mask
+    # (audio_masked.py). Stable Audio 3 adds audio-to-audio and inpainting pipelines (extension is inpainting of the
+    # appended span).
     "stable-audio": AudioFamily(
         "stable-audio", AUDIO_MODES, 44100, 10.0, 47.55, 2,
         pipelines=(("txt2audio", "StableAudioPipeline"), ("audio2audio", "StableAudioPipeline"),
+                   ("audio_extend", "StableAudioPipeline"), ("audio_inpaint", "StableAudioPipeline"),
                    ("txt2audio", "StableAudio3Pipeline"), ("audio2audio", "StableAudio3AudioToAudioPipeline"),
                    ("audio_inpaint", "StableAudio3InpaintPipeline"), ("audio_extend", "StableAudio3InpaintPipeline")),
         duration_why="the DiT's latent window"),
@@ -105,8 +109,9 @@ def _check_spec(fam: AudioFamily, mode: str, duration, extend, span) -> None:
         fam.check_duration(duration)  # the input used
         total = float(duration) + float(extend)
         if total > fam.max_duration:
+            why = f" ({fam.duration_why})" if fam.duration_why else ""
             raise ValueError(f"{fam.name} renders at most {fam.max_duration:g} seconds; {duration:g} s + "
-                             f"{float(extend):g} s extension is {total:g}")
+                             f"{float(extend):g} s extension is {total:g}{why}")
     else:
         if extend is not None:
             raise ValueError(f"extend applies to audio_extend only (got extend with {mode})")
@@ -269,7 +274,9 @@ def _sa_open_spec(fam: AudioFamily, pipe) -> AudioFamily:
     rate = int(pipe.vae.config.sampling_rate)
     window = pipe.transformer.config.sample_size * pipe.vae.hop_length / rate
     top = min(window, float(pipe.projection_model.config.max_value))
-    return dataclasses.replace(fam, modes=("txt2audio", "audio2audio"), sample_rate=rate,
+    # extension and inpainting run the masked loop (audio_masked.py); an extension's input and new part share the
+    # window, so max_duration bounds duration + extend
+    return dataclasses.replace(fam, modes=AUDIO_MODES, sample_rate=rate,
                                channels=int(pipe.vae.config.audio_channels), max_duration=round(top, 3),
                                min_duration=min(fam.min_duration, top / 4),
                                default_duration=min(fam.default_duration, round(top, 3)))
@@ -553,6 +560,8 @@ def _diffusers(ctx: _Run, index: int, seed: int) -> tuple[np.ndarray, int]:
     steps = ctx.steps
     kw: dict[str, Any] = dict(prompt=ctx.prompt, generator=gen)
     total = ctx.duration + (ctx.extend or 0.0)
+    if name == "StableAudioPipeline" and mode in ("audio_extend", "audio_inpaint"):
+        return _sa_open_masked(ctx, pipe, gen, index)
     if name == "StableAudioPipeline":
         overrides = {}
         if mode == "audio2audio":
@@ -599,6 +608,29 @@ def _diffusers(ctx: _Run, index: int, seed: int) -> tuple[np.ndarray, int]:
     with torch.inference_mode():
         audio = pipe(output_type="pt" if name != "AudioLDM2Pipeline" else "np", **kw).audios
     return _finish(ctx, _np_channels_last(audio[:1] if not isinstance(audio, np.ndarray) else audio[0]))
+
+
+def _sa_open_masked(ctx: _Run, pipe, gen: torch.Generator, index: int) -> tuple[np.ndarray, int]:
+    """Stable Audio Open continuation / inpainting: the source's latent frames kept through a frame mask."""
+    from .audio_masked import masked_sample
+
+    pipe.scheduler = _scheduler(ctx.model, ctx.spec, pipe, ctx.sampler)
+    steps = ctx.steps
+    if ctx.mode == "audio_extend":
+        total = ctx.duration + ctx.extend
+        n = ctx.src.shape[0]
+        end = ctx.samples(total)
+        wave, start = np.pad(ctx.src, ((0, end - n), (0, 0))), n
+    else:
+        total, wave = ctx.duration, ctx.src
+        start, end = ctx.samples(ctx.span[0]), min(ctx.src.shape[0], ctx.samples(ctx.span[1]))
+    cb = None
+    if ctx.callback is not None:
+        cb = lambda i, t, lat: ctx.callback(index * steps + i + 1, ctx.count * steps, lat)  # noqa: E731
+    audio = masked_sample(pipe, wave, start, end, prompt=ctx.prompt, negative_prompt=ctx.negative_prompt,
+                          audio_end_in_s=total, num_inference_steps=steps, guidance_scale=ctx.guidance,
+                          generator=gen, callback=cb)
+    return _finish(ctx, _np_channels_last(audio[:1]))
 
 
 def _audioldm2_lm_step(lm) -> None:

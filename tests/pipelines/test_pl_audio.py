@@ -72,7 +72,7 @@ def test_rates_and_channels_of_the_tiny_models(musicgen, stable_audio):
     assert (audio_family_for(musicgen).sample_rate, audio_family_for(musicgen).channels) == (32000, 1)
     sa = audio_family_for(stable_audio)
     assert (sa.sample_rate, sa.channels, sa.max_duration) == (4000, 2, 2.048)
-    assert sa.modes == ("txt2audio", "audio2audio")  # Stable Audio Open has no mask input
+    assert sa.modes == AUDIO_MODES  # extension and inpainting through the latent frame mask (audio_masked.py)
 
 
 def test_musicgen_seed_does_not_leak_into_the_global_rng(musicgen):
@@ -168,8 +168,7 @@ def test_melody_chroma_marks_the_dominant_pitch_class(melody):
     assert feats[0, : 2 * 32000 // 4096, 9].all()
 
 
-@pytest.mark.parametrize("key,mode", [("musicgen", "audio2audio"), ("stable-audio", "audio_inpaint"),
-                                      ("stable-audio", "audio_extend")])
+@pytest.mark.parametrize("key,mode", [("musicgen", "audio2audio")])  # Stable Audio Open does all four
 def test_unsupported_mode_names_what_the_model_does(models, key, mode):
     with pytest.raises(ValueError, match="does not do .*; it does txt2audio"):
         run_audio(models[key], mode=mode, duration=1.0, init_audio=(tone(1.0, 32000), 32000), seeds=[1],
