@@ -236,7 +236,8 @@ def _entry_modality(entry: ModelEntry, source, request: Optional[GenerationReque
     from .modalities import runs_as
 
     made = entry.modality or family_modality(getattr(source, "family", None)) or "image"
-    return runs_as(request, made) if request is not None else made
+    family = getattr(entry, "family", None) or getattr(source, "family", None)
+    return runs_as(request, made, family) if request is not None else made
 
 
 def check_sampler(sampler: str, family: Optional[str], scheduler_config: Optional[dict]) -> None:

@@ -482,7 +482,7 @@ def build_spec(header: dict, raw_items: Iterable[RawItem], bad: list[Invalid], *
                 # the registry does not know is decided at render time; its names follow what it returns)
                 from ..modalities import runs_as  # an image editor runs a clip's instruct edit as video
 
-                request = request.with_modality(runs_as(request, entry.modality))
+                request = request.with_modality(runs_as(request, entry.modality, getattr(entry, "family", None)))
         except (RequestError, ValueError, TypeError) as exc:
             spec.invalid.append(Invalid(raw.line, str(exc)))
             continue

@@ -53,3 +53,20 @@ def test_video_job_renders_resumes_and_replays(tmp_path, tiny_video_model, capsy
     assert main(["replay", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["identical"] == 3 and report["differs"] == 0
+
+
+def test_a_clip_given_to_an_image_model_that_cannot_edit_it_is_refused_when_the_job_is_read(tmp_path, capsys):
+    """mini makes images and has no instruct mode: a clip item is named invalid before anything renders (the
+    registry knows the family, so the table's deferred refusal is decided at read time)."""
+    from safety.media import encode_mp4
+
+    jobdir = tmp_path / "job"
+    jobdir.mkdir()
+    (jobdir / "source.mp4").write_bytes(encode_mp4(np.zeros((2, 64, 64, 3), np.uint8), 8.0, None))
+    (jobdir / "job.jsonl").write_text(json.dumps({"id": "clip", "prompt": "make the circle blue",
+                                                  "init_video": "source.mp4"}) + "\n")
+    out = tmp_path / "out"
+    assert main(["render", str(jobdir / "job.jsonl"), "--out", str(out), "--model", "mini"]) == 2
+    err = capsys.readouterr().err
+    assert "1 invalid item" in err and "job.jsonl:1:" in err and "makes image" in err
+    assert not (out / MANIFEST).exists() or "item" not in (out / MANIFEST).read_text()
