@@ -241,16 +241,20 @@ def demo(
     seed: int = typer.Option(1234, "--seed"),
     video_model: str = typer.Option("mini-video", "--video-model",
                                     help="Model for the demo's two clips; 'none' renders no clips."),
+    music_model: str = typer.Option("mini-music", "--music-model",
+                                    help="Model for the demo's two tunes; 'none' renders no tunes."),
 ) -> None:
     """Render the bundled prompt file with the bundled mini model (offline, CPU): sealed PNGs + contact sheet,
-    then two sealed clips with the mini video model (text-to-video, and the first image animated)."""
+    then two sealed clips with the mini video model (text-to-video, and the first image animated) and two
+    sealed tunes with the mini music model (text-to-music, and a continuation)."""
     from .demo import SAMPLES, run_demo
     from .engine import default_studio
 
     default_studio().quiet = True
     try:
         run_demo(out, prompts or SAMPLES, model=model, seed=seed, log=typer.echo,
-                 video_model=None if video_model.lower() == "none" else video_model)
+                 video_model=None if video_model.lower() == "none" else video_model,
+                 music_model=None if music_model.lower() == "none" else music_model)
     except RequestError as exc:
         _fail(str(exc))
     except StudioError as exc:

@@ -3,7 +3,8 @@
 Prompt-file lines are prompts; `#` starts a comment; a line may end with ` | key=value | key=value`
 overrides of request fields. `init=@N` uses the output of item N (1-based) as the init image, so the demo
 also shows an edit whose C2PA manifest names the earlier output as its ingredient. Then two clips with the
-mini video model: one from text, and one that animates the demo's first image (its ingredient).
+mini video model: one from text, and one that animates the demo's first image (its ingredient). Then two
+tunes with the mini music model: one from text, and a continuation of its first half (its ingredient).
 """
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "prompts.txt"
 # describes samples/prompts.txt's first image ("a large red circle in the center on a white background")
 CLIPS = (("clip-text-to-video.mp4", "a red circle moving to the right on a white background", False),
          ("clip-image-to-video.mp4", "a large red circle moving to the left on a white background", True))
+
+
+# (file name, prompt in mini-music's caption language); the second continues the first tune's first half
+TUNES = (("tune-text-to-music.wav", "a fast square melody rising in a high register, major"),
+         ("tune-continuation.wav", "a fast square melody rising in a high register, major"))
 
 
 def parse_prompt_file(path: Path) -> list[RawItem]:
@@ -69,8 +75,29 @@ def render_clips(studio, out_dir: Path, first_image: Path, *, model: str, seed: 
     return results
 
 
+def render_tunes(studio, out_dir: Path, *, model: str, seed: int, log: Callable[[str], None]) -> list:
+    """The demo's two tunes: text-to-music over the model's whole window, then its first half continued by the
+    other half (the window bounds what the model hears and writes at once)."""
+    entry = studio.registry.resolve(model)
+    window = float(entry.duration or 8.0)
+    (first, prompt), (second, prompt2) = TUNES
+    plans = ((first, {"prompt": prompt, "duration": window}),
+             (second, {"prompt": prompt2, "duration": window / 2, "extend": window / 2}))
+    results = []
+    for n, (name, fields) in enumerate(plans, start=1):
+        if "extend" in fields:
+            fields["init_audio"] = str(results[0].paths[0])
+        started = time.perf_counter()
+        result = studio.generate(model=model, seed=seed + 200 + n, out=out_dir / name, overwrite=True, **fields)
+        results.append(result)
+        log(f"[tune {n}/{len(plans)}] {result.paths[0]} ({result.record.mode}, "
+            f"{time.perf_counter() - started:.1f}s)")
+    return results
+
+
 def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: int = 1234,
-             log: Callable[[str], None] = print, video_model: Optional[str] = "mini-video") -> dict:
+             log: Callable[[str], None] = print, video_model: Optional[str] = "mini-video",
+             music_model: Optional[str] = "mini-music") -> dict:
     from .engine import default_studio
     from .writer import seal_derived
 
@@ -108,6 +135,10 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
     if video_model:
         clips = render_clips(studio, out_dir, results[0].paths[0], model=video_model, seed=seed, log=log)
         records += [json.loads(c.record.model_dump_json()) for c in clips]
+    tunes = []
+    if music_model:
+        tunes = render_tunes(studio, out_dir, model=music_model, seed=seed, log=log)
+        records += [json.loads(t.record.model_dump_json()) for t in tunes]
     (out_dir / "records.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     elapsed = time.perf_counter() - started
     if replaced:
@@ -116,5 +147,8 @@ def run_demo(out_dir: Path, prompts: Path = SAMPLES, model: str = "mini", seed: 
         f"({elapsed:.1f}s)")
     if clips:
         log(f"{len(clips)} sealed clips: {', '.join(str(c.paths[0]) for c in clips)}")
+    if tunes:
+        log(f"{len(tunes)} sealed tunes: {', '.join(str(t.paths[0]) for t in tunes)}")
     return {"outputs": [str(r.paths[0]) for r in results], "clips": [str(c.paths[0]) for c in clips],
+            "tunes": [str(t.paths[0]) for t in tunes],
             "contact_sheet": str(sheet_path), "elapsed_s": elapsed}

@@ -30,7 +30,7 @@ def few_steps(monkeypatch):
     from studio.engine import default_studio
 
     entries = default_studio().registry.entries
-    for name in ("mini", "mini-video"):
+    for name in ("mini", "mini-video", "mini-music"):
         monkeypatch.setitem(entries, name, dataclasses.replace(entries[name], steps=2))
 
 
@@ -60,6 +60,14 @@ def test_demo_renders_sealed_outputs_with_mini(tmp_path, capsys, few_steps):
         assert studio.verify(out / name).exit_code == 0
     animated = studio.verify(out / "clip-image-to-video.mp4").to_dict()
     assert "parentOf" in json.dumps(animated)  # the first image is the clip's ingredient
+    assert "2 sealed tunes" in out_text
+    tunes = [r for r in records if r["request"]["modality"] == "audio"]
+    assert [r["mode"] for r in tunes] == ["txt2audio", "audio_extend"]
+    assert all(r["model_name"] == "mini-music" for r in tunes)
+    for name in ("tune-text-to-music.wav", "tune-continuation.wav"):
+        report = studio.verify(out / name).to_dict()
+        assert report["exit_code"] == 0 and report["watermark_found"]  # 8 s at 16 kHz carries the mark
+    assert "parentOf" in json.dumps(studio.verify(out / "tune-continuation.wav").to_dict())  # the first tune
 
 
 def test_demo_runs_again_into_its_own_folder(tmp_path, capsys):
