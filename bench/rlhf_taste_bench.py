@@ -1,10 +1,13 @@
 """Issue 18's offline RLHF measurement on the mini model: a simulated user with a hidden taste rates mini
 outputs through the studio's own rating API; the learned reward, best-of-8 and a Diffusion-DPO LoRA are
 measured with the analytic judge on held-out prompts, and a LoRA tuned towards a deliberately bad reward
-(brightness) must be refused by the eval gate.
+(brightness) must be refused by the eval gate. Reward gradient guidance by the learned reward
+(`reward_guidance`) is measured on the same prompts and seeds as base, each guided render timed against
+the unguided render of its prompt (issue 18: >= half of best-of-8's gain at <= 3x base time).
 
     OMP_NUM_THREADS=1 nice -n 10 python bench/rlhf_taste_bench.py [--rate-prompts 48] [--cands 4]
-        [--test-prompts 16] [--steps 10] [--dpo-steps 60] [--json out.json]
+        [--test-prompts 16] [--steps 10] [--dpo-steps 60] [--guidance-strengths 0.05,0.1]
+        [--arms base,best_of,guidance,dpo,bad] [--json out.json]
 
 The hidden taste: small objects. Prompts never state a size ("a red circle at the top left on a white
 background"); the rater looks at each output (the analytic judge's size of the largest object, what a person
@@ -17,8 +20,10 @@ to measure a gain.
 Everything runs through the studio: renders are `studio.generate` (sealed), ratings `RatingStore.pick` on
 the sealed outputs, the learned reward `rewards.train_learned`, the LoRAs `rewards.tune.tune` (which runs the
 eval gate on the rated prompts it held out), best-of-8 `generate(best_of=8, reward="learned")`, the LoRA
-renders `generate(loras=[...])`. Base = each best-of-8 group's first candidate (seed s, the same image as a
-plain render of seed s). Measured on `--test-prompts` prompts neither rated nor gated. Fidelity: colour,
+renders `generate(loras=[...])`, the guided ones `generate(reward_guidance={"reward": "learned", ...})`.
+Base = a plain render of seed s (the same image as each best-of-8 group's first candidate, which is kept as
+`best_of_8_c0` to check it), timed after a warm-up; guided renders follow their prompt's base render so both
+see the same machine load. Measured on `--test-prompts` prompts neither rated nor gated. Fidelity: colour,
 shape, position and background all as the prompt says (size is not stated, so not judged).
 """
 from __future__ import annotations
@@ -60,6 +65,25 @@ def is_small(image) -> bool:
     return bool(v.objects) and v.objects[0].size == "small"
 
 
+ARMS = ("base", "best_of", "guidance", "dpo", "bad")
+
+
+def parse_list(text: str, what: str, cast, allowed=None) -> list:
+    """A comma-separated flag: SystemExit with one line naming the bad item."""
+    out = []
+    for item in (x.strip() for x in text.split(",")):
+        try:
+            v = cast(item)
+        except ValueError:
+            raise SystemExit(f"{what}: {item!r} is not a {cast.__name__}") from None
+        if allowed is not None and v not in allowed:
+            raise SystemExit(f"{what}: unknown {item!r} (choose from {', '.join(allowed)})")
+        out.append(v)
+    if not out or any(x == "" for x in out):
+        raise SystemExit(f"{what}: empty list")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate-prompts", type=int, default=32)
@@ -75,10 +99,21 @@ def main() -> None:
     ap.add_argument("--consistency", type=float, default=0.8)
     ap.add_argument("--gate-seeds", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--arms", default=",".join(ARMS), help="test-prompt arms to run (ratings and the learned "
+                    "reward always run): " + ",".join(ARMS))
+    ap.add_argument("--guidance-strengths", default="0.05,0.1", help="reward_guidance strengths by the learned "
+                    "reward, one arm each")
+    ap.add_argument("--guidance-max-step", type=float, default=0.1, help="reward_guidance max_step (the per-step "
+                    "cap; a strength above it acts as the cap)")
+    ap.add_argument("--guidance-end", type=float, default=0.8, help="reward_guidance window end")
     ap.add_argument("--home", default=None, help="studio home (default: a fresh temp folder); a rerun with the "
                     "same home resumes")
     ap.add_argument("--json", default=None, help="write the figures here")
     args = ap.parse_args()
+    arms = set(parse_list(args.arms, "--arms", str, ARMS))
+    strengths = parse_list(args.guidance_strengths, "--guidance-strengths", float)
+    if any(not 0 < x <= 100 for x in strengths):
+        raise SystemExit("--guidance-strengths: each must be in (0, 100]")
 
     import torch
 
@@ -153,30 +188,80 @@ def main() -> None:
 
     test = prompts(args.test_prompts, 90_000)
 
-    def judged(image, p):
-        return {"small": is_small(image), "fidelity": bool(mini_fidelity(image, p))}
+    learned = rewards.get("learned", "image")
 
-    # 3. held-out test prompts: base and best-of-8 by the learned reward (base = candidate 0 = seed s)
+    def misses(image, p):
+        """Which stated attributes the judge got wrong ("object" when it found none): why fidelity fell."""
+        from studio.mini.judge import judge
+        from studio.rewards.gate import mini_expected
+
+        want, v = mini_expected(p) or {}, judge(image)
+        if not v.objects:
+            return ["object"]
+        got = v.objects[0].attrs()
+        return ([k for k in ("color", "shape", "position") if k in want and got.get(k) != want[k]]
+                + (["background"] if want and v.background != want["background"] else []))
+
+    def judged(image, p):
+        # area and the learned score say why an arm moved (or not): the taste's size vs what the reward saw
+        return {"small": is_small(image), "fidelity": bool(mini_fidelity(image, p)), "area": small_area(image),
+                "learned": float(learned.score([image], p)[0]), "misses": misses(image, p)}
+
     per = figures.setdefault("per_prompt", {})
-    for k, p in enumerate(test):
+    guided_kinds = {f"guided_{s:g}": s for s in strengths}
+
+    def plain(p, k, **extra):
+        t0 = time.perf_counter()
+        out = engine.generate(**{"prompt": p, "model": "mini", "steps": args.steps, "seed": 7000 + k, **extra})
+        return out.outputs[0].image, time.perf_counter() - t0
+
+    def guidance(s):
+        return {"reward": "learned", "strength": s, "max_step": args.guidance_max_step, "end": args.guidance_end}
+
+    # 3. held-out test prompts: base (plain seed s, timed) and the guided arms right after it, same seed
+    if arms & {"base", "guidance"}:
+        # warm-up, untimed: the model's first call and the learned reward's first gradient are not sampling time
+        plain(test[0], 0, steps=2)
+        if "guidance" in arms:
+            plain(test[0], 0, steps=2, reward_guidance=guidance(strengths[0]))
+        for k, p in enumerate(test):
+            row = per.setdefault(str(k), {"prompt": p})
+            todo = [g for g, s in guided_kinds.items() if g not in row] if "guidance" in arms else []
+            if "base" in row and not todo:
+                continue
+            image, row["base_s"] = plain(p, k)  # re-timed with the guided arms, so their ratio is same-load
+            row["base"] = judged(image, p)
+            for g in todo:
+                image, row[g + "_s"] = plain(p, k, reward_guidance=guidance(guided_kinds[g]))
+                row[g] = judged(image, p)
+                row[g + "_x_base"] = row[g + "_s"] / row["base_s"]
+            save()
+            if k % 4 == 3:
+                say(f"base{' + guided' if todo else ''}: {k + 1}/{len(test)} test prompts")
+
+    # 4. best-of-8 by the learned reward (its candidate 0 is seed s: the base image again)
+    for k, p in enumerate(test) if "best_of" in arms else ():
         row = per.setdefault(str(k), {"prompt": p})
         if "best_of_8" in row:
             continue
         t0 = time.perf_counter()
         res = engine.generate(prompt=p, model="mini", steps=args.steps, seed=7000 + k, best_of=8, reward="learned")
         row["best_of_8_s"] = time.perf_counter() - t0
-        row["base"] = judged(res.candidates[0].image, p)
+        row["best_of_8_c0"] = judged(res.candidates[0].image, p)
+        row.setdefault("base", row["best_of_8_c0"])
         row["best_of_8"] = judged(res.best.image, p)
         save()
         if k % 4 == 3:
             say(f"best-of-8: {k + 1}/{len(test)} test prompts")
 
-    # 4. the DPO LoRAs: the user's taste, and the deliberately bad brightness rater; each gated by tune()
+    # 5. the DPO LoRAs: the user's taste, and the deliberately bad brightness rater; each gated by tune()
     gate_opts = {"seeds": tuple(range(args.gate_seeds)), "steps": args.steps}
     cfg = dict(steps=args.dpo_steps, batch=args.dpo_batch, beta=args.beta, lr=args.lr, seed=args.seed,
                timesteps=(0.5, 1.0))
     for name, kind, store, gate_reward in (("taste", "dpo_lora", taste_store, "learned"),
                                            ("brightness", "bad_lora", bright_store, "brightness")):
+        if {"taste": "dpo", "brightness": "bad"}[name] not in arms:
+            continue
         path = home / "loras" / f"{name}.safetensors"
         if f"lora_{name}" not in figures:
             t0 = time.perf_counter()
@@ -204,7 +289,7 @@ def main() -> None:
         # the LoRA on the test prompts, no guidance; measured whether or not the gate let it through (the
         # override is explicit)
         for k, p in enumerate(test):
-            row = per[str(k)]
+            row = per.setdefault(str(k), {"prompt": p})
             if kind in row:
                 continue
             t0 = time.perf_counter()
@@ -221,14 +306,41 @@ def main() -> None:
 
     rows = [per[str(k)] for k in range(len(test))]
     table = {}
-    for kind in ("base", "best_of_8", "dpo_lora", "bad_lora"):
+    for kind in ("base", "best_of_8", *guided_kinds, "dpo_lora", "bad_lora"):
         (small, n), (fid, _) = pct(rows, kind, "small"), pct(rows, kind, "fidelity")
         table[kind] = {"taste_small": small, "fidelity": fid, "n": n}
+        ratios = [r[kind + "_x_base"] for r in rows if kind + "_x_base" in r]
+        if ratios:
+            table[kind]["time_x_base"] = round(sum(ratios) / len(ratios), 2)
+        # the why: did the arm raise the learned reward, and did that shrink the object (judge's pixels)?
+        for key, name in (("learned", "learned_mean"), ("area", "area_mean")):
+            v = [r[kind][key] for r in rows if kind in r and r[kind].get(key) is not None]
+            if v:
+                table[kind][name] = round(sum(v) / len(v), 3 if key == "learned" else 0)
+        miss = {}
+        for r in rows:
+            for m in r.get(kind, {}).get("misses", []):
+                miss[m] = miss.get(m, 0) + 1
+        if miss:
+            table[kind]["misses"] = miss
     figures["table"] = table
     base = table["base"]
 
     def diff(kind, key):
-        return None if table[kind][key] is None else round(table[kind][key] - base[key], 1)
+        if table[kind][key] is None or base[key] is None:
+            return None
+        return round(table[kind][key] - base[key], 1)
+
+    guided_targets = {}
+    bo_gain = diff("best_of_8", "taste_small")
+    for g in guided_kinds:
+        gain, fid, x = diff(g, "taste_small"), diff(g, "fidelity"), table[g].get("time_x_base")
+        guided_targets[g] = {"gain_pts": gain, "best_of_8_gain_pts": bo_gain, "time_x_base": x,
+                             "fidelity_change_pts": fid,
+                             # undefined when best-of-8 gained nothing: "half of no gain" would pass anything
+                             "met (gain >= half best-of-8's, <= 3x time, fidelity >= -2)":
+                             None if None in (gain, bo_gain, x, fid) or bo_gain <= 0 else
+                             bool(gain >= bo_gain / 2 and x <= 3 and fid >= -2)}
 
     figures["targets"] = {
         "best_of_8_gain_pts (>= 40)": diff("best_of_8", "taste_small"),
@@ -236,15 +348,20 @@ def main() -> None:
         "fidelity_change_best_of_8_pts (>= -2)": diff("best_of_8", "fidelity"),
         "fidelity_change_dpo_lora_pts (>= -2)": diff("dpo_lora", "fidelity"),
         "taste_lora_gate_passed": figures.get("lora_taste", {}).get("gate", {}).get("passed"),
-        "bad_lora_rejected": not figures.get("lora_brightness", {}).get("gate", {}).get("passed", True),
+        "bad_lora_rejected": (None if "lora_brightness" not in figures  # not run (--arms)
+                              else not figures["lora_brightness"]["gate"].get("passed", True)),
+        "guidance": guided_targets,
     }
     save()
     print(f"\nmini, {args.steps} steps, {len(rate_prompts)} rated prompts x {args.cands} "
           f"({figures['ratings']['picks']} picks, {figures['ratings']['pairs']} pairs), {len(test)} held-out test "
           f"prompts, 1 thread")
-    print(f"{'':<12} {'taste (small) %':>16} {'fidelity %':>11} {'n':>4}")
+    print(f"{'':<12} {'taste (small) %':>16} {'fidelity %':>11} {'n':>4} {'x base time':>12} {'learned':>8} "
+          f"{'area px':>8}")
     for k, v in table.items():
-        print(f"{k:<12} {str(v['taste_small']):>16} {str(v['fidelity']):>11} {v['n']:>4}")
+        print(f"{k:<12} {str(v['taste_small']):>16} {str(v['fidelity']):>11} {v['n']:>4} "
+              f"{str(v.get('time_x_base', '')):>12} {str(v.get('learned_mean', '')):>8} "
+              f"{str(v.get('area_mean', '')):>8}")
     print(json.dumps(figures["targets"], indent=2))
 
 
