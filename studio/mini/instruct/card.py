@@ -36,12 +36,13 @@ def write_card(out: Path, meta: dict) -> None:
         f"- steps: {meta.get('steps_done')} x batch {meta.get('batch_size')} = {meta.get('triplets_seen')} triplets, "
         f"{meta.get('seconds')} s ({meta.get('hardware')}; another 1-thread training shared the 2 cores)",
         f"- v-prediction, zero terminal SNR (mini's schedule), AdamW lr {meta.get('lr')} cosine, EMA {meta.get('ema_decay')}, "
-        f"{meta.get('t_high_frac')} of each batch at t >= 500",
+        f"{meta.get('t_high_frac')} of each batch at t >= {meta.get('t_high_min', 500)} (the last run's)",
         f"- conditioning dropout: text {meta.get('drop_text')}, image {meta.get('drop_image')}, both {meta.get('drop_both')}; "
         f"source-latent noise {meta.get('cond_noise')}",
         f"- loss (v-MSE): first 50 steps {meta.get('loss_first_50')}, last 200 steps {meta.get('loss_last_200')}",
         f"- finished: {meta.get('final')}", "",
-        "Reproduce (each command continues the previous one's --work checkpoint with --resume):", "", "```bash",
+        "Reproduce (each command continues the previous one: `--resume` of its `--work` checkpoint, or `--init-unet` "
+        "of the UNet it exported, here the first command's `--out`/unet, when that checkpoint was gone):", "", "```bash",
         *_commands(meta), "```", "",
     ]
     if ev:
