@@ -132,9 +132,19 @@ def run_instruct(model, *, prompt: str, init_image: Image.Image, width: int, hei
         raise ValueError("an instruction edit needs init_image (the image to edit)")
     gens = _generators(list(seeds))
     image = _rgb(init_image, (width, height))
-    return _edit(spec, pipe, prompt=prompt, images=[image] * len(gens), gens=gens, width=width, height=height,
-                 steps=steps, guidance=guidance, image_guidance=image_guidance, negative_prompt=negative_prompt,
-                 callback=callback)
+    common = dict(prompt=prompt, width=width, height=height, steps=steps, guidance=guidance,
+                  image_guidance=image_guidance, negative_prompt=negative_prompt)
+    if spec.name in ("ip2p", "ip2p-sdxl"):
+        return _edit(spec, pipe, images=[image] * len(gens), gens=gens, callback=callback, **common)
+    # single-reference editors (Kontext, Qwen): a batch of N differs from N single runs in the last bit of a few
+    # pixels (batched matmuls), so each seed is its own call: seed s gives the same image in any batch
+    out: list[Image.Image] = []
+    n = len(gens)
+    for i, gen in enumerate(gens):
+        cb = None if callback is None else (
+            lambda step, total, lat, i=i: callback(i * total + step, n * total, lat))
+        out += _edit(spec, pipe, images=[image], gens=[gen], callback=cb, **common)
+    return out
 
 
 def run_instruct_frames(model, *, prompt: str, frames: Sequence[Image.Image], width: int, height: int, steps: int,

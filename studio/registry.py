@@ -94,6 +94,10 @@ def _mini_video_path() -> str:
     return str(Path(__file__).parent / "mini" / "video" / "weights")
 
 
+def _mini_music_path() -> str:
+    return str(Path(__file__).parent / "mini" / "music" / "weights")
+
+
 def builtin_entries() -> dict[str, ModelEntry]:
     entries = [
         ModelEntry("mini", _mini_path(), "sd1", "the studio's own tiny offline model (procedural shapes world)",
@@ -154,6 +158,9 @@ def builtin_entries() -> dict[str, ModelEntry]:
                    "Wan 2.2 TI2V 5B (720p text- and image-to-video)", width=1280, height=704, steps=50,
                    guidance=5.0, frames=121, fps=24),
         # music
+        ModelEntry("mini-music", _mini_music_path(), "stable-audio",
+                   "the studio's own tiny offline music model (mini music world melodies; weak, see its card)",
+                   steps=20, guidance=1.5, duration=8),
         ModelEntry("musicgen-small", "facebook/musicgen-small", "musicgen",
                    "MusicGen small (transformers; text-to-music, continuation)", guidance=3.0, duration=8),
         ModelEntry("musicgen-medium", "facebook/musicgen-medium", "musicgen", "MusicGen medium", guidance=3.0,

@@ -30,7 +30,7 @@ def few_steps(monkeypatch):
     from studio.engine import default_studio
 
     entries = default_studio().registry.entries
-    for name in ("mini", "mini-video", "mini-music"):
+    for name in ("mini", "mini-video"):  # mini-music keeps its 20 steps (~2 s a tune): at 2 its noise clips
         monkeypatch.setitem(entries, name, dataclasses.replace(entries[name], steps=2))
 
 
@@ -76,7 +76,8 @@ def test_demo_runs_again_into_its_own_folder(tmp_path, capsys):
     prompts.write_text("a red circle | steps=2\n")
     out = tmp_path / "demo"
     for _ in range(2):
-        # the folder rule is the images' as much as the clips': the clips are checked by the test above
-        assert main(["demo", "--out", str(out), "--prompts", str(prompts), "--video-model", "none"]) == 0
+        # the folder rule is the images' as much as the clips' and tunes': those are checked by the test above
+        assert main(["demo", "--out", str(out), "--prompts", str(prompts), "--video-model", "none",
+                     "--music-model", "none"]) == 0
     assert "replaced 1 image(s) of an earlier demo run" in capsys.readouterr().out
     assert len(list(out.glob("01-*.png"))) == 1
