@@ -88,3 +88,23 @@ def registry(tmp_path):
     (model_dir / "model_index.json").write_text("{}")
     reg.add("fake", str(model_dir), "sd1", width=64, height=64, steps=2)
     return reg
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _patient_launch():
+    """Gradio's launch() gives up on the server when its own HEAD / takes over 3 s, which it does on a machine
+    busy with training: wait up to a minute instead (session-scoped and autouse, so it is in place before any
+    served app of the UI tests is launched)."""
+    import httpx
+    from gradio import networking
+
+    def url_ok(url: str) -> bool:
+        try:
+            return httpx.head(url, timeout=60, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308)
+        except httpx.HTTPError:
+            return False
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(networking, "url_ok", url_ok)
+    yield
+    mp.undo()

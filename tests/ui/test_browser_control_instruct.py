@@ -15,26 +15,6 @@ from ui_testutil import SIZE, generate_and_wait, open_tab, pick, shot, wait_unti
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(1200)]  # setup alone takes minutes on a busy CPU
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _patient_launch():
-    """Gradio's launch() gives up on the server when its own HEAD / takes over 3 s, which it does on a machine
-    busy with training: wait up to a minute instead (session-scoped and autouse, so it is in place before the
-    served app this module shares is launched)."""
-    import httpx
-    from gradio import networking
-
-    def url_ok(url: str) -> bool:
-        try:
-            return httpx.head(url, timeout=60, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308)
-        except httpx.HTTPError:
-            return False
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(networking, "url_ok", url_ok)
-    yield
-    mp.undo()
-
-
 @pytest.fixture(scope="module")
 def tiny_models(ui_server, tmp_path_factory):
     """`tiny-ctl-sd` and `tiny-ctl-ip2p` in the served registry, `tiny-ctl-cn` (fits tiny-ctl-sd) in its models

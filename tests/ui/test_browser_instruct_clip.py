@@ -15,25 +15,6 @@ from ui_testutil import open_tab, pick, set_slider, shot, wait_until
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _patient_launch():
-    """Gradio's launch() gives up on the server when its own HEAD / takes over 3 s, which it does on a machine
-    busy with training: wait up to a minute instead (as tests/ui/test_browser_control_instruct.py does)."""
-    import httpx
-    from gradio import networking
-
-    def url_ok(url: str) -> bool:
-        try:
-            return httpx.head(url, timeout=60, verify=False).status_code in (200, 401, 301, 302, 303, 307, 308)
-        except httpx.HTTPError:
-            return False
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(networking, "url_ok", url_ok)
-    yield
-    mp.undo()
-
-
 @pytest.fixture(scope="module")
 def upload(tmp_path_factory):
     """Two 64 px frames of a red circle moving right, written by the studio's own encoder (H.264, 8 fps)."""
