@@ -125,7 +125,8 @@ def _without_mark(samples, rate: int):
     """The source clip with its own watermark taken out before the model hears it. A model that continues or
     inpaints a marked clip copies the mark's pattern into what it writes, at another alignment; the seal then
     cannot locate the old mark to take it out, and the new one cancels against it (measured on mini-music
-    continuations and inpaints: read back in 0 of 5, in 5 of 5 with the source unmarked first). The output is marked once, at the seal."""
+    continuations and inpaints: read back in 0 of 5, in 5 of 5 with the source unmarked first). The output is
+    marked once, at the seal; a clip with no readable mark passes unchanged."""
     import numpy as np
     from safety.seal import WATERMARKERS
 
