@@ -23,6 +23,9 @@ import torch
 
 from .loading import AUDIO_FAMILY_NAMES, AUDIO_MODES, LoadedModel, _musicgen_type, _read_json
 
+# scheduler-config key by which a model declares the latent level it was trained at ("unit_rms": each clip's latent
+# scaled to unit rms); see _latent_level_gain
+LATENT_LEVEL_KEY = "_studio_latent_level"
 # strength 0.6 keeps the source's rhythm and harmony and still restyles (as video's vid2vid default)
 DEFAULT_AUDIO2AUDIO_STRENGTH = 0.6
 # seconds of linear crossfade where generated audio meets the original (inside the regenerated span)
@@ -560,8 +563,10 @@ def _diffusers(ctx: _Run, index: int, seed: int) -> tuple[np.ndarray, int]:
     steps = ctx.steps
     kw: dict[str, Any] = dict(prompt=ctx.prompt, generator=gen)
     total = ctx.duration + (ctx.extend or 0.0)
+    gain = _latent_level_gain(model, pipe, ctx.src) if name == "StableAudioPipeline" else 1.0
+    run = dataclasses.replace(ctx, src=ctx.src * gain) if gain != 1.0 else ctx
     if name == "StableAudioPipeline" and mode in ("audio_extend", "audio_inpaint"):
-        return _sa_open_masked(ctx, pipe, gen, index)
+        return _finish(ctx, _sa_open_masked(run, pipe, gen, index) / gain)
     if name == "StableAudioPipeline":
         overrides = {}
         if mode == "audio2audio":
@@ -571,7 +576,7 @@ def _diffusers(ctx: _Run, index: int, seed: int) -> tuple[np.ndarray, int]:
             lo, hi = float(c.get("sigma_min", 0.3)), float(c.get("sigma_max", 500.0))
             overrides["sigma_max"] = max(lo * 1.0001, lo * (hi / lo) ** ctx.strength)
             steps = max(1, math.ceil(steps * ctx.strength))
-            kw["initial_audio_waveforms"] = torch.from_numpy(ctx.src.T.copy())[None].to(model.device, model.dtype)
+            kw["initial_audio_waveforms"] = torch.from_numpy(run.src.T.copy())[None].to(model.device, model.dtype)
             kw["initial_audio_sampling_rate"] = ctx.rate
         pipe.scheduler = _scheduler(model, spec, pipe, ctx.sampler, **overrides)
         kw.update(audio_end_in_s=ctx.duration, audio_start_in_s=0.0, guidance_scale=ctx.guidance,
@@ -607,11 +612,29 @@ def _diffusers(ctx: _Run, index: int, seed: int) -> tuple[np.ndarray, int]:
     kw["num_inference_steps"] = steps
     with torch.inference_mode():
         audio = pipe(output_type="pt" if name != "AudioLDM2Pipeline" else "np", **kw).audios
-    return _finish(ctx, _np_channels_last(audio[:1] if not isinstance(audio, np.ndarray) else audio[0]))
+    return _finish(ctx, _np_channels_last(audio[:1] if not isinstance(audio, np.ndarray) else audio[0]) / gain)
 
 
-def _sa_open_masked(ctx: _Run, pipe, gen: torch.Generator, index: int) -> tuple[np.ndarray, int]:
-    """Stable Audio Open continuation / inpainting: the source's latent frames kept through a frame mask."""
+def _latent_level_gain(model: LoadedModel, pipe, src: np.ndarray | None) -> float:
+    """The gain that brings a source clip's latent to the level the model was trained at (1.0 when it declares none).
+
+    A model trained on per-clip unit-rms latents (the mini music model: its world's instruments span 16 dB of latent
+    level) declares it with ``LATENT_LEVEL_KEY`` in its scheduler config, which diffusers keeps with every load and
+    copy of the pipeline (a private key, ignored by the scheduler). Fed a quiet source at its own level, such a model
+    reads it as nearly silent at every sigma and regenerates it (audio-to-audio kept the register of 50%). Only valid
+    for a linear codec, which is why it is the model's declaration, not a default."""
+    if src is None or model.base_scheduler_config.get(LATENT_LEVEL_KEY) != "unit_rms":
+        return 1.0
+    wave = torch.from_numpy(np.ascontiguousarray(np.asarray(src, np.float32).reshape(src.shape[0], -1).T))[None]
+    with torch.inference_mode():
+        z = pipe.vae.encode(wave.to(model.device, model.dtype)).latent_dist.mean.float()
+    rms = float(z.pow(2).mean().sqrt())
+    return 1.0 / max(rms, 1e-4)
+
+
+def _sa_open_masked(ctx: _Run, pipe, gen: torch.Generator, index: int) -> np.ndarray:
+    """Stable Audio Open continuation / inpainting: the source's latent frames kept through a frame mask; the raw
+    render over the whole output length, channels last (the caller applies the mode's contract)."""
     from .audio_masked import masked_sample
 
     pipe.scheduler = _scheduler(ctx.model, ctx.spec, pipe, ctx.sampler)
@@ -630,7 +653,7 @@ def _sa_open_masked(ctx: _Run, pipe, gen: torch.Generator, index: int) -> tuple[
     audio = masked_sample(pipe, wave, start, end, prompt=ctx.prompt, negative_prompt=ctx.negative_prompt,
                           audio_end_in_s=total, num_inference_steps=steps, guidance_scale=ctx.guidance,
                           generator=gen, callback=cb)
-    return _finish(ctx, _np_channels_last(audio[:1]))
+    return _np_channels_last(audio[:1])
 
 
 def _audioldm2_lm_step(lm) -> None:

@@ -182,3 +182,41 @@ def test_patches_round_trip_and_a_fixed_combination_trains_alone(tok_te, tmp_pat
     np.testing.assert_allclose(np.sqrt((zl**2).mean(axis=(1, 2))), 1.0, rtol=1e-5)
     env = C.envelope(z)
     assert env.shape == (2, C.ENV_BINS, 12) and np.isfinite(env).all()
+
+
+def test_a_level_model_is_fed_its_source_at_the_level_it_was_trained_at(tmp_path):
+    """The mini music model learnt unit-rms latents (``--level``): a quiet source must reach it at that level, or it
+    reads as near-silence and is regenerated. Its codec is linear, so a source and the same source 4x louder must
+    then come out as the same clip, 4x louder; at its own level (no declaration) they differ."""
+    import dataclasses
+
+    from diffusers import StableAudioPipeline
+
+    from pipelines import from_pipeline, run_audio
+    from pipelines.audio import LATENT_LEVEL_KEY, _latent_level_gain
+
+    TR.main(_args(tmp_path / "w", tmp_path / "o", "--steps", "1", "--level"))
+    assert json.loads((tmp_path / "o" / "scheduler" / "scheduler_config.json").read_text())[LATENT_LEVEL_KEY] == "unit_rms"
+
+    folder = TR.Path(TR.__file__).parent / "weights"
+    pipe = StableAudioPipeline.from_pretrained(folder, local_files_only=True, torch_dtype=torch.float32)
+    model = from_pipeline(pipe)
+    assert model.base_scheduler_config[LATENT_LEVEL_KEY] == "unit_rms"
+    rate = W.SR
+    t = np.arange(2 * rate) / rate
+    quiet = (0.03 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+    gain = _latent_level_gain(model, pipe, quiet[:, None])
+    with torch.inference_mode():
+        z = pipe.vae.encode(torch.from_numpy(gain * quiet)[None, None]).latent_dist.mean
+    assert float(z.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-3)
+
+    def a2a(m, x):
+        return run_audio(m, mode="audio2audio", prompt="a slow plucked melody", duration=2.0, steps=4, guidance=1.5,
+                         seeds=[3], init_audio=(x, rate), strength=0.3)[0][0]
+
+    soft, loud = a2a(model, quiet), a2a(model, 4 * quiet)
+    np.testing.assert_allclose(loud, 4 * soft, atol=2e-4)
+    undeclared = dataclasses.replace(model, base_scheduler_config={
+        k: v for k, v in model.base_scheduler_config.items() if k != LATENT_LEVEL_KEY})
+    soft, loud = a2a(undeclared, quiet), a2a(undeclared, 4 * quiet)
+    assert np.abs(loud - 4 * soft).max() > 10 * 2e-4

@@ -111,9 +111,15 @@ def loss_fn(dit, projection, z, text_hidden, sigma, noise, drop, seconds: float 
 def export(out: Path, dit, projection, meta: dict) -> None:
     import torch
 
+    from pipelines.audio import LATENT_LEVEL_KEY
+
     pipe = M.build_pipeline(copy.deepcopy(dit).cpu().eval(), copy.deepcopy(projection).cpu().eval())
     pipe.to(torch.float16)
     out.mkdir(parents=True, exist_ok=True)
+    if meta.get("hparams", {}).get("level"):
+        # tell the pipeline the latent level this model expects, so a source clip is brought to it (audio-to-audio,
+        # continuation, inpainting); see pipelines.audio._latent_level_gain
+        pipe.scheduler.register_to_config(**{LATENT_LEVEL_KEY: "unit_rms"})
     pipe.save_pretrained(str(out))
     (out / "training.json").write_text(json.dumps(meta, indent=1) + "\n")
 
