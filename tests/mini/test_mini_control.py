@@ -104,3 +104,32 @@ def test_controlled_mini_generation_is_sealed_and_weight_zero_is_no_controlnet(e
     assert zero.outputs[0].record.generated_sha256 == plain.outputs[0].record.generated_sha256
     one = engine.generate(**short, controls=[{"image": ref, "preprocessor": "canny", "weight": 1.0}])
     assert one.outputs[0].record.generated_sha256 != plain.outputs[0].record.generated_sha256
+
+
+@needs_weights
+def test_a_later_budget_continues_an_exported_controlnet(tmp_path):
+    """--init-controlnet: the exported weights arrive unchanged (lr 0), the step count, run count and command chain
+    carry on, and a folder that is not an export is refused by name."""
+    import json
+
+    import torch
+    from diffusers import ControlNetModel
+
+    from studio.mini.control import train as CT
+
+    out = tmp_path / "o"
+    before = json.loads((WEIGHTS / "training.json").read_text())
+    CT.main(["--out", str(out), "--work", str(tmp_path / "w"), "--init-controlnet", str(WEIGHTS), "--lr", "0",
+             "--steps", str(before["steps"] + 1), "--batch-size", "1", "--time-budget-min", "5"])
+    after = json.loads((out / "training.json").read_text())
+    assert after["steps"] == before["steps"] + 1 and after["runs"] == before.get("runs", 1) + 1
+    assert after["commands"][:-1] == before.get("commands", [before["command"]])
+    assert "--init-controlnet" in after["commands"][-1] and after["continued_from"] == str(WEIGHTS)
+    assert all(c in (out / "README.md").read_text() for c in after["commands"])
+    a = ControlNetModel.from_pretrained(WEIGHTS).state_dict()
+    b = ControlNetModel.from_pretrained(out).state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], msg=k)
+    with pytest.raises(SystemExit, match="not an exported mini-control folder"):
+        CT.main(["--out", str(tmp_path / "o2"), "--work", str(tmp_path / "w2"), "--init-controlnet", str(tmp_path),
+                 "--steps", "1"])

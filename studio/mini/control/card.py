@@ -22,7 +22,9 @@ def write_card(folder: Path) -> None:
              f"{meta.get('lr')}, EMA {meta.get('ema_decay')}, layout share {meta.get('layout_share')}, caption "
              f"dropout {meta.get('caption_dropout')}",
              f"- loss per 100 steps: {meta.get('loss_by_100_steps')}", "",
-             "Reproduce (from the repository root):", "", "```", f"nice -n 10 {meta.get('command')}", "```", ""]
+             "Reproduce (from the repository root; each command continues the previous one's export through "
+             "`--init-controlnet`, or its `--work` state through `--resume`):", "", "```",
+             *[f"nice -n 10 {c}" for c in meta.get("commands", [meta.get("command")])], "```", ""]
     if ev:
         lines += ["## Evaluation", "", f"`{ev.get('command')}`", "", "| measure | value | target | met |",
                   "|---|---|---|---|"]

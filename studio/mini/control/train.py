@@ -92,15 +92,22 @@ def train(args) -> int:
     opt = torch.optim.AdamW([{"params": rest, "scale": 1.0}, {"params": zero, "scale": args.zero_lr_scale}],
                             lr=args.lr, weight_decay=0.0)
     step, seed, prev_s, losses, runs = 0, 0, 0, [], 1
+    earlier: list[str] = []
     state = work / "state.pt"
+    if args.init_controlnet and not (args.resume and state.exists()):
+        # a later budget on exported weights when the --work state is gone: the optimiser starts afresh
+        step, seed, prev_s, losses, runs, earlier = _init_from_export(net, ema, Path(args.init_controlnet),
+                                                                               args.batch_size)
+        log(f"starting from {args.init_controlnet} (step {step}, fresh optimiser)")
     if args.resume and state.exists():
         st = torch.load(state, weights_only=False)
         net.load_state_dict(st["net"])
         ema.load_state_dict(st["ema"])
         opt.load_state_dict(st["opt"])
         step, seed, prev_s, losses, runs = st["step"], st["seed"], st["seconds"], st["losses"], st["runs"] + 1
+        earlier = st.get("earlier_commands", [])
         log(f"resuming at step {step}")
-    else:
+    elif not args.init_controlnet:
         ema.load_state_dict(net.state_dict())
     step0, t0 = step, time.time()
     budget = args.time_budget_min * 60
@@ -108,7 +115,7 @@ def train(args) -> int:
     def save(final: bool) -> None:
         secs = prev_s + round(time.time() - t0)
         torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step,
-                    "seed": seed, "seconds": secs, "losses": losses, "runs": runs}, state)
+                    "seed": seed, "seconds": secs, "losses": losses, "runs": runs, "earlier_commands": earlier}, state)
         export(ema, out, {"steps": step, "seconds": secs, "runs": runs, "final": final, "batch_size": args.batch_size,
                           "lr": args.lr, "zero_lr_scale": args.zero_lr_scale, "ema_decay": args.ema, "layout_share": args.layout_share,
                           "caption_dropout": args.caption_dropout, "unplaced_share": args.unplaced_share, "t_high_frac": args.t_high_frac,
@@ -119,7 +126,8 @@ def train(args) -> int:
                           "zero_terminal_snr": bool(sched.config.rescale_betas_zero_snr),
                           "conditioning_embedding_out_channels": list(COND_CHANNELS),
                           "hardware": f"CPU only ({platform.machine()}), torch threads {torch.get_num_threads()}",
-                          "command": args.command})
+                          "command": args.command, "commands": [*earlier, args.command],
+                          "continued_from": args.init_controlnet or None})
         log(f"exported EMA weights at step {step} -> {out}")
 
     while step < args.steps:
@@ -155,6 +163,29 @@ def train(args) -> int:
             save(False)
     save(True)
     return step
+
+
+def _init_from_export(net, ema, folder: Path, batch: int):
+    """Load an exported mini-control folder into the net and its EMA; (step, seed, seconds, losses, runs, earlier
+    commands) carried on from its training.json, so the card's record and reproduce list stay whole."""
+    import torch
+    from diffusers import ControlNetModel
+
+    if not (folder / "config.json").exists() or not (folder / "training.json").exists():
+        raise SystemExit(f"--init-controlnet {folder}: not an exported mini-control folder (config.json and "
+                         "training.json expected)")
+    loaded = ControlNetModel.from_pretrained(folder, torch_dtype=torch.float32)
+    if list(loaded.config.conditioning_embedding_out_channels) != list(COND_CHANNELS):
+        raise SystemExit(f"--init-controlnet {folder}: conditioning channels "
+                         f"{list(loaded.config.conditioning_embedding_out_channels)}, expected {list(COND_CHANNELS)}")
+    net.load_state_dict(loaded.state_dict())
+    ema.load_state_dict(loaded.state_dict())
+    before = json.loads((folder / "training.json").read_text())
+    step = int(before["steps"])
+    # the loss record is per 100 steps in the export; repeat each mean so later 100-step means line up
+    losses = [float(v) for v in before.get("loss_by_100_steps", []) for _ in range(100)][:step]
+    earlier = list(before.get("commands", [before.get("command", "")]))
+    return step, step * batch + 1_000_003, int(before.get("seconds", 0)), losses, int(before.get("runs", 1)) + 1, earlier
 
 
 def _update(net, ema, opt, loss, lr: float, decay: float) -> None:
@@ -204,6 +235,9 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--resume", action="store_true")
+    p.add_argument("--init-controlnet", default="",
+                   help="start from an exported mini-control folder (its --work state is gone): weights, step count "
+                        "and command chain carry on, the optimiser starts afresh")
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=5e-4)
