@@ -186,3 +186,19 @@ def test_probe_timesteps_are_checked_when_parsed():
     for bad in ("600,x", "600,1000", "-1"):
         with pytest.raises(SystemExit):
             T.parse(["--probe-ts", bad])
+
+
+def test_a_motion_subset_trains_in_turn_and_the_probes_read_only_it(monkeypatch):
+    args = T.parse(["--motions", "right,left", "--batch", "2"])
+    assert T.train_motions(args) == ("right", "left")
+    assert [T.clip_motion(args, step, k) for step in (0, 1) for k in (0, 1)] == ["right", "left"] * 2
+    assert T.clip_motion(T.parse([]), 0, 0) is None and T.clip_motion(T.parse(["--motion", "up"]), 3, 1) == "up"
+    for bad in ("right", "right,right", "right,sideways"):
+        with pytest.raises(SystemExit):
+            T.parse(["--motions", bad])
+    with pytest.raises(SystemExit):
+        T.parse(["--motions", "right,left", "--motion", "up"])
+    sched = _sched()
+    pr = T.caption_direction_probe(_VersionOracle(sched, monkeypatch), _motion_index_cond, sched, 1.0, n_per=1,
+                                   res=16, ts=(700,), motions=("right", "left"))
+    assert pr["n"] == 2 and set(pr["picked"]) == {"right", "left"} and pr["caption_direction_correct"] == 100.0, pr

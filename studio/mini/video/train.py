@@ -275,7 +275,8 @@ def read_direction(x0) -> tuple[str, float, float]:
     return ("still" if max(abs(dx), abs(dy)) < 6 else direction_of(dx * 10, dy * 10)[0]), dx, dy
 
 
-def first_step_direction(unet, cond_fn, sched, scaling: float, n_per: int = 4, noise_seeds: int = 2, res: int = 32) -> dict:
+def first_step_direction(unet, cond_fn, sched, scaling: float, n_per: int = 4, noise_seeds: int = 2, res: int = 32,
+                         motions=V.MOTIONS) -> dict:
     """Does the caption's motion reach the clip at all?  The model's first estimate of the clean clip
     (t=999, from pure noise; zero terminal SNR makes it -v) is read frame by frame: the centre of mass
     of its predicted object coverage (latent channel 3).  Its displacement over the clip is classified
@@ -285,7 +286,7 @@ def first_step_direction(unet, cond_fn, sched, scaling: float, n_per: int = 4, n
     a = float(sched.alphas_cumprod[-1])
     hits, per, shift = [], {}, {}
     with torch.no_grad():
-        for m in V.MOTIONS:
+        for m in motions:
             for k in range(n_per):
                 clip = V.sample_clip(10_000 + k, "holdout", motion=m)
                 cond = cond_fn([V.caption(clip)], [m])
@@ -323,7 +324,7 @@ def motion_versions(clip) -> list:
 
 
 def caption_direction_probe(unet, cond_fn, sched, scaling: float, n_per: int = 2, ts=PROBE_TS, res: int = 32,
-                            swap: str = "caption") -> dict:
+                            swap: str = "caption", motions=V.MOTIONS) -> dict:
     """Does the model *use* the captioned motion?  Diffusion-classifier reading (Li et al. 2023): a held-out
     clip is noised at each t in ``ts`` (the same noise for every candidate) and its v-loss is computed for
     each of the five motions; the lowest loss names the motion.  Chance is 20%.
@@ -344,18 +345,19 @@ def caption_direction_probe(unet, cond_fn, sched, scaling: float, n_per: int = 2
         x = torch.from_numpy(V.clip_latents(clips)) * scaling
         return x if res == 32 else F.avg_pool2d(x.flatten(1, 2), 32 // res).view(*x.shape[:3], res, res)
 
-    k_m = len(V.MOTIONS)
+    motions = tuple(motions)
+    k_m = len(motions)
     hits, per, per_t, picked = [], {}, {t: [] for t in ts}, []
     with torch.no_grad():
-        for m in V.MOTIONS:
+        for m in motions:
             for k in range(n_per):
                 clip = V.sample_clip(10_000 + k, "holdout", motion=m)
+                versions = [v for v in motion_versions(clip) if v.motion in motions]
                 if swap == "caption":
                     x0 = lat([clip]).repeat(k_m, 1, 1, 1, 1)
-                    cands = motion_versions(clip)  # only their captions' motion words differ
-                    h = cond_fn([V.caption(c) for c in cands], list(V.MOTIONS))
+                    h = cond_fn([V.caption(c) for c in versions], list(motions))  # only the motion words differ
                 else:
-                    x0 = lat(motion_versions(clip))
+                    x0 = lat(versions)
                     h = cond_fn([V.caption(clip)] * k_m, [m] * k_m)
                 h = h.repeat_interleave(V.FRAMES, 0)
                 loss = torch.zeros(k_m)
@@ -365,14 +367,14 @@ def caption_direction_probe(unet, cond_fn, sched, scaling: float, n_per: int = 2
                     tt = torch.full((k_m,), t)
                     xt, v = sched.add_noise(x0, noise, tt), sched.get_velocity(x0, noise, tt)
                     lt = ((unet(xt, tt, h).sample - v) ** 2).flatten(1).mean(1)
-                    per_t[t].append(V.MOTIONS[int(lt.argmin())] == m)
+                    per_t[t].append(motions[int(lt.argmin())] == m)
                     loss += lt
-                d = V.MOTIONS[int(loss.argmin())]
+                d = motions[int(loss.argmin())]
                 hits.append(d == m)
                 picked.append(d)
                 per.setdefault(m, []).append(d == m)
     return {"n": len(hits), "swap": swap,
-            "picked": {c: round(100 * picked.count(c) / len(picked), 1) for c in V.MOTIONS},
+            "picked": {c: round(100 * picked.count(c) / len(picked), 1) for c in motions},
             f"{swap}_direction_correct": round(100 * float(np.mean(hits)), 1),
             "per_t": {str(t): round(100 * float(np.mean(v)), 1) for t, v in per_t.items()},
             "per_motion": {m: round(100 * float(np.mean(v)), 1) for m, v in per.items()}}
@@ -381,7 +383,7 @@ def caption_direction_probe(unet, cond_fn, sched, scaling: float, n_per: int = 2
 def run_probes(args, unet, cond, sched, scaling, first_step: bool = True) -> dict:
     """The probes one checkpoint is read with: the caption reading, its clip-side twin for one-motion runs
     (``--motion``), and the t=999 first-step reading."""
-    kw = dict(n_per=args.probe_n, res=args.latent_res)
+    kw = dict(n_per=args.probe_n, res=args.latent_res, motions=train_motions(args))
     pr = {"caption": caption_direction_probe(unet, cond, sched, scaling, ts=args.probe_ts, **kw)}
     if args.motion:
         pr["clip"] = caption_direction_probe(unet, cond, sched, scaling, ts=args.probe_ts, swap="clip", **kw)
@@ -391,6 +393,21 @@ def run_probes(args, unet, cond, sched, scaling, first_step: bool = True) -> dic
 
 
 # ---------------------------------------------------------------- training
+def train_motions(args) -> tuple[str, ...]:
+    """The motions a run trains on and its probes read: all five, or the ``--motions`` subset (a probe)."""
+    return tuple(args.motions.split(",")) if getattr(args, "motions", "") else V.MOTIONS
+
+
+def clip_motion(args, step: int, k: int) -> str | None:
+    """The motion forced on clip k of a step: ``--motion``, the ``--motions`` subset in turn, or none (the world's)."""
+    if args.motion:
+        return args.motion
+    if getattr(args, "motions", ""):
+        subset = train_motions(args)
+        return subset[(step * args.batch + k) % len(subset)]
+    return None
+
+
 def train(args) -> None:
     import torch
     import torch.nn.functional as F
@@ -469,7 +486,7 @@ def train(args) -> None:
     while step < stop:
         rng = random.Random(f"mv-train-{args.seed}-{step}")
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
-        clips = [V.sample_clip(TRAIN_SEED_BASE + step * args.batch + k, "train", motion=args.motion or None)
+        clips = [V.sample_clip(TRAIN_SEED_BASE + step * args.batch + k, "train", motion=clip_motion(args, step, k))
                  for k in range(args.batch)]
         x0 = torch.from_numpy(V.clip_latents(clips)) * scaling
         if args.latent_res != 32:  # probes: the same clips at a coarser latent (a 4x cheaper step at 16)
@@ -594,6 +611,17 @@ def export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, h
     log(f"exported {out}")
 
 
+def motion_subset(text: str) -> str:
+    """``--motions``: two or more distinct motions of the world, comma separated ('' = all of them)."""
+    if not text:
+        return ""
+    ms = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in ms if m not in V.MOTIONS]
+    if bad or len(set(ms)) < 2 or len(set(ms)) != len(ms):
+        raise argparse.ArgumentTypeError(f"expected two or more distinct motions of {', '.join(V.MOTIONS)}, got {text!r}")
+    return ",".join(ms)
+
+
 def timesteps(text: str) -> tuple[int, ...]:
     """``--probe-ts``: comma-separated training timesteps, each in [0, 1000)."""
     try:
@@ -625,6 +653,8 @@ def parse(argv=None):
     ap.add_argument("--adapter-init", choices=("zero", "diffusers"), default="zero",
                     help="fresh adapter: proj_out zeroed (AnimateDiff) or diffusers' default init")
     ap.add_argument("--motion", choices=V.MOTIONS, default="", help="probe: every training clip has this motion")
+    ap.add_argument("--motions", type=motion_subset, default="",
+                    help="probe: train (and probe) only these motions, in turn, e.g. right,left")
     ap.add_argument("--t-high-frac", type=float, default=0.4)
     ap.add_argument("--t999", action="store_true", help="probe: train the pure-noise step only")
     ap.add_argument("--caption-dropout", type=float, default=0.1)
@@ -638,7 +668,10 @@ def parse(argv=None):
     ap.add_argument("--probe-ts", type=timesteps, default=tuple(PROBE_TS), help="caption probe's timesteps, e.g. 600,850")
     ap.add_argument("--probe-n", type=int, default=4, help="held-out captions per motion in the probe")
     ap.add_argument("--latent-res", type=int, choices=(16, 32), default=32, help="probes: 16 = 128 px clips")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.motion and args.motions:
+        ap.error("--motion and --motions exclude each other (one motion, or a subset in turn)")
+    return args
 
 
 def main(argv=None) -> None:
