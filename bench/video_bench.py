@@ -22,9 +22,12 @@ PROMPT = "a red circle moving to the right on a white background"
 
 
 def stock_pipe(source: str):
+    import torch
     from diffusers import AnimateDiffPipeline, EulerDiscreteScheduler
 
-    pipe = AnimateDiffPipeline.from_pretrained(source, local_files_only=True)
+    # fp32 as the studio runs on CPU: the committed weights are fp16, and diffusers 0.42 leaves some of them
+    # half and others float without an explicit dtype (conv_in then refuses a half input)
+    pipe = AnimateDiffPipeline.from_pretrained(source, local_files_only=True, torch_dtype=torch.float32)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
