@@ -99,8 +99,13 @@ def test_xyz_plot_panel(page, ui_server):
     page.locator("#g-steps input[type=number]").press("Enter")
     page.locator("#g-seed input").fill("5")
     page.locator("#xyz-box").get_by_text("X/Y/Z plot").first.click()
-    page.locator("#xyz-x-values textarea").fill("1,2")
-    page.locator("#xyz-y-values textarea").fill("3,7")
+    x_values, y_values = page.locator("#xyz-x-values textarea"), page.locator("#xyz-y-values textarea")
+    # the accordion's fields mount with their defaults as it opens; a value typed before then was once lost under
+    # load (the sweep ran the default 3 seeds), so type once the defaults show, and check what was typed stayed
+    wait_until(lambda: x_values.input_value() == "1,2,3", timeout=30)
+    x_values.fill("1,2")
+    y_values.fill("3,7")
+    wait_until(lambda: x_values.input_value() == "1,2" and y_values.input_value() == "3,7", timeout=10)
     page.locator("#xyz-go").click()
     page.locator("#xyz-files a").first.wait_for(timeout=240_000)
     page.locator("#xyz-grid img").wait_for()
