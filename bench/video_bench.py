@@ -5,7 +5,8 @@ warm-up of each.
     python bench/video_bench.py [--model mini-video] [--frames 16] [--steps 25] [--size 256] [--repeats 2]
 
 The stock side loads the model's folder with `AnimateDiffPipeline.from_pretrained` and calls it once per clip
-(unsealed PIL frames, nothing written): the floor. The studio side renders and delivers a sealed MP4 (mark in
+(unsealed PIL frames, nothing written): the floor. Where the folder ships motion LoRAs (mini-video), the stock side
+loads the prompt's one once with `load_lora_weights` and keeps it; the studio loads and removes it per clip. The studio side renders and delivers a sealed MP4 (mark in
 every frame, H.264, C2PA) to disk. Not a test: it prints a table to paste into docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -30,6 +31,13 @@ def stock_pipe(source: str):
     pipe = AnimateDiffPipeline.from_pretrained(source, local_files_only=True, torch_dtype=torch.float32)
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    pipe._prompt = PROMPT
+    from pipelines.motion_loras import choose_motion, motion_table
+
+    choice = choose_motion(motion_table(source), PROMPT, source) if Path(source).is_dir() else None
+    if choice is not None:  # a stock user loads the prompt's motion LoRA once and keeps it on
+        pipe.load_lora_weights(str(choice.file), adapter_name=choice.motion)
+        pipe._prompt = choice.prompt
     return pipe
 
 
@@ -38,7 +46,7 @@ def stock_clip(pipe, args, seed: int) -> float:
 
     t0 = time.perf_counter()
     with torch.inference_mode():
-        pipe(PROMPT, num_frames=args.frames, num_inference_steps=args.steps, guidance_scale=args.guidance,
+        pipe(pipe._prompt, num_frames=args.frames, num_inference_steps=args.steps, guidance_scale=args.guidance,
              width=args.size, height=args.size, generator=torch.Generator("cpu").manual_seed(seed))
     return time.perf_counter() - t0
 

@@ -301,6 +301,7 @@ class LoadedModel:
     base_scheduler_config: dict = field(default_factory=dict)
     _pipes: dict = field(default_factory=dict, repr=False)
     _lora_names: list = field(default_factory=list, repr=False)
+    _lora_weights: list = field(default_factory=list, repr=False)  # one per name in _lora_names
     _memory: dict = field(default_factory=dict, repr=False)
     motion_adapter_source: str | None = None  # AnimateDiff built from an SD base + a separate adapter
 

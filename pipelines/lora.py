@@ -18,6 +18,7 @@ def clear_loras(model: LoadedModel) -> None:
         pipe.delete_adapters(list(model._lora_names))
     finally:
         model._lora_names = []
+        model._lora_weights = []
         try:
             pipe.unload_lora_weights()
         except Exception:  # noqa: BLE001 - nothing left to unload
@@ -64,6 +65,7 @@ def apply_loras(model: LoadedModel, loras: Iterable[tuple[str | os.PathLike, flo
             model.pipe.load_lora_weights(str(p), adapter_name=name)
             names.append(name)
             model._lora_names.append(name)
+            model._lora_weights.append(w)
             weights.append(w)
             hashes.append(h)
         model.pipe.set_adapters(names, adapter_weights=weights)

@@ -6,6 +6,7 @@ diffusers' silent rounding (Wan) or shape errors deep in a transformer (LTX, Cog
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import importlib
@@ -22,6 +23,7 @@ from schedulers import SAMPLERS, IncompatibleSampler, make_scheduler, resolve_sa
 
 from .image import _generators, _rgb
 from .loading import VIDEO_FAMILY_NAMES, VIDEO_MODES, LoadedModel, apply_clip_skip_shim, clip_skip_supported
+from .motion_loras import motion_lora_applied
 
 # diffusers' video-to-video pipelines default to 0.8, which keeps little of the source's layout at the usual
 # 25-50 steps; 0.6 keeps the motion and composition and still restyles.
@@ -387,18 +389,31 @@ def run_video(model: LoadedModel, *, mode: str, prompt: str, negative_prompt: st
                                                            max_sequence_length=max_sequence_length)))
 
     clips: list[list[Image.Image]] = []
-    for i, (seed, gen) in enumerate(zip(seeds, gens)):
-        pipe.scheduler = _scheduler(model, spec, sampler, int(seed))
-        if callback is not None:
-            kw["callback_on_step_end"] = _progress(callback, i, len(gens), steps)
-            kw["callback_on_step_end_tensor_inputs"] = ["latents"]
-        with torch.inference_mode():
-            if spec.name == "animatediff" and mode == "img2vid":
-                out = _animate(pipe, kw, gen)
-            else:
-                out = pipe(generator=gen, **kw).frames[0]
-        clips.append(_as_clip(out, frames, size, spec.name))
+    with _motion_lora(model, pipe, spec, kw):
+        for i, (seed, gen) in enumerate(zip(seeds, gens)):
+            pipe.scheduler = _scheduler(model, spec, sampler, int(seed))
+            if callback is not None:
+                kw["callback_on_step_end"] = _progress(callback, i, len(gens), steps)
+                kw["callback_on_step_end_tensor_inputs"] = ["latents"]
+            with torch.inference_mode():
+                if spec.name == "animatediff" and mode == "img2vid":
+                    out = _animate(pipe, kw, gen)
+                else:
+                    out = pipe(generator=gen, **kw).frames[0]
+            clips.append(_as_clip(out, frames, size, spec.name))
     return clips
+
+
+@contextlib.contextmanager
+def _motion_lora(model: LoadedModel, pipe, spec: VideoFamily, kw: dict):
+    """An AnimateDiff folder with a motion-LoRA table gets the LoRA its prompt names (``motion_loras.py``),
+    beside the request's own LoRAs; ``kw["prompt"]`` becomes the prompt the table says to use."""
+    folder = model.source if spec.name == "animatediff" and model.kind == "folder" else None
+    keep = list(zip(model._lora_names, model._lora_weights))
+    with motion_lora_applied(pipe, folder, kw.get("prompt") or "", keep=keep) as (prompt, choice):
+        if choice is not None:
+            kw["prompt"] = prompt
+        yield choice
 
 
 def _animate(pipe, kw: dict, gen) -> list[Image.Image]:

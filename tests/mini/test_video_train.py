@@ -1,6 +1,8 @@
 """mini-video training's probe machinery: the first-step direction reading on ground-truth mean clips, and the
 probe conditionings (direction injected into the motion modules, or added to every token)."""
 
+import re
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -202,3 +204,42 @@ def test_a_motion_subset_trains_in_turn_and_the_probes_read_only_it(monkeypatch)
     pr = T.caption_direction_probe(_VersionOracle(sched, monkeypatch), _motion_index_cond, sched, 1.0, n_per=1,
                                    res=16, ts=(700,), motions=("right", "left"))
     assert pr["n"] == 2 and set(pr["picked"]) == {"right", "left"} and pr["caption_direction_correct"] == 100.0, pr
+
+
+
+def test_motion_loras_change_only_their_own_clip_and_export_in_diffusers_format(tmp_path):
+    """Training's per-clip motion LoRAs: each clip of a batch gets its own motion's update and no other; the
+    exported file, loaded by diffusers' ``load_lora_adapter``, gives the training layers' output."""
+    unet = _tiny_motion_unet()
+    ml = T.MotionLoRAs(unet, ("right", "left"), rank=4)
+    n_modules = sum(1 for n, _ in unet.named_modules() if re.search(r"motion_modules\.\d+$", n))
+    assert n_modules and len(ml.layers) == 8 * n_modules
+    with torch.no_grad():
+        for layer in ml.layers:  # the up factors start at zero: give them something to say
+            layer.up.normal_(0, 0.3)
+    torch.manual_seed(0)
+    frames = 4
+    x = torch.randn(2, 4, frames, 16, 16)
+    h = torch.randn(2, 8, unet.config.cross_attention_dim).repeat_interleave(frames, 0)
+    t = torch.tensor([999])
+    with torch.no_grad():
+        ml.active = None
+        plain = unet(x, t, h).sample
+        ml.active = ["right", None]
+        mixed = unet(x, t, h).sample
+        ml.active = ["left", None]
+        other = unet(x, t, h).sample
+    assert not torch.allclose(mixed[0], plain[0], atol=1e-4)
+    assert torch.allclose(mixed[1], plain[1], atol=1e-5)  # its batch neighbour is untouched
+    assert not torch.allclose(other[0], mixed[0], atol=1e-4)  # the update depends on the motion
+
+    files = ml.export(tmp_path)
+    table = (tmp_path / "motion_loras" / "motion_loras.json").read_text()
+    assert files == {"right": "right.safetensors", "left": "left.safetensors"} and "moving to the right" in table
+    ml.remove()
+    assert not any(k.endswith((".down", ".up")) or ".base." in k for k in unet.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(unet(x, t, h).sample, plain, atol=1e-6)  # plain projections are back
+        unet.load_lora_adapter(str(tmp_path / "motion_loras" / "right.safetensors"), prefix="unet", adapter_name="r")
+        loaded = unet(x[:1], t, h[:frames]).sample
+    assert torch.allclose(loaded[0], mixed[0], atol=2e-3), float((loaded[0] - mixed[0]).abs().max())

@@ -28,6 +28,57 @@ def _ok(value, target: float, higher=True) -> str:
     return "met" if (value >= target if higher else value <= target) else "**missed**"
 
 
+def _components(meta: dict) -> str:
+    """The components table and why, for the design the weights were trained with (``training.json``'s cond)."""
+    adapter = f"`MotionAdapter({', '.join(f'{k}={v}' for k, v in meta.get('adapter', {}).items())})`, trained here"
+    if meta.get("cond") == "motion-lora":
+        files = ", ".join(f"`{f}`" for f in meta.get("motion_loras", {}).values())
+        return f"""## Components
+
+| part | what |
+|---|---|
+| motion_adapter | {adapter} |
+| motion_loras | one rank-{meta.get('motion_lora_rank')} LoRA per motion ({files}) on the motion modules' attention projections (`attn1`/`attn2` q/k/v/out), diffusers LoRA format, trained here; `motion_loras.json` names the caption phrases that select each |
+| unet | the mini image UNet (`studio/mini/weights/unet`), unchanged, plus the motion modules (`UNetMotionModel`) |
+| text_encoder, tokenizer | the mini image model's, unchanged |
+| vae, scheduler | the mini image model's, unchanged (closed-form latent; DPM++ 2M, trailing spacing, v-prediction, zero terminal SNR) |
+
+How the direction gets in: the studio (`pipelines/motion_loras.py`, used by `run_video` and by the evaluation)
+finds the prompt's motion phrase ("moving to the right", "standing still", ...), loads that motion's LoRA with
+diffusers' `load_lora_weights` for the call and takes the phrase out of the prompt (the text encoder never
+learnt it; training captions were stripped the same way); a prompt without a phrase runs the plain adapter.
+Stock diffusers does the same by hand: `pipe.load_lora_weights("<this folder>/motion_loras/right.safetensors")`.
+Why not the text: AnimateDiff calls its motion modules without the text, and a direction sent through the
+spatial cross-attention stayed at chance where the same data and budget taught a motion-specific change inside
+the motion modules the direction (the isolation in `docs/mini-video-plan.md`, 2026-12-03).
+
+"""
+    return f"""## Components
+
+| part | what |
+|---|---|
+| motion_adapter | {adapter} |
+| unet | the mini image UNet (`studio/mini/weights/unet`) with a rank-{meta.get('lora_rank')} LoRA on its spatial cross-attention (`attn2` q/k/v/out) trained here and fused in, plus the motion modules (`UNetMotionModel`) |
+| text_encoder | the mini CLIPTextModel, frozen, with {len(meta.get('motion_words', []))} new token-embedding rows for the motion words {', '.join(meta.get('motion_words', []))} (learnt; every other weight is the image model's) |
+| tokenizer | the mini tokenizer with those words appended (every old token keeps its id) |
+| vae, scheduler | the mini image model's, unchanged (closed-form latent; DPM++ 2M, trailing spacing, v-prediction, zero terminal SNR) |
+
+Why the LoRA and the new tokens: AnimateDiff's motion modules are called without the text, so the direction can
+only reach the frames through the UNet's cross-attention. The mini text encoder carries position words only
+faintly (its later token states move 0.07x as much for a position swap as for a colour swap) and "moving",
+"up", "down", "still" are not tokens of the mini tokenizer (byte-level fallback). The frozen UNet was
+trained on that encoder, so the encoder body stays frozen (colour and shape keep their meaning) and only
+the new words' embeddings and a low-rank update of the cross-attention learn.
+
+"""
+
+
+def _lrs(meta: dict) -> str:
+    if meta.get("cond") == "motion-lora":
+        return f"{meta.get('motion_lora_lr')} (motion LoRAs)"
+    return f"{meta.get('lora_lr')} (LoRA) / {meta.get('emb_lr')} (new embeddings)"
+
+
 def write_card(folder: Path) -> None:
     folder = Path(folder)
     meta = json.loads((folder / "training.json").read_text()) if (folder / "training.json").exists() else {}
@@ -67,7 +118,7 @@ flat-colour object (colour x shape x size) on a white, black, gray or beige back
 up or down, or standing still, 16 frames at 256x256. It knows nothing else.
 
 Layout: a complete `AnimateDiffPipeline` folder; `AnimateDiffPipeline.from_pretrained(this folder)` loads offline
-(model_index.json, unet, motion_adapter, text_encoder, tokenizer, vae, scheduler). Weights are fp16 safetensors;
+(model_index.json, unet, motion_adapter, text_encoder, tokenizer, vae, scheduler{', motion_loras' if meta.get('cond') == 'motion-lora' else ''}). Weights are fp16 safetensors;
 folder size {_size_mb(folder):.1f} MB.
 
 Defaults: {d.get('width', 256)}x{d.get('height', 256)}, {d.get('num_frames', 16)} frames at {d.get('fps', 8)} fps,
@@ -75,24 +126,7 @@ Defaults: {d.get('width', 256)}x{d.get('height', 256)}, {d.get('num_frames', 16)
 Image-to-video: `pipelines.animatediff_i2v.animate_image` (frame 0 held to the given image).
 Video-to-video: `AnimateDiffVideoToVideoPipeline(**pipe.components)` with explicit height/width.
 
-## Components
-
-| part | what |
-|---|---|
-| motion_adapter | `MotionAdapter({', '.join(f'{k}={v}' for k, v in meta.get('adapter', {}).items())})`, trained here |
-| unet | the mini image UNet (`studio/mini/weights/unet`) with a rank-{meta.get('lora_rank')} LoRA on its spatial cross-attention (`attn2` q/k/v/out) trained here and fused in, plus the motion modules (`UNetMotionModel`) |
-| text_encoder | the mini CLIPTextModel, frozen, with {len(meta.get('motion_words', []))} new token-embedding rows for the motion words {', '.join(meta.get('motion_words', []))} (learnt; every other weight is the image model's) |
-| tokenizer | the mini tokenizer with those words appended (every old token keeps its id) |
-| vae, scheduler | the mini image model's, unchanged (closed-form latent; DPM++ 2M, trailing spacing, v-prediction, zero terminal SNR) |
-
-Why the LoRA and the new tokens: AnimateDiff's motion modules are called without the text, so the direction can
-only reach the frames through the UNet's cross-attention. The mini text encoder carries position words only
-faintly (its later token states move 0.07x as much for a position swap as for a colour swap) and "moving",
-"up", "down", "still" are not tokens of the mini tokenizer (byte-level fallback). The frozen UNet was
-trained on that encoder, so the encoder body stays frozen (colour and shape keep their meaning) and only
-the new words' embeddings and a low-rank update of the cross-attention learn.
-
-## Data
+{_components(meta)}## Data
 
 `studio/mini/video/world.py` renders seeded clips with captions such as "a red circle moving to the right on a white
 background" or "a small blue star standing still, black background". A moving object travels in a straight line
@@ -111,7 +145,7 @@ triples {', '.join(f'{c} {s} {m}' for c, s, m in sorted(V.HOLDOUT_MOTION))}.
   the cosine schedule's planned length is {meta.get('steps_planned')} steps or the time budget, whichever ends first.
 - v-prediction on the base schedule, MSE; {int(100 * meta.get('t_high_frac', 0))}% of timesteps drawn from [600, 1000) (the
   direction is decided at high noise); {int(100 * meta.get('caption_dropout', 0))}% caption dropout; AdamW, lr {meta.get('lr')}
-  (adapter) / {meta.get('lora_lr')} (LoRA) / {meta.get('emb_lr')} (new embeddings).
+  (adapter) / {_lrs(meta)}.
 - `--resume` continues from `--work`/state.pt (clip seeds, captions and noise are functions of seed and step).
 
 First-step direction probe during training (`train.first_step_direction`: the t=999 estimate of the clean clip,

@@ -26,12 +26,21 @@ from .train import DEFAULTS, OUT
 EVAL_SEED = 50_000
 
 
+def motion_prompt(pipe, caption: str):
+    """The studio's motion-LoRA choice for ``caption`` on the evaluated folder (``pipelines/motion_loras.py``):
+    the clips are rendered as ``studio generate`` renders them.  A folder without a table: the caption as is."""
+    from pipelines.motion_loras import motion_lora_applied
+
+    return motion_lora_applied(pipe, getattr(pipe, "_weights_dir", None), caption)
+
+
 def load_pipe(weights: Path, dtype=None):
     import torch
     from diffusers import AnimateDiffPipeline
 
     pipe = AnimateDiffPipeline.from_pretrained(weights, torch_dtype=dtype or torch.float32)
     pipe.set_progress_bar_config(disable=True)
+    pipe._weights_dir = Path(weights)
     return pipe
 
 
@@ -73,8 +82,9 @@ def text_to_video(pipe, clips, steps, guidance, save_dir=None) -> dict:
     rows = []
     for i, c in enumerate(clips):
         t0 = time.time()
-        frames = pipe(prompt=V.caption(c), num_frames=V.FRAMES, width=256, height=256, num_inference_steps=steps,
-                      guidance_scale=guidance, generator=torch.Generator().manual_seed(i)).frames[0]
+        with motion_prompt(pipe, V.caption(c)) as (prompt, _):
+            frames = pipe(prompt=prompt, num_frames=V.FRAMES, width=256, height=256, num_inference_steps=steps,
+                          guidance_scale=guidance, generator=torch.Generator().manual_seed(i)).frames[0]
         s = VJ.judge_and_score(c, frames)
         rows.append({"caption": V.caption(c), "motion": c.motion, **s})
         print(f"  t2v {i + 1}/{len(clips)} {V.caption(c)!r}: direction {s['direction']} ({s['distance']:.0f} px) "
@@ -93,9 +103,10 @@ def image_to_video(pipe, clips, steps, guidance, save_dir=None) -> dict:
     for i, c in enumerate(clips):
         t0 = time.time()
         first = V.render_pil(c)[0]
-        frames = animate_image(pipe, first, prompt=V.caption(c), num_frames=V.FRAMES, width=256, height=256,
-                               num_inference_steps=steps, guidance_scale=guidance,
-                               generator=torch.Generator().manual_seed(100 + i))
+        with motion_prompt(pipe, V.caption(c)) as (prompt, _):
+            frames = animate_image(pipe, first, prompt=prompt, num_frames=V.FRAMES, width=256, height=256,
+                                   num_inference_steps=steps, guidance_scale=guidance,
+                                   generator=torch.Generator().manual_seed(100 + i))
         p = _psnr(np.asarray(frames[0].convert("RGB")), np.asarray(first))
         s = VJ.judge_and_score(c, frames)
         rows.append({"caption": V.caption(c), "motion": c.motion, "psnr_frame0": p, **s})
@@ -119,12 +130,14 @@ def video_to_video(pipe, clips, steps, guidance, strength=0.3) -> dict:
                                              if k in ("vae", "text_encoder", "tokenizer", "unet", "motion_adapter", "scheduler",
                                                       "feature_extractor", "image_encoder")})
     v2v.set_progress_bar_config(disable=True)
+    v2v._weights_dir = getattr(pipe, "_weights_dir", None)
     kept, rows = [], []
     for i, c in enumerate(clips):
         src = V.render_pil(c)
-        frames = v2v(video=src, prompt=V.caption(c), strength=strength, height=256, width=256,
-                     num_inference_steps=steps, guidance_scale=guidance,
-                     generator=torch.Generator().manual_seed(200 + i)).frames[0]
+        with motion_prompt(v2v, V.caption(c)) as (prompt, _):
+            frames = v2v(video=src, prompt=prompt, strength=strength, height=256, width=256,
+                         num_inference_steps=steps, guidance_scale=guidance,
+                         generator=torch.Generator().manual_seed(200 + i)).frames[0]
         vin, vout = VJ.judge_clip(src), VJ.judge_clip(frames)
         per = []
         for a, b, ca, cb in zip(vin.per_frame, vout.per_frame, vin.centroids, vout.centroids):
@@ -141,11 +154,13 @@ def speed(pipe, steps, guidance, threads=2) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    kw = dict(prompt="a red circle moving to the right on a white background", num_frames=V.FRAMES, width=256,
-              height=256, guidance_scale=guidance)
-    pipe(num_inference_steps=2, **kw)  # warm-up
+    caption = "a red circle moving to the right on a white background"
+    kw = dict(num_frames=V.FRAMES, width=256, height=256, guidance_scale=guidance)
+    with motion_prompt(pipe, caption) as (prompt, _):
+        pipe(prompt=prompt, num_inference_steps=2, **kw)  # warm-up
     t0 = time.time()
-    pipe(num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **kw)
+    with motion_prompt(pipe, caption) as (prompt, _):  # the LoRA's load and removal are part of the time
+        pipe(prompt=prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), **kw)
     return {"seconds_16_frames": round(time.time() - t0, 2), "steps": steps, "threads": threads}
 
 

@@ -137,6 +137,122 @@ def fuse_lora(wrappers) -> None:
             setattr(parent, key, w.fused())
 
 
+# ---------------------------------------------------------------- motion LoRAs (one per motion)
+# the temporal attention projections, as AnimateDiff's motion LoRAs; not proj_in / proj_out: diffusers calls
+# them as proj_in(input=...), which peft's LoRA layers (forward(x)) reject, so such a LoRA would not load
+MOTION_LORA_TARGETS = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0",
+                       "attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0")
+
+
+class MotionLoRAs:
+    """One low-rank update per motion on every motion module's projections (``MOTION_LORA_TARGETS``): the
+    AnimateDiff form of camera/motion control ("pan left", "zoom in" motion LoRAs), and the motion-specific
+    change inside the motion modules that the direct-injection probe showed can learn direction.
+
+    Hand-written for training only, because a batch mixes motions: each clip of the batch gets its own
+    motion's update (``self.active``, one motion or None per clip), which peft's one-active-adapter layers
+    cannot do inside diffusers' UNet forward.  ``peft_state_dict(m)`` exports motion m in diffusers' LoRA
+    format (``lora_A`` / ``lora_B``, alpha = rank), which ``AnimateDiffPipeline.load_lora_weights`` loads."""
+
+    def __init__(self, unet, motions, rank: int, seed: int = 0):
+        import torch
+        from torch import nn
+
+        self.motions, self.rank, self.active, self.layers, self.unet = tuple(motions), rank, None, [], unet
+        g = torch.Generator().manual_seed(seed + 555)
+        owner = self
+
+        class _Layer(nn.Module):
+            def __init__(self, base: nn.Linear, path: str):
+                super().__init__()
+                self.base, self.path = base, path
+                k = len(owner.motions)
+                self.down = nn.Parameter(torch.randn(k, rank, base.in_features, generator=g) / rank)
+                self.up = nn.Parameter(torch.zeros(k, base.out_features, rank))
+
+            def forward(self, x):
+                y = self.base(x)
+                act = owner.active
+                if not act or all(m is None for m in act):
+                    return y
+                rows = x.shape[0] // len(act)  # motion-module inputs are batch-major: (batch * H * W, frames, C)
+                parts = []
+                for i, m in enumerate(act):
+                    xi = x[i * rows:(i + 1) * rows]
+                    if m is None:
+                        parts.append(torch.zeros_like(y[i * rows:(i + 1) * rows]))
+                        continue
+                    j = owner.motions.index(m)
+                    parts.append(xi @ self.down[j].T @ self.up[j].T)
+                return y + torch.cat(parts, 0)
+
+        for name, lin in list(unet.named_modules()):
+            if ("motion_modules" not in name or not isinstance(lin, nn.Linear)
+                    or not any(name.endswith("." + t) for t in MOTION_LORA_TARGETS)):
+                continue
+            parent_name, _, last = name.rpartition(".")
+            parent = unet.get_submodule(parent_name)
+            layer = _Layer(lin, name)
+            if last.isdigit():
+                parent[int(last)] = layer
+            else:
+                setattr(parent, last, layer)
+            self.layers.append(layer)
+
+    def params(self):
+        return [p for l in self.layers for p in (l.down, l.up)]
+
+    def state(self) -> dict:
+        return {"motions": self.motions, "rank": self.rank,
+                "layers": {l.path: (l.down.detach().clone(), l.up.detach().clone()) for l in self.layers}}
+
+    def load(self, st: dict) -> None:
+        import torch
+
+        with torch.no_grad():
+            for l in self.layers:
+                d, u = st["layers"][l.path]
+                l.down.copy_(d)
+                l.up.copy_(u)
+
+    def remove(self) -> None:
+        """Put the plain projections back (the exported UNet and adapter carry no LoRA)."""
+        for l in self.layers:
+            parent_name, _, last = l.path.rpartition(".")
+            parent = self.unet.get_submodule(parent_name)
+            if last.isdigit():
+                parent[int(last)] = l.base
+            else:
+                setattr(parent, last, l.base)
+        self.layers = []
+
+    def export(self, out: Path) -> dict:
+        """fp16 ``motion_loras/<motion>.safetensors`` plus ``motion_loras/motion_loras.json``: each motion's
+        file and the caption phrases that select it (the world's ``MOTION_PHRASES``); the phrase is taken
+        out of the prompt, as in training.  Returns {motion: file}."""
+        from safetensors.torch import save_file
+
+        d = Path(out) / "motion_loras"
+        d.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for m in self.motions:
+            files[m] = f"{m}.safetensors"
+            save_file({k: v.half() for k, v in self.peft_state_dict(m).items()}, str(d / files[m]))
+        table = {"format": "diffusers LoRA on the motion modules, one per motion", "strip_trigger": True,
+                 "loras": {m: {"file": files[m], "triggers": list(V.MOTION_PHRASES[m])} for m in self.motions}}
+        (d / "motion_loras.json").write_text(json.dumps(table, indent=1))
+        return files
+
+    def peft_state_dict(self, motion: str) -> dict:
+        """Motion ``motion``'s update as diffusers/peft LoRA tensors (``unet.<path>.lora_A.weight`` ...)."""
+        j = self.motions.index(motion)
+        sd = {}
+        for l in self.layers:
+            sd[f"unet.{l.path}.lora_A.weight"] = l.down[j].detach().clone().contiguous()
+            sd[f"unet.{l.path}.lora_B.weight"] = l.up[j].detach().clone().contiguous()
+        return sd
+
+
 # ---------------------------------------------------------------- model
 def load_parts(base: Path = BASE):
     from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
@@ -227,12 +343,15 @@ class Conditioner:
                holding a fixed random vector per motion (idealised conditioning);
     "handmade-add" the same vector added to every token of the stripped caption's states (suspect 1);
     "module"   the stripped caption only; the motion goes straight into the motion modules
-               (``MotionBias``, suspect 2)."""
+               (``MotionBias``, suspect 2);
+    "motion-lora" the stripped caption; the motion picks its own LoRA on the motion modules (``MotionLoRAs``),
+               the way the studio's pipeline picks a motion LoRA from the prompt's motion phrase."""
 
-    def __init__(self, mode: str, te, tok, first_new: int | None, bias: MotionBias | None = None):
+    def __init__(self, mode: str, te, tok, first_new: int | None, bias: MotionBias | None = None,
+                 loras: "MotionLoRAs | None" = None):
         import torch
 
-        self.mode, self.te, self.tok, self.first_new, self.bias = mode, te, tok, first_new, bias
+        self.mode, self.te, self.tok, self.first_new, self.bias, self.loras = mode, te, tok, first_new, bias, loras
         self.hand = handmade_vectors() if mode in ("handmade", "handmade-add") else None
         self.torch = torch
 
@@ -241,7 +360,7 @@ class Conditioner:
 
     def __call__(self, caps: list[str], motions: list[str | None]):
         torch = self.torch
-        if self.mode in ("handmade", "handmade-add", "module"):
+        if self.mode in ("handmade", "handmade-add", "module", "motion-lora"):
             caps = [strip_motion(c) for c in caps]
         ids = self.tok(caps, padding="max_length", max_length=MAX_LEN, truncation=True, return_tensors="pt").input_ids
         with torch.set_grad_enabled(self.mode == "text" and torch.is_grad_enabled()):
@@ -251,6 +370,8 @@ class Conditioner:
             h = torch.cat([h, extra[:, None]], 1) if self.mode == "handmade" else h + extra[:, None]
         if self.bias is not None:
             self.bias.motions = list(motions)
+        if self.loras is not None:
+            self.loras.active = list(motions)
         return h
 
 
@@ -436,14 +557,19 @@ def train(args) -> None:
     te.eval()
     unet, adapter = build_motion_unet(unet2d, zero_out=args.adapter_init == "zero")
     unet.freeze_unet2d_params()
-    cond = Conditioner(args.cond, te, tok, first_new, MotionBias(unet) if args.cond == "module" else None)
+    mloras = (MotionLoRAs(unet, train_motions(args), args.motion_lora_rank, args.seed)
+              if args.cond == "motion-lora" else None)
+    cond = Conditioner(args.cond, te, tok, first_new, MotionBias(unet) if args.cond == "module" else None, mloras)
     wrappers = add_lora(unet, args.lora_rank) if args.lora_rank else []
     lora_params = [p for _, _, w in wrappers for p in (w.down.weight, w.up.weight)]
-    lora_ids = {id(p) for p in lora_params}
+    mlora_params = mloras.params() if mloras else []
+    lora_ids = {id(p) for p in lora_params + mlora_params}
     groups = [{"params": [p for p in unet.parameters() if p.requires_grad and id(p) not in lora_ids],
                "lr": args.lr, "name": "motion"}]
     if lora_params:
         groups.append({"params": lora_params, "lr": args.lora_lr, "name": "lora"})
+    if mlora_params:
+        groups.append({"params": mlora_params, "lr": args.motion_lora_lr, "weight_decay": 0.0, "name": "motion-lora"})
     if cond.params():
         groups.append({"params": cond.params(), "lr": args.emb_lr, "weight_decay": 0.0, "name": "emb"})
     for g in groups:
@@ -455,7 +581,7 @@ def train(args) -> None:
 
     sched = DDPMScheduler.from_config(isched.config)
     if args.probe_state:  # read a saved run with both probes, no training
-        _load_trainable(unet, te, wrappers, torch.load(args.probe_state, weights_only=False))
+        _load_trainable(unet, te, wrappers, torch.load(args.probe_state, weights_only=False), mloras)
         unet.eval()
         pr = run_probes(args, unet, cond, sched, scaling)
         log(f"probes of {args.probe_state}: {json.dumps(pr)}")
@@ -466,7 +592,7 @@ def train(args) -> None:
     step, seconds, history = 0, 0.0, []
     if args.resume and state_path.exists():
         st = torch.load(state_path, weights_only=False)
-        _load_trainable(unet, te, wrappers, st)
+        _load_trainable(unet, te, wrappers, st, mloras)
         opt.load_state_dict(st["opt"])
         step, seconds, history = st["step"], st["seconds"], st.get("history", [])
         log(f"resumed at step {step} ({seconds:.0f} s done)")
@@ -474,7 +600,7 @@ def train(args) -> None:
         log("--resume: no state yet, starting fresh")
 
     def save() -> None:
-        st = _trainable_state(unet, te, wrappers, first_new)
+        st = _trainable_state(unet, te, wrappers, first_new, mloras)
         st.update(opt=opt.state_dict(), step=step, seconds=seconds, history=history, args=vars(args))
         torch.save(st, str(state_path) + ".tmp")
         os.replace(str(state_path) + ".tmp", state_path)
@@ -503,7 +629,8 @@ def train(args) -> None:
         noise = torch.randn(x0.shape, generator=gen)
         xt = sched.add_noise(x0, noise, t)
         target = sched.get_velocity(x0, noise, t)
-        h = cond(caps, [None if d else c.motion for c, d in zip(clips, drop)])
+        # a motion LoRA stays on when the caption is dropped: the pipeline applies it to both guidance branches
+        h = cond(caps, [None if d and not mloras else c.motion for c, d in zip(clips, drop)])
         pred = unet(xt, t, h.repeat_interleave(V.FRAMES, 0)).sample
         loss = F.mse_loss(pred, target)
         prog = max(step / args.steps, (time.time() - t_start) / budget if budget else 0.0)
@@ -549,23 +676,39 @@ def train(args) -> None:
     save()
     log(f"saved {state_path} at step {step}")
     if args.out:
-        export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, history)
+        export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, history, mloras)
 
 
-def _trainable_state(unet, te, wrappers, first_new) -> dict:
-    st = {"motion": {k: v.detach().clone() for k, v in unet.state_dict().items() if "motion_modules" in k},
+def _unwrapped(key: str) -> str:
+    """A state-dict key without the LoRA wrappers' ``.base`` level: the adapter's own key."""
+    return key.replace(".base.", ".")
+
+
+def motion_state_dict(unet) -> dict:
+    """The motion modules' weights under their adapter keys (motion-LoRA factors left out)."""
+    return {_unwrapped(k): v for k, v in unet.state_dict().items()
+            if "motion_modules" in k and not k.endswith((".down", ".up"))}
+
+
+def _trainable_state(unet, te, wrappers, first_new, mloras=None) -> dict:
+    st = {"motion": {k: v.detach().clone() for k, v in motion_state_dict(unet).items()},
           "lora": [(w.down.weight.detach().clone(), w.up.weight.detach().clone()) for _, _, w in wrappers]}
     if first_new is not None:
         st["emb"] = te.get_input_embeddings().weight.detach()[first_new:].clone()
         st["first_new"] = first_new
+    if mloras is not None:
+        st["motion_loras"] = mloras.state()
     return st
 
 
-def _load_trainable(unet, te, wrappers, st) -> None:
+def _load_trainable(unet, te, wrappers, st, mloras=None) -> None:
     import torch
 
-    missing = unet.load_state_dict(st["motion"], strict=False)
+    wrapped = {_unwrapped(k): k for k in unet.state_dict()}
+    missing = unet.load_state_dict({wrapped.get(k, k): v for k, v in st["motion"].items()}, strict=False)
     assert not missing.unexpected_keys, missing.unexpected_keys
+    if mloras is not None:
+        mloras.load(st["motion_loras"])
     with torch.no_grad():
         for (_, _, w), (d, u) in zip(wrappers, st["lora"]):
             w.down.weight.copy_(d)
@@ -574,24 +717,22 @@ def _load_trainable(unet, te, wrappers, st) -> None:
             te.get_input_embeddings().weight[st["first_new"]:] = st["emb"]
 
 
-def export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, history) -> None:
+def export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, history, mloras=None) -> None:
     """fp16 AnimateDiffPipeline folder: the UNet with the LoRA fused, the trained motion adapter, the
-    extended text encoder and tokenizer, the base VAE and scheduler."""
+    text encoder and tokenizer (extended for ``--cond text``), the base VAE and scheduler; for
+    ``--cond motion-lora`` also one diffusers LoRA file per motion under ``motion_loras/`` with the table
+    that names each one's trigger phrases (``pipelines/motion_loras.py`` reads it)."""
     import torch
-    from diffusers import AnimateDiffPipeline, MotionAdapter
+    from diffusers import AnimateDiffPipeline
 
     fuse_lora(wrappers)
     unet.eval()
+    motion_files = mloras.export(Path(args.out)) if mloras is not None and args.out else {}
+    if mloras is not None:
+        mloras.remove()
     # the motion modules inside the UNetMotionModel are the trained ones; copy them into the adapter
-    ad_sd = adapter.state_dict()
-    u_sd = unet.state_dict()
-    new_ad = {}
-    for k in ad_sd:
-        src = k
-        if src not in u_sd:
-            src = k.replace("mid_block.motion_modules", "mid_block.motion_modules")
-        new_ad[k] = u_sd[src]
-    adapter.load_state_dict(new_ad)
+    u_sd = motion_state_dict(unet)
+    adapter.load_state_dict({k: u_sd[k] for k in adapter.state_dict()})
     pipe = AnimateDiffPipeline(vae=vae, text_encoder=te, tokenizer=tok, unet=unet, motion_adapter=adapter,
                                scheduler=isched, feature_extractor=None, image_encoder=None)
     out = Path(args.out)
@@ -605,6 +746,8 @@ def export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, h
             "adapter": {k: list(v) if isinstance(v, tuple) else v for k, v in ADAPTER_KW.items()},
             "lora_targets": list(LORA_TARGETS), "motion_words": list(V.MOTION_WORDS),
             "holdout_motion": sorted(V.HOLDOUT_MOTION), "holdout_pairs": sorted(W.HOLDOUT),
+            "motion_lora_rank": args.motion_lora_rank if mloras else 0, "motion_lora_lr": args.motion_lora_lr,
+            "motion_loras": motion_files,
             "defaults": DEFAULTS, "hardware": f"CPU only ({platform.machine()}), torch threads {args.threads}",
             "command": "python -m studio.mini.video.train " + " ".join(sys.argv[1:]), "history": history}
     (out / "training.json").write_text(json.dumps(meta, indent=2))
@@ -649,7 +792,10 @@ def parse(argv=None):
     ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--lora-lr", type=float, default=1e-3)
     ap.add_argument("--emb-lr", type=float, default=3e-3)
-    ap.add_argument("--cond", choices=("text", "shipped", "handmade", "handmade-add", "module"), default="text")
+    ap.add_argument("--cond", choices=("text", "shipped", "handmade", "handmade-add", "module", "motion-lora"),
+                    default="text")
+    ap.add_argument("--motion-lora-rank", type=int, default=8, help="--cond motion-lora: rank of each motion's LoRA")
+    ap.add_argument("--motion-lora-lr", type=float, default=1e-3)
     ap.add_argument("--adapter-init", choices=("zero", "diffusers"), default="zero",
                     help="fresh adapter: proj_out zeroed (AnimateDiff) or diffusers' default init")
     ap.add_argument("--motion", choices=V.MOTIONS, default="", help="probe: every training clip has this motion")
