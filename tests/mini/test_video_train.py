@@ -243,3 +243,14 @@ def test_motion_loras_change_only_their_own_clip_and_export_in_diffusers_format(
         unet.load_lora_adapter(str(tmp_path / "motion_loras" / "right.safetensors"), prefix="unet", adapter_name="r")
         loaded = unet(x[:1], t, h[:frames]).sample
     assert torch.allclose(loaded[0], mixed[0], atol=2e-3), float((loaded[0] - mixed[0]).abs().max())
+
+
+def test_every_recipe_stage_parses_and_resumes_the_one_before():
+    for name, stages in T.RECIPES.items():
+        steps = []
+        for stage in stages:
+            args = T.parse(stage + ["--work", "/tmp/x", "--resume"])
+            assert args.cond == "motion-lora" and args.stop_at <= args.steps, (name, stage)
+            steps.append(args.stop_at or args.steps)
+        assert steps == sorted(steps) and len(set(steps)) == len(steps), (name, steps)  # each stage goes further
+        assert T.parse(stages[-1]).latent_res == 32  # the last stage trains at the size the studio renders

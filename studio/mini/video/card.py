@@ -73,6 +73,14 @@ the new words' embeddings and a low-rank update of the cross-attention learn.
 """
 
 
+def _stages(meta: dict) -> str:
+    if not meta.get("stages"):
+        return ""
+    rows = "\n".join(f"{i + 1}. `{st}`" for i, st in enumerate(meta["stages"]))
+    return ("\nThe recipe's stages (`train.RECIPES`), each resuming the one before from the work folder:\n\n"
+            + rows + "\n")
+
+
 def _lrs(meta: dict) -> str:
     if meta.get("cond") == "motion-lora":
         return f"{meta.get('motion_lora_lr')} (motion LoRAs)"
@@ -139,7 +147,7 @@ triples {', '.join(f'{c} {s} {m}' for c, s, m in sorted(V.HOLDOUT_MOTION))}.
 ```
 {meta.get('command', 'python -m studio.mini.video.train --work /tmp/mini_video_work --out studio/mini/video/weights --seed 0')}
 ```
-
+{_stages(meta)}
 - seed {meta.get('seed')}; {meta.get('hardware', 'CPU only')}; {meta.get('steps_done')} steps of batch {meta.get('batch')}
   ({meta.get('clips_seen')} freshly rendered clips, latents in closed form, no VAE in the loop), {meta.get('seconds')} s;
   the cosine schedule's planned length is {meta.get('steps_planned')} steps or the time budget, whichever ends first.

@@ -1,17 +1,18 @@
 """Train mini-video: an AnimateDiff motion adapter on the frozen mini image model (CPU-friendly).
 
-    python -m studio.mini.video.train --work /tmp/mv_work --out studio/mini/video/weights --seed 0
+    python -m studio.mini.video.train --recipe motion-lora --work /tmp/mv_work --out studio/mini/video/weights
 
-What is trained, and why (measured in the card's probe table):
+What is trained, and why (measured in ``docs/mini-video-plan.md``):
 
 - a ``MotionAdapter`` (temporal attention after every UNet block): it makes the 16 frames one clip;
-- the direction has to reach the frames through the UNet's cross-attention, because AnimateDiff calls the
-  motion modules without the text.  The shipped text encoder carries position words only faintly, and
-  "moving", "up", "down", "still" are not even tokens of the mini tokenizer.  So the tokenizer gains the
-  motion words (``world.MOTION_WORDS``, appended: every old id is unchanged) and only their new embedding
-  rows are learnt (textual-inversion style; the rest of the encoder is frozen, so colour and shape mean
-  what the frozen UNet learnt them to mean), and a low-rank update (LoRA) of the UNet's cross-attention
-  projections lets the frames read them.  The LoRA is fused into the UNet at export.
+- the direction: AnimateDiff calls its motion modules without the text, so the shipped design
+  (``--cond motion-lora``, ``RECIPES``) gives every motion its own LoRA on the motion modules' attention
+  (``MotionLoRAs``), the AnimateDiff form of "pan left" control; the studio picks it from the prompt's motion
+  phrase (``pipelines/motion_loras.py``).  With the same data and budget it learnt two motions' direction by
+  1,500 steps, where the earlier design below stayed at chance.
+- the earlier design (``--cond text``, kept to reproduce the probes): the tokenizer gains the motion words
+  (``world.MOTION_WORDS``) and only their new embedding rows are learnt, with a LoRA on the UNet's spatial
+  cross-attention so the frames can read them (fused into the UNet at export).
 
 Everything else (VAE, UNet, text encoder body, scheduler) is the committed mini model (``--base``).
 Training clips are rendered fresh every step (``world.sample_clip(split="train")``, never a held-out
@@ -749,7 +750,8 @@ def export(args, unet, adapter, te, tok, vae, isched, wrappers, step, seconds, h
             "motion_lora_rank": args.motion_lora_rank if mloras else 0, "motion_lora_lr": args.motion_lora_lr,
             "motion_loras": motion_files,
             "defaults": DEFAULTS, "hardware": f"CPU only ({platform.machine()}), torch threads {args.threads}",
-            "command": "python -m studio.mini.video.train " + " ".join(sys.argv[1:]), "history": history}
+            "command": "python -m studio.mini.video.train " + " ".join(sys.argv[1:]),
+            "stages": getattr(args, "recipe_stages", []), "history": history}
     (out / "training.json").write_text(json.dumps(meta, indent=2))
     log(f"exported {out}")
 
@@ -820,10 +822,46 @@ def parse(argv=None):
     return args
 
 
+# The shipped weights' stages, each resuming the one before from --work's state.pt (the cosine schedule and the
+# clip stream are functions of the step, so the chain is the run that made them).  Why two: 128 px clips
+# train 4x faster and learn the direction; a 256 px continuation teaches the motion modules the size the
+# studio renders (a 128 px-trained model sampled at 256 px moved as captioned in 1 of 4 clips; after 200
+# steps at 256 px, 5 of 6: docs/mini-video-plan.md).
+_COMMON = ["--cond", "motion-lora", "--lora-rank", "0", "--batch", "2", "--threads", "1", "--seed", "0",
+           "--t-high-frac", "0.6"]
+RECIPES = {
+    "motion-lora": [
+        _COMMON + ["--latent-res", "16", "--steps", "6000"],
+        # a fresh cosine over 12,000 steps: resumed at 6,000 it restarts at 0.55 of the base rate
+        _COMMON + ["--latent-res", "32", "--steps", "12000", "--stop-at", "6350", "--threads", "2"],
+    ],
+}
+
+
+def run_recipe(name: str, work: str, out: str, probe_every: int = 0) -> None:
+    """``--recipe NAME``: every stage in order in one work folder; the last one exports to ``out``."""
+    stages = RECIPES[name]
+    for i, stage in enumerate(stages):
+        last = i == len(stages) - 1
+        argv = stage + ["--work", work, "--out", out if last else "", "--resume", "--probe-every", str(probe_every)]
+        log(f"recipe {name}: stage {i + 1}/{len(stages)}: {' '.join(stage)}")
+        args = parse(argv)
+        args.recipe_stages = [" ".join(s) for s in stages]
+        train(args)
+
+
 def main(argv=None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    args = parse(argv)
-    train(args)
+    argv = sys.argv[1:] if argv is None else argv
+    if "--recipe" in argv:
+        ap = argparse.ArgumentParser(description="run the shipped weights' training stages in order")
+        ap.add_argument("--recipe", choices=sorted(RECIPES), required=True)
+        ap.add_argument("--work", default="/tmp/mini_video_work")
+        ap.add_argument("--out", default=str(OUT))
+        ap.add_argument("--probe-every", type=int, default=0)
+        r = ap.parse_args(argv)
+        return run_recipe(r.recipe, r.work, r.out, r.probe_every)
+    train(parse(argv))
 
 
 if __name__ == "__main__":
