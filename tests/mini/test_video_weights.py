@@ -31,18 +31,32 @@ def test_files_and_size():
     assert {"unet", "motion_adapter", "text_encoder", "tokenizer", "vae", "scheduler"} <= set(idx)
 
 
-def test_tokenizer_has_motion_words_and_keeps_old_ids():
-    from transformers import CLIPTextConfig, CLIPTokenizer
+def test_every_motion_phrase_picks_its_own_motion_lora():
+    from pipelines.motion_loras import choose_motion, motion_table
+    from studio.mini.video import world as V
 
-    from studio.mini.video.world import MOTION_WORDS
+    table = motion_table(WEIGHTS)
+    assert table is not None and set(table["loras"]) == set(V.MOTIONS)
+    for motion, phrases in V.MOTION_PHRASES.items():
+        for phrase in phrases:
+            c = choose_motion(table, f"a red circle {phrase} on a white background", WEIGHTS)
+            assert c.motion == motion and c.file.is_file(), phrase
+            assert c.prompt == "a red circle on a white background"  # as the training captions were stripped
+
+
+def test_text_side_is_the_mini_image_models():
+    """The motion comes from the motion LoRAs, so the text encoder and tokenizer are the image model's."""
+    from safetensors.torch import load_file
+    from transformers import CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(WEIGHTS / "tokenizer")
     old = CLIPTokenizer.from_pretrained(WEIGHTS.parents[1] / "weights" / "tokenizer")
-    for w in MOTION_WORDS:
-        assert len(tok.tokenize(w)) == 1
     cap = "a large red circle at the top left on a white background"
-    assert tok(cap).input_ids == old(cap).input_ids
-    assert CLIPTextConfig.from_pretrained(WEIGHTS / "text_encoder").vocab_size == len(tok)
+    assert tok(cap).input_ids == old(cap).input_ids and len(tok) == len(old)
+    new_te = load_file(str(WEIGHTS / "text_encoder" / "model.safetensors"))
+    old_te = load_file(str(WEIGHTS.parents[1] / "weights" / "text_encoder" / "model.safetensors"))
+    assert new_te.keys() == old_te.keys()
+    assert all((new_te[k].float() - old_te[k].float()).abs().max() < 1e-3 for k in new_te)
 
 
 @pytest.mark.slow

@@ -827,11 +827,10 @@ def parse(argv=None):
 # train 4x faster and learn the direction; a 256 px continuation teaches the motion modules the size the
 # studio renders (a 128 px-trained model sampled at 256 px moved as captioned in 1 of 4 clips; after 200
 # steps at 256 px, 5 of 6: docs/mini-video-plan.md).
-_COMMON = ["--cond", "motion-lora", "--lora-rank", "0", "--batch", "2", "--threads", "1", "--seed", "0",
-           "--t-high-frac", "0.6"]
+_COMMON = ["--cond", "motion-lora", "--lora-rank", "0", "--batch", "2", "--seed", "0", "--t-high-frac", "0.6"]
 RECIPES = {
     "motion-lora": [
-        _COMMON + ["--latent-res", "16", "--steps", "6000"],
+        _COMMON + ["--latent-res", "16", "--steps", "6000", "--threads", "1"],
         # a fresh cosine over 12,000 steps: resumed at 6,000 it restarts at 0.55 of the base rate
         _COMMON + ["--latent-res", "32", "--steps", "12000", "--stop-at", "6350", "--threads", "2"],
     ],
