@@ -6,8 +6,9 @@ warm-up of each.
 
 The stock side loads the model's folder with `AnimateDiffPipeline.from_pretrained` and calls it once per clip
 (unsealed PIL frames, nothing written): the floor. Where the folder ships motion LoRAs (mini-video), the stock side
-loads the prompt's one once with `load_lora_weights` and keeps it; the studio loads and removes it per clip. The studio side renders and delivers a sealed MP4 (mark in
-every frame, H.264, C2PA) to disk. Not a test: it prints a table to paste into docs/benchmarks.md.
+loads the prompt's one once with `load_lora_weights` and keeps it; the studio loads and removes it per clip. The
+studio side renders and delivers a sealed MP4 (mark in every frame, H.264, C2PA) to disk. Not a test: it prints a
+table to paste into docs/benchmarks.md.
 """
 from __future__ import annotations
 

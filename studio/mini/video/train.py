@@ -833,6 +833,7 @@ RECIPES = {
         _COMMON + ["--latent-res", "16", "--steps", "6000", "--threads", "1"],
         # a fresh cosine over 12,000 steps: resumed at 6,000 it restarts at 0.55 of the base rate
         _COMMON + ["--latent-res", "32", "--steps", "12000", "--stop-at", "6350", "--threads", "2"],
+        _COMMON + ["--latent-res", "32", "--steps", "12000", "--stop-at", "6750", "--threads", "1"],
     ],
 }
 
