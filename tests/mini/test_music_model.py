@@ -137,6 +137,30 @@ def test_train_exports_a_stock_pipeline_and_resumes(tmp_path, capsys):
     assert json.loads((tmp_path / "o2" / "training.json").read_text())["step"] == 1
     for k, v in pipe2.transformer.state_dict().items():
         torch.testing.assert_close(v, src[k].half().float(), msg=k)
+    assert json.loads((tmp_path / "o2" / "training.json").read_text())["steps_total"] == 4  # 3 before, 1 here
+
+    # a fine-tune starts from an exported folder (the committed weights are one): its weights, its step count
+    TR.main(_args(tmp_path / "w3", tmp_path / "o3", "--steps", "1", "--duration", "2", "--lr", "0",
+                  "--init-from", str(tmp_path / "o2")))
+    pipe3 = StableAudioPipeline.from_pretrained(tmp_path / "o3", local_files_only=True, torch_dtype=torch.float32)
+    for k, v in pipe3.transformer.state_dict().items():
+        torch.testing.assert_close(v, pipe2.transformer.state_dict()[k], msg=k)
+    assert json.loads((tmp_path / "o3" / "training.json").read_text())["steps_total"] == 5
+    with pytest.raises(SystemExit, match="neither a ckpt.pt nor an exported pipeline"):
+        TR.main(_args(tmp_path / "w4", "", "--steps", "1", "--init-from", str(tmp_path / "missing")))
+
+
+def test_cosine_rate_warms_up_then_falls_to_a_tenth():
+    import argparse
+
+    a = argparse.Namespace(lr=1e-3, warmup=10, steps=100, cosine=True)
+    assert TR.lr_at(0, a) == pytest.approx(1e-4)  # a tenth of the way up the warm-up
+    rates = [TR.lr_at(s, a) for s in range(100)]
+    assert max(rates) == pytest.approx(rates[9], rel=0.01) and rates[9] > 9e-4  # warm-up done at step 9
+    assert all(x >= y for x, y in zip(rates[9:], rates[10:]))  # then only falls
+    assert TR.lr_at(100, a) == pytest.approx(1e-4)
+    a.cosine = False
+    assert TR.lr_at(50, a) == 1e-3
 
 
 def test_the_samplers_last_sigma_leaves_every_instrument_above_its_noise():

@@ -108,6 +108,39 @@ def loss_fn(dit, projection, z, text_hidden, sigma, noise, drop, seconds: float 
     return (out - target).pow(2).mean()
 
 
+def init_checkpoint(path) -> dict:
+    """What ``--init-from`` starts from: a ``--work`` folder's ``ckpt.pt``, or an exported pipeline folder (e.g. the
+    committed weights, whose ``training.json`` names their hyperparameters), read as EMA weights in fp32."""
+    import torch
+
+    path = Path(path)
+    if (path / "ckpt.pt").exists():
+        return torch.load(path / "ckpt.pt", map_location="cpu", weights_only=False)
+    if not (path / "model_index.json").exists() or not (path / "training.json").exists():
+        raise SystemExit(f"--init-from: {path} holds neither a ckpt.pt nor an exported pipeline with training.json")
+    from diffusers import StableAudioDiTModel, StableAudioProjectionModel
+
+    meta = json.loads((path / "training.json").read_text())
+    dit = StableAudioDiTModel.from_pretrained(path / "transformer", local_files_only=True, torch_dtype=torch.float32)
+    proj = StableAudioProjectionModel.from_pretrained(path / "projection_model", local_files_only=True,
+                                                      torch_dtype=torch.float32)
+    # records from before steps_total existed: the earlier stages sit beside it as training_stage*.json
+    total = meta.get("steps_total") or meta["step"] + sum(
+        json.loads(f.read_text())["step"] for f in sorted(path.glob("training_stage*.json")))
+    return {"ema_dit": dit.state_dict(), "ema_proj": proj.state_dict(), "hparams": meta["hparams"],
+            "step": meta["step"], "steps_total": total}
+
+
+def lr_at(step: int, args) -> float:
+    """Linear warm-up, then constant, or with ``--cosine`` a half cosine from ``--lr`` down to a tenth of it at
+    ``--steps`` (the end of a fine-tune, where a lower rate lets the weights settle into the minimum)."""
+    warm = min(1.0, (step + 1) / args.warmup)
+    if not args.cosine:
+        return args.lr * warm
+    frac = min(1.0, step / max(1, args.steps))
+    return args.lr * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
 def export(out: Path, dit, projection, meta: dict) -> None:
     import torch
 
@@ -145,6 +178,7 @@ def train(args) -> dict:
     opt = torch.optim.AdamW([p for p in params if p.requires_grad], lr=args.lr, weight_decay=0.01)
     ema_dit, ema_proj = copy.deepcopy(dit).requires_grad_(False), copy.deepcopy(proj).requires_grad_(False)
     step, spent = 0, 0.0
+    start_total = 0  # steps before this run's: a fine-tune's record counts its whole history (steps_total)
     if args.resume:
         if not ck_path.exists():
             raise SystemExit(f"--resume: no checkpoint at {ck_path}")
@@ -157,13 +191,15 @@ def train(args) -> dict:
         ema_proj.load_state_dict(ck["ema_proj"])
         opt.load_state_dict(ck["opt"])
         step, spent = ck["step"], ck["seconds"]
+        start_total = ck.get("start_total", 0)
         log(f"resumed at step {step} ({spent / 60:.1f} min trained)")
     elif ck_path.exists():
         raise SystemExit(f"{ck_path} exists: pass --resume to continue it, or another --work")
     elif args.init_from:
         # a curriculum: the DiT's weights do not depend on its window (rotary positions), so a model trained on
         # short clips starts a longer-window run; the optimiser and step count start afresh
-        ck = torch.load(Path(args.init_from) / "ckpt.pt", map_location="cpu", weights_only=False)
+        ck = init_checkpoint(args.init_from)
+        start_total = int(ck.get("steps_total", ck.get("step", 0)))
         # the window and the data's level do not shape the weights; the rest does
         same = {k: hparams_of(ck)[k] for k in HPARAMS if k not in ("duration", "level")}
         if same != {k: hp[k] for k in same}:
@@ -178,6 +214,7 @@ def train(args) -> dict:
         return {"step": step, "train_seconds": round(spent, 1), "hparams": hp, "batch": args.batch, "lr": args.lr,
                 "cfg_drop": args.cfg_drop, "ema": args.ema, "fixed": fixed or None, "seed": args.seed, "threads": args.threads,
                 "dit_params": n_params, "final": final, "init_from": args.init_from or None,
+                "steps_total": start_total + step, "cosine": args.cosine,
                 "text_encoder": "hand-made T5 (studio/mini/music/text.py)",
                 "command": "python -m studio.mini.music.train " + " ".join(args.argv)}
 
@@ -185,7 +222,7 @@ def train(args) -> dict:
         tmp = ck_path.with_suffix(".tmp")
         torch.save({"dit": dit.state_dict(), "proj": proj.state_dict(), "ema_dit": ema_dit.state_dict(),
                     "ema_proj": ema_proj.state_dict(), "opt": opt.state_dict(), "step": step, "seconds": spent,
-                    "hparams": hp}, tmp)
+                    "hparams": hp, "start_total": start_total, "steps_total": start_total + step}, tmp)
         tmp.replace(ck_path)
 
     start = time.time()
@@ -207,7 +244,7 @@ def train(args) -> dict:
             noise = torch.randn(z.shape, generator=gen)
             drop = torch.rand(len(z), generator=gen) < args.cfg_drop
             z, sigma, noise, drop = (torch.as_tensor(v).to(dev) for v in (z, sigma, noise, drop))
-            lr = args.lr * min(1.0, (step + 1) / args.warmup)
+            lr = lr_at(step, args)
             for g in opt.param_groups:
                 g["lr"] = lr
             loss = loss_fn(dit, proj, z, text_hidden, sigma, noise, drop, args.duration)
@@ -263,6 +300,7 @@ def main(argv=None) -> None:
     p.add_argument("--fixed", default="", help="train on one combination only, e.g. plucked,fast,high,rising,major")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
+    p.add_argument("--cosine", action="store_true", help="decay the rate to a tenth of --lr by --steps (lr_at)")
     p.add_argument("--ema", type=float, default=0.995)
     p.add_argument("--cfg-drop", type=float, default=0.1)
     p.add_argument("--steps", type=int, default=10**9, help="stop at this total step count")
@@ -274,7 +312,8 @@ def main(argv=None) -> None:
     p.add_argument("--workers", type=int, default=1, help="processes rendering the training clips")
     p.add_argument("--device", default="cpu", help="torch device (cuda on a GPU machine: same stream, same checkpoint)")
     p.add_argument("--init-from", default="",
-                   help="a --work folder whose EMA weights start this run (e.g. one trained at a shorter --duration)")
+                   help="a --work folder whose EMA weights start this run (e.g. one trained at a shorter --duration), "
+                   "or an exported pipeline folder such as studio/mini/music/weights")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.batch < 1 or args.steps < 1:
@@ -282,6 +321,8 @@ def main(argv=None) -> None:
     if (args.patch > 1 or args.envelope) and args.out:
         p.error("--patch > 1 and --envelope are for probes: the closed-form Oobleck decodes 64 channels, one frame "
                 "a token, so the export would not decode (drop --out)")
+    if args.cosine and args.steps >= 10**9:
+        p.error("--cosine decays towards --steps: give --steps")
     if not 1.0 <= args.duration <= W.DURATION:
         p.error(f"--duration must be 1 to {W.DURATION:g} seconds (the projection model's range)")
     print(json.dumps(train(args)))
