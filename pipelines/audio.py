@@ -26,6 +26,9 @@ from .loading import AUDIO_FAMILY_NAMES, AUDIO_MODES, LoadedModel, _musicgen_typ
 # scheduler-config key by which a model declares the latent level it was trained at ("unit_rms": each clip's latent
 # scaled to unit rms); see _latent_level_gain
 LATENT_LEVEL_KEY = "_studio_latent_level"
+# with it, how many leading latent channels the level counts (the rest are features the encoder appends, such as
+# the mini model's gate channels); the rms stays a mean over all channels
+LATENT_LEVEL_CHANNELS_KEY = "_studio_latent_level_channels"
 # strength 0.6 keeps the source's rhythm and harmony and still restyles (as video's vid2vid default)
 DEFAULT_AUDIO2AUDIO_STRENGTH = 0.6
 # seconds of linear crossfade where generated audio meets the original (inside the regenerated span)
@@ -628,7 +631,8 @@ def _latent_level_gain(model: LoadedModel, pipe, src: np.ndarray | None) -> floa
     wave = torch.from_numpy(np.ascontiguousarray(np.asarray(src, np.float32).reshape(src.shape[0], -1).T))[None]
     with torch.inference_mode():
         z = pipe.vae.encode(wave.to(model.device, model.dtype)).latent_dist.mean.float()
-    rms = float(z.pow(2).mean().sqrt())
+    kept = int(model.base_scheduler_config.get(LATENT_LEVEL_CHANNELS_KEY) or z.shape[1])
+    rms = float((z[:, :kept].pow(2).sum() / (z.shape[1] * z.shape[2])).sqrt())
     return 1.0 / max(rms, 1e-4)
 
 

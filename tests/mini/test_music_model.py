@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from studio.mini.music import codec as C  # noqa: E402
 from studio.mini.music import model as M  # noqa: E402
 from studio.mini.music import text as T  # noqa: E402
 from studio.mini.music import train as TR  # noqa: E402
@@ -201,7 +202,8 @@ def test_patches_round_trip_and_a_fixed_combination_trains_alone(tok_te, tmp_pat
     ck = torch.load(tmp_path / "w" / "ckpt.pt", weights_only=False)
     assert TR.hparams_of(ck)["patch"] == 5 and ck["dit"]["proj_in.weight"].shape[1] == 5 * C.LATENT
     # checkpoints from before --patch / --envelope / --level
-    assert TR.hparams_of({"hparams": {"layers": 2}}) == {"patch": 1, "envelope": False, "level": False, "layers": 2}
+    assert TR.hparams_of({"hparams": {"layers": 2}}) == {"patch": 1, "envelope": False, "level": False,
+                                                        "gate": False, "layers": 2}
     zl = TR.level_normalise(np.stack([z[0] * 0.1, z[1] * 3.0]))
     np.testing.assert_allclose(np.sqrt((zl**2).mean(axis=(1, 2))), 1.0, rtol=1e-5)
     env = C.envelope(z)
@@ -244,3 +246,33 @@ def test_a_level_model_is_fed_its_source_at_the_level_it_was_trained_at(tmp_path
         k: v for k, v in model.base_scheduler_config.items() if k != LATENT_LEVEL_KEY})
     soft, loud = a2a(undeclared, quiet), a2a(undeclared, 4 * quiet)
     assert np.abs(loud - 4 * soft).max() > 10 * 2e-4
+
+
+def test_a_gated_model_exports_its_gate_vae_and_the_level_counts_the_coefficients_only(tmp_path):
+    """``--gate``: the trainer sees bins 58-63 replaced by gate channels computed from the level-normalised
+    coefficients; the export's VAE encodes exactly that, and the pipeline's level gain ignores the gate channels
+    (counting them would scale every source by their energy)."""
+    from diffusers import StableAudioPipeline
+
+    from pipelines import from_pipeline
+    from pipelines.audio import LATENT_LEVEL_CHANNELS_KEY, _latent_level_gain
+
+    m = W.sample_melody(3, "train", duration=1.0)
+    x = W.render(m).astype(np.float32)
+    z = TR.melody_latent(m)[None]
+    hp = {"patch": 1, "envelope": False, "level": True, "gate": True}
+    seen = TR.model_input(z, hp)
+    coef = seen[:, : C.GATE_FIRST]
+    assert float(np.sqrt((coef.astype(np.float64) ** 2).sum() / (C.LATENT * z.shape[-1]))) == pytest.approx(1.0, rel=1e-4)
+    np.testing.assert_allclose(seen, C.with_gate(np.pad(coef, ((0, 0), (0, C.LATENT - C.GATE_FIRST), (0, 0)))), atol=1e-6)
+
+    TR.main(_args(tmp_path / "w", tmp_path / "o", "--steps", "1", "--level", "--gate"))
+    assert json.loads((tmp_path / "o" / "training.json").read_text())["hparams"]["gate"] is True
+    pipe = StableAudioPipeline.from_pretrained(tmp_path / "o", local_files_only=True, torch_dtype=torch.float32)
+    model = from_pipeline(pipe)
+    assert model.base_scheduler_config[LATENT_LEVEL_CHANNELS_KEY] == C.GATE_FIRST
+    gain = _latent_level_gain(model, pipe, 0.25 * x[:, None])
+    with torch.inference_mode():
+        enc = pipe.vae.encode(torch.from_numpy(gain * 0.25 * x)[None, None]).latent_dist.mean.numpy()
+    # what the model is fed at an edit is what it was trained on, to the fp16 rounding of the saved VAE's weights
+    np.testing.assert_allclose(enc, seen, rtol=2e-3, atol=2e-3)

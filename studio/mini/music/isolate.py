@@ -28,13 +28,16 @@ from . import world as W
 SIGMAS = (0.03, 0.1, 0.3, 1.0, 3.0)
 
 
+SPLIT = "train"  # --split: the probes' melodies (train, or the held-out combinations the evaluation scores)
+
+
 def _melodies(n: int, duration: float, fixed: str = "") -> list:
     if fixed:
         from .train import parse_fixed
 
         attrs = parse_fixed(fixed)
         return [W.sample_melody(7000 + i, "any", duration=duration, **attrs) for i in range(n)]
-    return [W.sample_melody(6_000_000 + i, "train", duration=duration) for i in range(n)]
+    return [W.sample_melody(6_000_000 + i, SPLIT, duration=duration) for i in range(n)]
 
 
 def judged(melodies, audios) -> dict:
@@ -152,7 +155,7 @@ def probe_denoise(work: str, n: int, fixed: str = "") -> dict:
     dit, proj, hp, step = load_work(work)
     ms = _melodies(n, hp["duration"], fixed)
     z = torch.as_tensor(model_latents(ms, hp))
-    vae = C.build_vae()
+    vae = C.build_vae(gate=hp["gate"])
     caps = [m.caption for m in ms]
     gen = torch.Generator().manual_seed(0)
     out = {"work": work, "step": step, "hparams": hp, "n": n, "fixed": fixed or None, "one_step": {}}
@@ -178,7 +181,7 @@ def probe_sample(work: str, n: int, steps: int, guidance: float, fixed: str = ""
         raise SystemExit("sample: the stock pipeline's VAE has one frame a token here; use partial (from sigma 500)")
     ms = _melodies(n, hp["duration"], fixed)
     caps = [W.caption(m) for m in ms]
-    pipe = M.build_pipeline(dit, proj, tokenizer=T.build_tokenizer())
+    pipe = M.build_pipeline(dit, proj, vae=C.build_vae(gate=hp["gate"]), tokenizer=T.build_tokenizer())
     pipe.set_progress_bar_config(disable=True)
     gens = [torch.Generator().manual_seed(i) for i in range(n)]
     lat = pipe(caps, num_inference_steps=steps, guidance_scale=guidance, audio_end_in_s=hp["duration"],
@@ -220,7 +223,7 @@ def probe_partial(work: str, n: int, steps: int, guidance: float, fixed: str = "
     ms = _melodies(n, hp["duration"], fixed)
     caps = [W.caption(m) for m in ms]
     z = torch.as_tensor(model_latents(ms, hp))
-    vae = C.build_vae()
+    vae = C.build_vae(gate=hp["gate"])
     out = {"work": work, "step": step, "n": n, "steps": steps, "guidance": guidance, "fixed": fixed or None,
            "from_sigma": {}}
     for s0 in starts:
@@ -245,9 +248,14 @@ def main(argv=None) -> None:
     ap.add_argument("--guidance", type=float, default=4.0)
     ap.add_argument("--fixed", default="", help="instrument,tempo,register,contour,mode: one combination only")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--split", choices=("train", "holdout"), default="train",
+                    help="melodies of the train combinations (seeds the trainer never draws) or the held-out ones")
     ap.add_argument("--starts", default="500,20,8,3,1", help="partial: the sigmas sampling starts from")
     args = ap.parse_args(argv)
     import torch
+
+    global SPLIT
+    SPLIT = args.split
 
     torch.set_num_threads(args.threads)
     if args.what in ("denoise", "sample", "partial") and not args.work:

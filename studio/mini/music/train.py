@@ -31,19 +31,21 @@ from . import model as M
 from . import text as T
 from . import world as W
 
-HPARAMS = ("layers", "width", "heads", "duration", "patch", "envelope", "level")
+HPARAMS = ("layers", "width", "heads", "duration", "patch", "envelope", "level", "gate")
 
 
 def hparams_of(ck: dict) -> dict:
     """A checkpoint's hyperparameters; checkpoints from before ``--patch`` existed had one frame a token."""
-    return {"patch": 1, "envelope": False, "level": False, **ck["hparams"]}
+    return {"patch": 1, "envelope": False, "level": False, "gate": False, **ck["hparams"]}
 
 
-def level_normalise(z: np.ndarray) -> np.ndarray:
+def level_normalise(z: np.ndarray, channels: int = C.LATENT) -> np.ndarray:
     """Each clip's latent scaled to unit rms (a gain on its audio: the codec is linear; the judge reads no level).
     The world's clips span 16 dB of latent level (plucked ~0.15, square ~1.4), so one noise level is a
-    different SNR per instrument; normalised, every clip crosses the same SNRs at the same sigma."""
-    rms = np.sqrt((np.asarray(z, np.float64) ** 2).mean(axis=(-2, -1), keepdims=True))
+    different SNR per instrument; normalised, every clip crosses the same SNRs at the same sigma.  Only the first
+    ``channels`` count (a gated latent's coefficients), as a mean over all LATENT channels."""
+    zc = np.asarray(z, np.float64)[..., :channels, :]
+    rms = np.sqrt((zc**2).sum(axis=(-2, -1), keepdims=True) / (C.LATENT * zc.shape[-1]))
     return (z / np.maximum(rms, 1e-4)).astype(np.float32)
 
 
@@ -58,8 +60,13 @@ def melody_latent(m) -> np.ndarray:
 
 def model_input(z: np.ndarray, hp: dict) -> np.ndarray:
     """Latents as a checkpoint with hyperparameters ``hp`` sees them: level-normalised (``level``), with the
-    envelope channels appended (``envelope``), ``patch`` frames a token."""
+    envelope channels appended (``envelope``), bins from GATE_FIRST on replaced by the gate channels (``gate``),
+    ``patch`` frames a token."""
+    if hp.get("gate"):
+        z = np.array(z, np.float32, copy=True)
+        z[..., C.GATE_FIRST:, :] = 0.0
     z = level_normalise(z) if hp["level"] else z
+    z = C.with_gate(z) if hp.get("gate") else z
     z = np.concatenate([z, C.envelope(z)], axis=1) if hp["envelope"] else z
     return C.patchify(z, hp["patch"])
 
@@ -144,15 +151,19 @@ def lr_at(step: int, args) -> float:
 def export(out: Path, dit, projection, meta: dict) -> None:
     import torch
 
-    from pipelines.audio import LATENT_LEVEL_KEY
+    from pipelines.audio import LATENT_LEVEL_CHANNELS_KEY, LATENT_LEVEL_KEY
 
-    pipe = M.build_pipeline(copy.deepcopy(dit).cpu().eval(), copy.deepcopy(projection).cpu().eval())
+    gate = bool(meta.get("hparams", {}).get("gate"))
+    pipe = M.build_pipeline(copy.deepcopy(dit).cpu().eval(), copy.deepcopy(projection).cpu().eval(),
+                            vae=C.build_vae(gate=gate))
     pipe.to(torch.float16)
     out.mkdir(parents=True, exist_ok=True)
     if meta.get("hparams", {}).get("level"):
         # tell the pipeline the latent level this model expects, so a source clip is brought to it (audio-to-audio,
         # continuation, inpainting); see pipelines.audio._latent_level_gain
         pipe.scheduler.register_to_config(**{LATENT_LEVEL_KEY: "unit_rms"})
+        if gate:  # the level counts the coefficients only, not the gate channels the encoder appends
+            pipe.scheduler.register_to_config(**{LATENT_LEVEL_CHANNELS_KEY: C.GATE_FIRST})
     pipe.save_pretrained(str(out))
     (out / "training.json").write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -297,6 +308,8 @@ def main(argv=None) -> None:
     p.add_argument("--envelope", action="store_true",
                    help="probe: append codec.envelope's channels to the latent (not decodable by the stock VAE)")
     p.add_argument("--level", action="store_true", help="train on clips scaled to unit latent rms (level_normalise)")
+    p.add_argument("--gate", action="store_true",
+                   help="latent bins 58-63 carry band energies (codec.with_gate; the exported VAE encodes them)")
     p.add_argument("--fixed", default="", help="train on one combination only, e.g. plucked,fast,high,rising,major")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
