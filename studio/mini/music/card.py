@@ -102,7 +102,9 @@ Mode by caption: {mode_line or 'not measured'}.
 def write_card(folder: Path, chain: list[Path] | None = None) -> Path:
     folder = Path(folder)
     meta = json.loads((folder / "training.json").read_text())
-    metas = [json.loads(Path(p).read_text()) for p in (chain or [])] + [meta]
+    # the earlier stages of a curriculum sit beside training.json as training_stage*.json (train.init_checkpoint)
+    chain = chain if chain else sorted(folder.glob("training_stage*.json"))
+    metas = [json.loads(Path(p).read_text()) for p in chain] + [meta]
     ev = json.loads((folder / "eval_results.json").read_text()) if (folder / "eval_results.json").exists() else {}
     out = folder / "README.md"
     out.write_text(card_text(metas, ev))

@@ -114,15 +114,15 @@ def unpatchify(z, patch: int):
 GATE_FIRST = 58
 GATE_BANDS = ((0, 2), (2, 4), (4, 7), (7, 12), (12, 20), (20, 58))  # MDCT bins: 0-125 Hz ... 1.25-3.6 kHz
 GATE_A = 0.1  # sin^2(0.1 z): about (0.1 z)^2 and monotone up to |z| = 15.7 (99.9% of unit-rms latents are < 10)
-GATE_TAPS = 3  # the encoder's last convolution: energy summed over 3 frames (24 ms, under the 56 ms gaps)
 # per-band mean and std of the raw band energy on unit-rms train clips (measure_gate), to give unit-scale channels
 GATE_MEAN = (0.2223, 0.3784, 0.0991, 0.4291, 0.3187, 0.1752)
 GATE_STD = (0.4457, 0.569, 0.1777, 0.6741, 0.6079, 0.3334)
 
 
 def _band_energy(z: np.ndarray) -> np.ndarray:
-    """(..., LATENT, T) latent -> (..., len(GATE_BANDS), T): sum of sin^2(GATE_A z) over each band and GATE_TAPS
-    frames (zero beyond the clip), the encoder's Snake and last convolution in numpy."""
+    """(..., LATENT, T) latent -> (..., len(GATE_BANDS), T): sum of sin^2(GATE_A z) over each band and 3 frames
+    (zero beyond the clip), the encoder's Snake and last convolution (kernel 3: 24 ms, shorter than the world's
+    shortest gap between notes) in numpy."""
     s = np.sin(GATE_A * np.asarray(z, np.float64)) ** 2
     bands = np.stack([s[..., lo:hi, :].sum(axis=-2) for lo, hi in GATE_BANDS], axis=-2)
     pad = np.pad(bands, [(0, 0)] * (bands.ndim - 1) + [(1, 1)])
