@@ -263,8 +263,10 @@ def test_a_gated_model_exports_its_gate_vae_and_the_level_counts_the_coefficient
     hp = {"patch": 1, "envelope": False, "level": True, "gate": True}
     seen = TR.model_input(z, hp)
     coef = seen[:, : C.GATE_FIRST]
-    assert float(np.sqrt((coef.astype(np.float64) ** 2).sum() / (C.LATENT * z.shape[-1]))) == pytest.approx(1.0, rel=1e-4)
-    np.testing.assert_allclose(seen, C.with_gate(np.pad(coef, ((0, 0), (0, C.LATENT - C.GATE_FIRST), (0, 0)))), atol=1e-6)
+    rms = np.sqrt((coef.astype(np.float64) ** 2).sum() / (C.LATENT * z.shape[-1]))
+    assert float(rms) == pytest.approx(1.0, rel=1e-4)
+    padded = np.pad(coef, ((0, 0), (0, C.LATENT - C.GATE_FIRST), (0, 0)))
+    np.testing.assert_allclose(seen, C.with_gate(padded), atol=1e-6)
 
     TR.main(_args(tmp_path / "w", tmp_path / "o", "--steps", "1", "--level", "--gate"))
     assert json.loads((tmp_path / "o" / "training.json").read_text())["hparams"]["gate"] is True

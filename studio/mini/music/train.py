@@ -39,13 +39,11 @@ def hparams_of(ck: dict) -> dict:
     return {"patch": 1, "envelope": False, "level": False, "gate": False, **ck["hparams"]}
 
 
-def level_normalise(z: np.ndarray, channels: int = C.LATENT) -> np.ndarray:
+def level_normalise(z: np.ndarray) -> np.ndarray:
     """Each clip's latent scaled to unit rms (a gain on its audio: the codec is linear; the judge reads no level).
     The world's clips span 16 dB of latent level (plucked ~0.15, square ~1.4), so one noise level is a
-    different SNR per instrument; normalised, every clip crosses the same SNRs at the same sigma.  Only the first
-    ``channels`` count (a gated latent's coefficients), as a mean over all LATENT channels."""
-    zc = np.asarray(z, np.float64)[..., :channels, :]
-    rms = np.sqrt((zc**2).sum(axis=(-2, -1), keepdims=True) / (C.LATENT * zc.shape[-1]))
+    different SNR per instrument; normalised, every clip crosses the same SNRs at the same sigma."""
+    rms = np.sqrt((np.asarray(z, np.float64) ** 2).mean(axis=(-2, -1), keepdims=True))
     return (z / np.maximum(rms, 1e-4)).astype(np.float32)
 
 
@@ -62,7 +60,7 @@ def model_input(z: np.ndarray, hp: dict) -> np.ndarray:
     """Latents as a checkpoint with hyperparameters ``hp`` sees them: level-normalised (``level``), with the
     envelope channels appended (``envelope``), bins from GATE_FIRST on replaced by the gate channels (``gate``),
     ``patch`` frames a token."""
-    if hp.get("gate"):
+    if hp.get("gate"):  # the level counts the coefficients only (bins 58-63 become gate channels), as in the pipeline
         z = np.array(z, np.float32, copy=True)
         z[..., C.GATE_FIRST:, :] = 0.0
     z = level_normalise(z) if hp["level"] else z
