@@ -203,7 +203,7 @@ def test_patches_round_trip_and_a_fixed_combination_trains_alone(tok_te, tmp_pat
     assert TR.hparams_of(ck)["patch"] == 5 and ck["dit"]["proj_in.weight"].shape[1] == 5 * C.LATENT
     # checkpoints from before --patch / --envelope / --level
     assert TR.hparams_of({"hparams": {"layers": 2}}) == {"patch": 1, "envelope": False, "level": False,
-                                                        "gate": False, "layers": 2}
+                                                        "gate": False, "oracle": False, "layers": 2}
     zl = TR.level_normalise(np.stack([z[0] * 0.1, z[1] * 3.0]))
     np.testing.assert_allclose(np.sqrt((zl**2).mean(axis=(1, 2))), 1.0, rtol=1e-5)
     env = C.envelope(z)
@@ -278,3 +278,34 @@ def test_a_gated_model_exports_its_gate_vae_and_the_level_counts_the_coefficient
         enc = pipe.vae.encode(torch.from_numpy(gain * 0.25 * x)[None, None]).latent_dist.mean.numpy()
     # what the model is fed at an edit is what it was trained on, to the fp16 rounding of the saved VAE's weights
     np.testing.assert_allclose(enc, seen, rtol=2e-3, atol=2e-3)
+
+
+def test_the_oracle_probe_is_given_where_notes_sound_and_is_not_scored_on_it(tmp_path):
+    """``--oracle`` (a probe): one extra channel, +1 where the notes sound (``codec.sounding``: one segment per
+    note), passed to the DiT clean at every sigma and left out of the loss; its export is refused."""
+    m = W.sample_melody(0, "train", duration=4.0)
+    s = C.sounding(TR.level_normalise(TR.melody_latent(m)))[0]
+    assert int(((s[1:] > 0) & (s[:-1] < 0)).sum() + (s[0] > 0)) == len(m.notes)
+    with pytest.raises(SystemExit):
+        TR.main(_args(tmp_path / "w0", tmp_path / "o", "--steps", "1", "--oracle"))
+    TR.main(["--work", str(tmp_path / "w"), "--layers", "1", "--width", "32", "--heads", "2", "--batch", "2",
+             "--duration", "1", "--steps", "1", "--level", "--oracle"])
+    ck = torch.load(tmp_path / "w" / "ckpt.pt", weights_only=False)
+    assert TR.hparams_of(ck)["oracle"] and ck["dit"]["proj_in.weight"].shape[1] == C.LATENT + 1
+
+    torch.manual_seed(0)
+    dit = M.make_dit(1, 32, 2, sample_size=16, extra=1)
+    proj = M.make_projection()
+    z = torch.randn(2, C.LATENT + 1, 16)
+    text = torch.zeros(2, 4, T.DIM)
+    sigma, drop = torch.tensor([0.5, 5.0]), torch.tensor([False, False])
+    noise = torch.randn(z.shape)
+    other = noise.clone()
+    other[:, -1] = torch.randn(2, 16)  # noise on the oracle channel must not reach the network
+    args = (dit, proj, z, text, sigma)
+    with torch.no_grad():
+        base = TR.loss_fn(*args, noise, drop, 1.0, clean=1)
+        assert TR.loss_fn(*args, other, drop, 1.0, clean=1) == base
+        flipped = z.clone()
+        flipped[:, -1] = -z[:, -1]  # the oracle itself does reach it
+        assert TR.loss_fn(dit, proj, flipped, text, sigma, noise, drop, 1.0, clean=1) != base

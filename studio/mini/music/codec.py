@@ -93,6 +93,16 @@ def envelope(z: np.ndarray) -> np.ndarray:
     return ((np.sqrt(np.maximum(e, 0.0)) - ENV_MEAN) / ENV_STD).astype(np.float32)
 
 
+def sounding(z: np.ndarray, floor_db: float = -20.0) -> np.ndarray:
+    """(..., LATENT, T) -> (..., 1, T): +1 where a frame's energy (over 3 frames) is within ``floor_db`` of the
+    clip's mean frame energy, -1 in the gaps.  The oracle probe's clean input (isolate.py): where the notes sound."""
+    e = (np.asarray(z, np.float64)[..., :GATE_FIRST, :] ** 2).sum(axis=-2)
+    pad = np.pad(e, [(0, 0)] * (e.ndim - 1) + [(1, 1)])
+    e = (pad[..., :-2] + pad[..., 1:-1] + pad[..., 2:]) / 3
+    ref = e.mean(axis=-1, keepdims=True) * 10 ** (floor_db / 10)
+    return np.where(e > ref, 1.0, -1.0).astype(np.float32)[..., None, :]
+
+
 def unpatchify(z, patch: int):
     """Inverse of ``patchify``."""
     if patch == 1:

@@ -111,13 +111,12 @@ def load_work(work: str):
 
     from . import model as M
 
-    from .train import hparams_of
+    from .train import extra_channels, hparams_of
 
     ck = torch.load(f"{work}/ckpt.pt", map_location="cpu", weights_only=False)
     hp = hparams_of(ck)
     frames = int(round(hp["duration"] * W.SR / C.HOP))
-    dit = M.make_dit(hp["layers"], hp["width"], hp["heads"], frames, hp["patch"],
-                     C.ENV_BINS if hp["envelope"] else 0)
+    dit = M.make_dit(hp["layers"], hp["width"], hp["heads"], frames, hp["patch"], extra_channels(hp))
     dit.load_state_dict(ck["ema_dit"])
     proj = M.make_projection()
     proj.load_state_dict(ck["ema_proj"])
@@ -133,8 +132,9 @@ def _text_encoder():
     return tok, T.build_text_encoder(tok)
 
 
-def denoise(dit, proj, x, sigma, captions, seconds: float):
-    """The EDM denoiser D(x; sigma) exactly as the scheduler forms it from the network's v output."""
+def denoise(dit, proj, x, sigma, captions, seconds: float, clean=None):
+    """The EDM denoiser D(x; sigma) exactly as the scheduler forms it from the network's v output; ``clean``: the
+    oracle channels, given to the network as they are (train.loss_fn's ``clean``)."""
     import torch
 
     from . import model as M
@@ -144,7 +144,10 @@ def denoise(dit, proj, x, sigma, captions, seconds: float):
     c_skip, c_out, c_in, t = M.precondition(sigma)
     with torch.no_grad():
         cross, glob = M.conditioning(proj, T.encode(tok, te, captions), seconds)
-        out = dit(x * c_in[:, None, None], t, encoder_hidden_states=cross, global_hidden_states=glob,
+        inp = x * c_in[:, None, None]
+        if clean is not None:
+            inp = torch.cat([inp[:, : -clean.shape[1]], clean], dim=1)
+        out = dit(inp, t, encoder_hidden_states=cross, global_hidden_states=glob,
                   rotary_embedding=M.rotary(dit, x.shape[-1]), return_dict=False)[0]
     return c_skip[:, None, None] * x + c_out[:, None, None] * out
 
@@ -195,7 +198,7 @@ def probe_sample(work: str, n: int, steps: int, guidance: float, fixed: str = ""
             "truth_channel_std_top4": [round(float(v), 2) for v in np.sort(zt.std(axis=(0, 2)))[-4:]]}
 
 
-def euler(dit, proj, x, captions, seconds: float, sigmas, guidance: float = 1.0):
+def euler(dit, proj, x, captions, seconds: float, sigmas, guidance: float = 1.0, clean=None):
     """Deterministic EDM Euler from ``sigmas[0]`` (x already carries that noise) down the list, then to 0: a
     sampler with none of the stock scheduler's SDE noise, to tell its part from the denoiser's."""
     import torch
@@ -203,9 +206,9 @@ def euler(dit, proj, x, captions, seconds: float, sigmas, guidance: float = 1.0)
     n = len(x)
     for i, s in enumerate(sigmas):
         sig = torch.full((n,), float(s))
-        d = denoise(dit, proj, x, sig, captions, seconds)
+        d = denoise(dit, proj, x, sig, captions, seconds, clean)
         if guidance != 1.0:
-            u = denoise(dit, proj, x, sig, [""] * n, seconds)
+            u = denoise(dit, proj, x, sig, [""] * n, seconds, clean)
             d = u + guidance * (d - u)
         nxt = sigmas[i + 1] if i + 1 < len(sigmas) else 0.0
         x = d if nxt == 0 else x + (nxt - s) * (x - d) / s
@@ -231,8 +234,9 @@ def probe_partial(work: str, n: int, steps: int, guidance: float, fixed: str = "
         gen = torch.Generator().manual_seed(1)
         x = z + s0 * torch.randn(z.shape, generator=gen)
         with torch.no_grad():
-            y = torch.cat([euler(dit, proj, x[i:i + 4], caps[i:i + 4], hp["duration"], sig, guidance)
-                           for i in range(0, n, 4)])
+            o = z[:, -1:] if hp["oracle"] else None
+            y = torch.cat([euler(dit, proj, x[i:i + 4], caps[i:i + 4], hp["duration"], sig, guidance,
+                                 None if o is None else o[i:i + 4]) for i in range(0, n, 4)])
         out["from_sigma"][str(s0)] = dict(judged(ms, decode_model(vae, y.numpy(), hp)),
                                           std=round(float(y.std()), 3))
     return out

@@ -31,12 +31,12 @@ from . import model as M
 from . import text as T
 from . import world as W
 
-HPARAMS = ("layers", "width", "heads", "duration", "patch", "envelope", "level", "gate")
+HPARAMS = ("layers", "width", "heads", "duration", "patch", "envelope", "level", "gate", "oracle")
 
 
 def hparams_of(ck: dict) -> dict:
     """A checkpoint's hyperparameters; checkpoints from before ``--patch`` existed had one frame a token."""
-    return {"patch": 1, "envelope": False, "level": False, "gate": False, **ck["hparams"]}
+    return {"patch": 1, "envelope": False, "level": False, "gate": False, "oracle": False, **ck["hparams"]}
 
 
 def level_normalise(z: np.ndarray) -> np.ndarray:
@@ -66,7 +66,13 @@ def model_input(z: np.ndarray, hp: dict) -> np.ndarray:
     z = level_normalise(z) if hp["level"] else z
     z = C.with_gate(z) if hp.get("gate") else z
     z = np.concatenate([z, C.envelope(z)], axis=1) if hp["envelope"] else z
+    z = np.concatenate([z, C.sounding(z)], axis=1) if hp.get("oracle") else z
     return C.patchify(z, hp["patch"])
+
+
+def extra_channels(hp: dict) -> int:
+    """Channels a probe appends to the latent: the envelope (generated with it) and the oracle (given, clean)."""
+    return (C.ENV_BINS if hp.get("envelope") else 0) + (1 if hp.get("oracle") else 0)
 
 
 def _latent(job) -> tuple[str, np.ndarray]:
@@ -101,15 +107,23 @@ def sample_sigma(n: int, gen):
     return (lo + (hi - lo) * torch.rand(n, generator=gen)).exp()
 
 
-def loss_fn(dit, projection, z, text_hidden, sigma, noise, drop, seconds: float = W.DURATION):
-    """Mean squared error of the network output against its v-prediction target (EDM unit weighting)."""
+def loss_fn(dit, projection, z, text_hidden, sigma, noise, drop, seconds: float = W.DURATION, clean: int = 0):
+    """Mean squared error of the network output against its v-prediction target (EDM unit weighting). The last
+    ``clean`` channels are an input given without noise (the oracle probe), not scored."""
     c_skip, c_out, c_in, t = M.precondition(sigma)
     x = z + sigma[:, None, None] * noise
     cross, glob = M.conditioning(projection, text_hidden, seconds)
     cross = cross * (~drop).to(cross.dtype)[:, None, None]
-    out = dit(x * c_in[:, None, None], t, encoder_hidden_states=cross, global_hidden_states=glob,
+    inp = x * c_in[:, None, None]
+    if clean:
+        import torch
+
+        inp = torch.cat([inp[:, :-clean], z[:, -clean:]], dim=1)
+    out = dit(inp, t, encoder_hidden_states=cross, global_hidden_states=glob,
               rotary_embedding=[r.to(z.device) for r in M.rotary(dit, z.shape[-1])], return_dict=False)[0]
     target = (z - c_skip[:, None, None] * x) / c_out[:, None, None]
+    if clean:
+        out, target = out[:, :-clean], target[:, :-clean]
     return (out - target).pow(2).mean()
 
 
@@ -178,8 +192,7 @@ def train(args) -> dict:
     fixed = parse_fixed(args.fixed)
     frames = int(round(args.duration * W.SR / C.HOP))
     dev = torch.device(args.device)
-    dit = M.make_dit(args.layers, args.width, args.heads, frames, args.patch,
-                     C.ENV_BINS if args.envelope else 0).to(dev)
+    dit = M.make_dit(args.layers, args.width, args.heads, frames, args.patch, extra_channels(hp)).to(dev)
     proj = M.make_projection().to(dev)
     tok = T.build_tokenizer()
     te = T.build_text_encoder(tok)
@@ -256,7 +269,7 @@ def train(args) -> dict:
             lr = lr_at(step, args)
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss = loss_fn(dit, proj, z, text_hidden, sigma, noise, drop, args.duration)
+            loss = loss_fn(dit, proj, z, text_hidden, sigma, noise, drop, args.duration, int(args.oracle))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -308,6 +321,8 @@ def main(argv=None) -> None:
     p.add_argument("--level", action="store_true", help="train on clips scaled to unit latent rms (level_normalise)")
     p.add_argument("--gate", action="store_true",
                    help="latent bins 58-63 carry band energies (codec.with_gate; the exported VAE encodes them)")
+    p.add_argument("--oracle", action="store_true",
+                   help="probe: give the DiT where the notes sound (codec.sounding) as a clean input channel")
     p.add_argument("--fixed", default="", help="train on one combination only, e.g. plucked,fast,high,rising,major")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=50)
@@ -329,8 +344,8 @@ def main(argv=None) -> None:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.batch < 1 or args.steps < 1:
         p.error("--batch and --steps must be positive")
-    if (args.patch > 1 or args.envelope) and args.out:
-        p.error("--patch > 1 and --envelope are for probes: the closed-form Oobleck decodes 64 channels, one frame "
+    if (args.patch > 1 or args.envelope or args.oracle) and args.out:
+        p.error("--patch > 1, --envelope and --oracle are for probes: the closed-form Oobleck decodes 64 channels, one frame "
                 "a token, so the export would not decode (drop --out)")
     if args.cosine and args.steps >= 10**9:
         p.error("--cosine decays towards --steps: give --steps")
