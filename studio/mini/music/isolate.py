@@ -156,6 +156,8 @@ def probe_denoise(work: str, n: int, fixed: str = "") -> dict:
     import torch
 
     dit, proj, hp, step = load_work(work)
+    if hp["oracle"]:
+        raise SystemExit("denoise: not written for the oracle probe; use partial")
     ms = _melodies(n, hp["duration"], fixed)
     z = torch.as_tensor(model_latents(ms, hp))
     vae = C.build_vae(gate=hp["gate"])
@@ -180,8 +182,9 @@ def probe_sample(work: str, n: int, steps: int, guidance: float, fixed: str = ""
     from . import text as T
 
     dit, proj, hp, step = load_work(work)
-    if hp["patch"] != 1:
-        raise SystemExit("sample: the stock pipeline's VAE has one frame a token here; use partial (from sigma 500)")
+    if hp["patch"] != 1 or hp["oracle"]:
+        raise SystemExit("sample: the stock pipeline cannot take this probe's latent (patches or an oracle channel); "
+                         "use partial (from sigma 80)")
     ms = _melodies(n, hp["duration"], fixed)
     caps = [W.caption(m) for m in ms]
     pipe = M.build_pipeline(dit, proj, vae=C.build_vae(gate=hp["gate"]), tokenizer=T.build_tokenizer())
