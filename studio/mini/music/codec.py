@@ -96,9 +96,7 @@ def envelope(z: np.ndarray) -> np.ndarray:
 def sounding(z: np.ndarray, floor_db: float = -20.0) -> np.ndarray:
     """(..., LATENT, T) -> (..., 1, T): +1 where a frame's energy (over 3 frames) is within ``floor_db`` of the
     clip's mean frame energy, -1 in the gaps.  The oracle probe's clean input (isolate.py): where the notes sound."""
-    e = (np.asarray(z, np.float64)[..., :GATE_FIRST, :] ** 2).sum(axis=-2)
-    pad = np.pad(e, [(0, 0)] * (e.ndim - 1) + [(1, 1)])
-    e = (pad[..., :-2] + pad[..., 1:-1] + pad[..., 2:]) / 3
+    e = _sum3((np.asarray(z, np.float64)[..., :GATE_FIRST, :] ** 2).sum(axis=-2)) / 3
     ref = e.mean(axis=-1, keepdims=True) * 10 ** (floor_db / 10)
     return np.where(e > ref, 1.0, -1.0).astype(np.float32)[..., None, :]
 
@@ -134,8 +132,12 @@ def _band_energy(z: np.ndarray) -> np.ndarray:
     (zero beyond the clip), the encoder's Snake and last convolution (kernel 3: 24 ms, shorter than the world's
     shortest gap between notes) in numpy."""
     s = np.sin(GATE_A * np.asarray(z, np.float64)) ** 2
-    bands = np.stack([s[..., lo:hi, :].sum(axis=-2) for lo, hi in GATE_BANDS], axis=-2)
-    pad = np.pad(bands, [(0, 0)] * (bands.ndim - 1) + [(1, 1)])
+    return _sum3(np.stack([s[..., lo:hi, :].sum(axis=-2) for lo, hi in GATE_BANDS], axis=-2))
+
+
+def _sum3(x: np.ndarray) -> np.ndarray:
+    """Sum over each frame and its two neighbours along the last axis, zero beyond the ends (a kernel-3 conv)."""
+    pad = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(1, 1)])
     return pad[..., :-2] + pad[..., 1:-1] + pad[..., 2:]
 
 

@@ -345,8 +345,8 @@ def main(argv=None) -> None:
     if args.batch < 1 or args.steps < 1:
         p.error("--batch and --steps must be positive")
     if (args.patch > 1 or args.envelope or args.oracle) and args.out:
-        p.error("--patch > 1, --envelope and --oracle are for probes: the closed-form Oobleck decodes 64 channels, one frame "
-                "a token, so the export would not decode (drop --out)")
+        p.error("--patch > 1, --envelope and --oracle are for probes: the closed-form Oobleck decodes 64 channels, "
+                "one frame a token, so the export would not decode (drop --out)")
     if args.cosine and args.steps >= 10**9:
         p.error("--cosine decays towards --steps: give --steps")
     if not 1.0 <= args.duration <= W.DURATION:
